@@ -1,0 +1,1 @@
+"""Roundtable: facilitated online co-production."""

@@ -1,0 +1,75 @@
+"""Typed settings, read from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 - refused outside development
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    secret_key: str = PLACEHOLDER_SECRET
+    database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'roundtable.db'}"
+    redis_url: str | None = None
+    upload_dir: Path = PROJECT_ROOT / "var" / "uploads"
+    vosk_model_path: Path = PROJECT_ROOT / "var" / "models" / "model-en-us"
+    static_vendor_dir: Path = PROJECT_ROOT / "node_modules"
+    base_url: str = "http://127.0.0.1:8000"
+    # Cookies are marked Secure when the public address is HTTPS.
+    secure_cookies: bool | None = None
+    session_max_age_days: int = Field(default=14, ge=1, le=365)
+    invite_max_age_days: int = Field(default=30, ge=1, le=365)
+    default_timezone: str = "Europe/London"
+    max_upload_mb: int = Field(default=100, ge=1, le=10_000)
+    max_csv_rows: int = Field(default=5_000, ge=1)
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.environment == "production" and (
+            self.secret_key == PLACEHOLDER_SECRET or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "SECRET_KEY must be set to a random value of at least 32 characters in production"
+            )
+        return self
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.base_url.startswith("https://")
+
+    @property
+    def async_database_url(self) -> str:
+        return to_async_url(self.database_url)
+
+    @property
+    def sync_database_url(self) -> str:
+        return to_sync_url(self.database_url)
+
+
+def to_async_url(url: str) -> str:
+    """Accept the common spellings of a database URL and pick the async driver."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def to_sync_url(url: str) -> str:
+    """The same database for synchronous tools (Alembic)."""
+    url = to_async_url(url)
+    if url.startswith("sqlite+aiosqlite:///"):
+        return "sqlite:///" + url.removeprefix("sqlite+aiosqlite:///")
+    return url  # psycopg 3 serves both sync and async

@@ -1,0 +1,216 @@
+"""Dependencies routes receive through `Annotated`: database, settings, who is asking, and
+what they may do."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import NotSignedIn
+from app.models import Group, GroupFacilitator, Membership, Programme, ProgrammeSession, Role, User
+from app.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Signer
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def get_signer(request: Request) -> Signer:
+    signer: Signer = request.state.signer
+    return signer
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.state.sessionmaker() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SignerDep = Annotated[Signer, Depends(get_signer)]
+SessionDep = Annotated[AsyncSession, Depends(get_db)]
+
+
+async def verify_csrf(request: Request) -> None:
+    """Every state-changing request must carry the token from the page (form field or header)."""
+    if request.method in SAFE_METHODS:
+        return
+    signer: Signer = request.state.signer
+    cookie = request.cookies.get(CSRF_COOKIE)
+    token = request.headers.get(CSRF_HEADER)
+    if token is None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get(CSRF_FIELD)
+            token = value if isinstance(value, str) else None
+    if not signer.csrf_valid(cookie, token):
+        raise HTTPException(
+            status_code=403,
+            detail="This form has expired or was sent from another site. "
+            "Please reload the page and try again.",
+        )
+
+
+async def optional_user(request: Request, db: SessionDep, settings: SettingsDep) -> User | None:
+    if hasattr(request.state, "user"):
+        cached: User | None = request.state.user
+        return cached
+    user = None
+    raw = request.cookies.get(SESSION_COOKIE)
+    if raw:
+        signer: Signer = request.state.signer
+        claims = signer.read_session_cookie(raw, settings.session_max_age_days * 86400)
+        if claims is not None:
+            candidate = await db.get(User, claims.user_id)
+            if candidate is not None and candidate.auth_epoch == claims.epoch:
+                user = candidate
+    request.state.user = user
+    return user
+
+
+async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    if user is None:
+        raise NotSignedIn()
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail="Only administrators can do this.")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+@dataclass
+class ProgrammeContext:
+    """A programme together with who is asking and what role they hold in it."""
+
+    programme: Programme
+    user: User
+    membership: Membership | None
+    role: Role  # administrators who are not members act as hosts
+
+    @property
+    def is_host(self) -> bool:
+        return self.role is Role.HOST
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role is Role.HOST
+
+
+NOT_FOUND = "We could not find that programme, or you are not part of it."
+
+
+async def load_programme_context(
+    db: AsyncSession, user: User, programme_id: int
+) -> ProgrammeContext:
+    programme = await db.get(Programme, programme_id)
+    if programme is None:
+        raise HTTPException(status_code=404, detail=NOT_FOUND)
+    membership = await db.scalar(
+        select(Membership).where(
+            Membership.user_id == user.id, Membership.programme_id == programme_id
+        )
+    )
+    if membership is not None:
+        role = Role(membership.role)
+        if user.is_admin:
+            role = Role.HOST
+    elif user.is_admin:
+        role = Role.HOST
+    else:
+        # Not revealing whether a programme exists to people outside it.
+        raise HTTPException(status_code=404, detail=NOT_FOUND)
+    return ProgrammeContext(programme=programme, user=user, membership=membership, role=role)
+
+
+ProgrammeIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Programme id")]
+SessionIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Session id")]
+GroupIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Group id")]
+
+ContextDependency = Callable[..., Coroutine[Any, Any, ProgrammeContext]]
+
+
+def programme_role(*allowed: Role) -> ContextDependency:
+    """A dependency that admits members of the path's programme holding one of `allowed`
+    (every member when none is given)."""
+
+    async def dependency(
+        programme_id: ProgrammeIdPath, user: CurrentUser, db: SessionDep
+    ) -> ProgrammeContext:
+        ctx = await load_programme_context(db, user, programme_id)
+        if allowed and ctx.role not in allowed:
+            names = " or ".join(r.label.lower() for r in allowed)
+            raise HTTPException(status_code=403, detail=f"Only the programme's {names} can do this.")
+        return ctx
+
+    return dependency
+
+
+MemberOf = Annotated[ProgrammeContext, Depends(programme_role())]
+HostOf = Annotated[ProgrammeContext, Depends(programme_role(Role.HOST))]
+StaffOf = Annotated[
+    ProgrammeContext,
+    Depends(programme_role(Role.HOST, Role.FACILITATOR, Role.IT_SUPPORT)),
+]
+
+
+async def get_session_in_programme(
+    ctx: MemberOf, session_id: SessionIdPath, db: SessionDep
+) -> ProgrammeSession:
+    session = await db.get(ProgrammeSession, session_id)
+    if session is None or session.programme_id != ctx.programme.id:
+        raise HTTPException(status_code=404, detail="We could not find that session.")
+    return session
+
+
+SessionOf = Annotated[ProgrammeSession, Depends(get_session_in_programme)]
+
+
+async def facilitates(db: AsyncSession, *, user_id: int, group_id: int) -> bool:
+    row = await db.get(GroupFacilitator, (group_id, user_id))
+    return row is not None
+
+
+@dataclass
+class GroupContext:
+    ctx: ProgrammeContext
+    group: Group
+    is_facilitator: bool
+
+    @property
+    def can_moderate(self) -> bool:
+        return self.is_facilitator or self.ctx.is_host
+
+
+async def group_access(
+    ctx: MemberOf, group_id: GroupIdPath, db: SessionDep
+) -> GroupContext:
+    """A group's private space: its members, its facilitators and the programme's hosts."""
+    group = await db.get(Group, group_id)
+    if group is None or group.programme_id != ctx.programme.id:
+        raise HTTPException(status_code=404, detail="We could not find that group.")
+    is_facilitator = await facilitates(db, user_id=ctx.user.id, group_id=group.id)
+    is_member = ctx.membership is not None and ctx.membership.group_id == group.id
+    if not (ctx.is_host or is_facilitator or is_member):
+        raise HTTPException(status_code=403, detail="This group's space is open to its members only.")
+    return GroupContext(ctx=ctx, group=group, is_facilitator=is_facilitator)
+
+
+GroupOf = Annotated[GroupContext, Depends(group_access)]

@@ -1,0 +1,86 @@
+"""The application factory and its lifespan: long-lived resources are made here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.deps import verify_csrf
+from app.errors import install_error_handlers
+from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
+from app.ratelimit import RateLimiter
+from app.security import Signer
+from app.storage import LocalStorage
+from app.templating import STATIC_DIR, make_templates
+from captioning.engine import CaptionEngine
+from realtime.broker import make_broker
+
+log = logging.getLogger(__name__)
+
+# Room for a 100 MB upload plus multipart framing.
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    signer = Signer(settings.secret_key)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(settings.async_database_url)
+        broker = make_broker(settings.redis_url)
+        captions = CaptionEngine(model_path=settings.vosk_model_path)
+        await captions.load()
+        storage = LocalStorage(settings.upload_dir)
+        try:
+            yield {
+                "settings": settings,
+                "signer": signer,
+                "engine": engine,
+                "sessionmaker": make_sessionmaker(engine),
+                "templates": make_templates(),
+                "broker": broker,
+                "captions": captions,
+                "storage": storage,
+                "login_limiter": RateLimiter(settings.login_attempts_per_minute, 60.0),
+            }
+        finally:
+            captions.close()
+            await broker.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Roundtable",
+        version="0.1.0",
+        summary="Facilitated online co-production: programmes, sessions and groups of eight.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+
+    from app.api import router as api_router
+    from app.routes import auth, groups, health, home, profile, programmes, roster, sessions
+
+    app.include_router(health.router)
+    csrf = [Depends(verify_csrf)]
+    for module in (auth, home, profile, programmes, sessions, roster, groups):
+        app.include_router(module.router, dependencies=csrf)
+    app.include_router(api_router, prefix="/api/v1", dependencies=csrf)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
+    )
+    app.add_middleware(
+        BrowserSecurityMiddleware, signer=signer, secure_cookies=settings.cookies_secure
+    )
+    return app

@@ -1,0 +1,1 @@
+"""HTML pages. Each module is one area of the product."""

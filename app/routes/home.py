@@ -1,0 +1,7 @@
+"""Pages: home."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["pages: home"])

@@ -1,0 +1,7 @@
+"""Pages: profile."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["pages: profile"])

@@ -1,0 +1,1 @@
+"""Domain actions and queries; routes call these, never the other way round."""

@@ -1,0 +1,1 @@
+"""Live captions and transcription with Vosk, on our own server."""

@@ -1,0 +1,1 @@
+"""Live channels, the event log and fan-out to connected clients."""

@@ -1,0 +1,164 @@
+"""Shared fixtures: a migrated database per test, a fresh app, and a browser-like client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from asgi_lifespan import LifespanManager
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import PROJECT_ROOT, Settings, to_sync_url
+from app.factory import create_app
+from app.models import User
+from app.security import CSRF_COOKIE, SESSION_COOKIE, SessionClaims, Signer
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-tests"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("TEST_REDIS_URL")
+
+
+def alembic_upgrade(database_url: str) -> None:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once; each test gets a copy of the file."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    alembic_upgrade(f"sqlite:///{path}")
+    return path
+
+
+def postgres_url_or_skip() -> str:
+    if POSTGRES_URL:
+        return POSTGRES_URL
+    if IN_CI:
+        pytest.fail("CI=true but TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+    pytest.skip("TEST_POSTGRES_URL is not set")
+
+
+def reset_postgres(url: str) -> None:
+    engine = create_engine(to_sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    alembic_upgrade(url)
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path) -> str:
+    """The database for one test. Tests (or modules) that must also run on PostgreSQL
+    parametrize this fixture indirectly with ["sqlite", "postgres"]."""
+    if request.param == "postgres":
+        url = postgres_url_or_skip()
+        reset_postgres(url)
+        return url
+    path = tmp_path / "roundtable.db"
+    shutil.copy(migrated_sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        secret_key=TEST_SECRET,
+        database_url=database_url,
+        upload_dir=tmp_path / "uploads",
+        vosk_model_path=Path(os.environ.get("VOSK_MODEL_PATH", tmp_path / "no-model")),
+        base_url="http://testserver",
+    )
+
+
+@pytest.fixture
+async def app_and_state(settings: Settings) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        yield manager.app, manager._state
+
+
+@pytest.fixture
+async def db(app_and_state: tuple[Any, dict[str, Any]]) -> AsyncIterator[AsyncSession]:
+    async with app_and_state[1]["sessionmaker"]() as session:
+        yield session
+
+
+class Browser(httpx.AsyncClient):
+    """An HTTP client that behaves like a browser: keeps cookies, sends the CSRF token
+    with forms, and can be signed in as somebody directly."""
+
+    signer: Signer
+
+    def csrf_token(self) -> str:
+        cookie = self.cookies.get(CSRF_COOKIE)
+        if cookie is None:
+            cookie = "test-csrf-cookie"
+            self.cookies.set(CSRF_COOKIE, cookie, domain="testserver")
+        return self.signer.csrf_token(cookie)
+
+    def sign_in_as(self, user: User) -> Browser:
+        claims = SessionClaims(user_id=user.id, epoch=user.auth_epoch)
+        self.cookies.set(SESSION_COOKIE, self.signer.session_cookie(claims), domain="testserver")
+        return self
+
+    async def submit(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+        """POST a form as the page would, with its CSRF token."""
+        form = {"csrf_token": self.csrf_token(), **(data or {})}
+        return await self.post(url, data=form, **kwargs)
+
+    async def api(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Call the JSON API as the page's scripts would, with the CSRF header."""
+        headers = {"X-CSRF-Token": self.csrf_token(), **kwargs.pop("headers", {})}
+        return await self.request(method, url, headers=headers, **kwargs)
+
+
+@pytest.fixture
+async def browser_factory(
+    app_and_state: tuple[Any, dict[str, Any]],
+) -> AsyncIterator[Any]:
+    app, _state = app_and_state
+    clients: list[Browser] = []
+
+    def make(user: User | None = None) -> Browser:
+        client = Browser(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", follow_redirects=False
+        )
+        client.signer = Signer(TEST_SECRET)
+        if user is not None:
+            client.sign_in_as(user)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+def browser(browser_factory: Any) -> Browser:
+    return browser_factory()
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def project_root() -> Iterator[Path]:
+    yield PROJECT_ROOT
