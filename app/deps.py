@@ -143,6 +143,7 @@ async def load_programme_context(
 ProgrammeIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Programme id")]
 SessionIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Session id")]
 GroupIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Group id")]
+PaperIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Paper id")]
 
 ContextDependency = Callable[..., Coroutine[Any, Any, ProgrammeContext]]
 
@@ -181,6 +182,16 @@ async def get_session_in_programme(
 
 
 SessionOf = Annotated[ProgrammeSession, Depends(get_session_in_programme)]
+
+
+async def get_session_for_host(
+    ctx: HostOf, session_id: SessionIdPath, db: SessionDep
+) -> ProgrammeSession:
+    """The path's session, for its programme's hosts (non-members 404, other members 403)."""
+    return await get_session_in_programme(ctx, session_id, db)
+
+
+HostSessionOf = Annotated[ProgrammeSession, Depends(get_session_for_host)]
 
 
 async def facilitates(db: AsyncSession, *, user_id: int, group_id: int) -> bool:

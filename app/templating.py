@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
 from app.config import PROJECT_ROOT
+from app.db import utcnow
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"
@@ -46,6 +47,8 @@ def make_templates() -> Jinja2Templates:
     env = templates.env
     env.globals["static_url"] = StaticUrls(STATIC_DIR)
     env.filters["local_time"] = local_time
+    # For fragments that mark what is upcoming (sessions/_list.html).
+    env.globals["utcnow"] = utcnow
     return templates
 
 

@@ -108,12 +108,12 @@ class Browser(httpx.AsyncClient):
         cookie = self.cookies.get(CSRF_COOKIE)
         if cookie is None:
             cookie = "test-csrf-cookie"
-            self.cookies.set(CSRF_COOKIE, cookie, domain="testserver")
+            self.cookies.set(CSRF_COOKIE, cookie, domain="testserver.local")
         return self.signer.csrf_token(cookie)
 
     def sign_in_as(self, user: User) -> Browser:
         claims = SessionClaims(user_id=user.id, epoch=user.auth_epoch)
-        self.cookies.set(SESSION_COOKIE, self.signer.session_cookie(claims), domain="testserver")
+        self.cookies.set(SESSION_COOKIE, self.signer.session_cookie(claims), domain="testserver.local")
         return self
 
     async def submit(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:

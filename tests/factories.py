@@ -12,6 +12,14 @@ from app.security import hash_password
 
 _counter = itertools.count(1)
 PASSWORD = "correct horse battery"
+_password_hashes: dict[str, str] = {}
+
+
+def password_hash(password: str) -> str:
+    """Argon2 is slow on purpose; tests hash each password once."""
+    if password not in _password_hashes:
+        _password_hashes[password] = hash_password(password)
+    return _password_hashes[password]
 
 
 async def make_user(
@@ -27,7 +35,7 @@ async def make_user(
     user = User(
         display_name=name or f"Person {n}",
         email=email if email is not None else f"person{n}@example.org",
-        password_hash=hash_password(password) if password else None,
+        password_hash=password_hash(password) if password else None,
         is_admin=is_admin,
         **fields,
     )

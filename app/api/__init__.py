@@ -5,3 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 router = APIRouter()
+
+from app.api import me, programmes  # noqa: E402 - routers register on import order
+
+router.include_router(me.router)
+router.include_router(programmes.router)

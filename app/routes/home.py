@@ -1,7 +1,23 @@
-"""Pages: home."""
+"""The home page: my programmes, what's next, my group and facilitator."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.deps import CurrentUser, SessionDep
+from app.services.programmes import my_programmes
+from app.templating import render
 
 router = APIRouter(tags=["pages: home"])
+
+
+@router.get("/")
+async def home(request: Request, user: CurrentUser, db: SessionDep) -> Response:
+    programmes = await my_programmes(db, user=user)
+    return render(request, "home.html", {"programmes": programmes, "title": "My programmes"})
+
+
+@router.get("/accessibility")
+async def accessibility(request: Request) -> Response:
+    return render(request, "accessibility.html", {"title": "Accessibility"})

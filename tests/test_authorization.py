@@ -1,0 +1,201 @@
+"""Every route, with every role and with no sign-in: who may and who may not.
+
+The table below is the access policy. A route missing from it fails the test, so a new
+route cannot ship without a decision about who may use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.config import Settings
+from app.factory import create_app
+from app.models import Membership, Paper
+from tests.factories import World, make_world
+
+ANON = "anonymous"
+OUTSIDER = "outsider"  # a participant of another programme
+OBSERVER = "observer"
+PARTICIPANT = "participant"  # a participant in group A (the group used in paths)
+OTHER_PARTICIPANT = "other_participant"  # a participant in group B
+FACILITATOR = "facilitator"  # facilitator of group A
+OTHER_FACILITATOR = "other_facilitator"  # facilitator of group B
+IT = "it_support"
+HOST = "host"
+ADMIN = "admin"
+ROLES = [ANON, OUTSIDER, OBSERVER, PARTICIPANT, OTHER_PARTICIPANT, FACILITATOR,
+         OTHER_FACILITATOR, IT, HOST, ADMIN]
+
+EVERYONE = frozenset(ROLES)
+SIGNED_IN = EVERYONE - {ANON}
+MEMBERS = SIGNED_IN - {OUTSIDER}
+STAFF = frozenset({FACILITATOR, OTHER_FACILITATOR, IT, HOST, ADMIN})
+HOSTS = frozenset({HOST, ADMIN})
+ADMINS = frozenset({ADMIN})
+GROUP_A = frozenset({PARTICIPANT, FACILITATOR, HOST, ADMIN})
+GROUP_A_MODERATORS = frozenset({FACILITATOR, HOST, ADMIN})
+
+# (method, path) -> who may use it.
+POLICY: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/healthz"): EVERYONE,
+    ("GET", "/signin"): EVERYONE,
+    ("POST", "/signin"): EVERYONE,
+    ("GET", "/invite/{token}"): EVERYONE,
+    ("POST", "/signout"): EVERYONE,
+    ("POST", "/signout-everywhere"): SIGNED_IN,
+    ("GET", "/accessibility"): EVERYONE,
+    ("GET", "/"): SIGNED_IN,
+    ("GET", "/profile"): SIGNED_IN,
+    ("POST", "/profile"): SIGNED_IN,
+    ("POST", "/profile/password"): SIGNED_IN,
+    ("GET", "/admin"): ADMINS,
+    ("POST", "/admin/programmes"): ADMINS,
+    ("GET", "/programmes/{programme_id}"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/settings"): HOSTS,
+    ("POST", "/programmes/{programme_id}/settings"): HOSTS,
+    ("GET", "/api/v1/me"): SIGNED_IN,
+    ("PATCH", "/api/v1/me"): SIGNED_IN,
+    ("GET", "/api/v1/programmes"): SIGNED_IN,
+    ("POST", "/api/v1/programmes"): ADMINS,
+    ("GET", "/api/v1/programmes/{programme_id}"): MEMBERS,
+    ("PATCH", "/api/v1/programmes/{programme_id}"): HOSTS,
+}
+
+# Routes whose success for one person changes what the next person can do (deletions):
+# each allowed role is tried against a fresh world.
+DESTRUCTIVE_METHODS = {"DELETE"}
+
+
+def app_routes() -> list[tuple[str, str]]:
+    """Every route, from the OpenAPI document (no route is hidden from it)."""
+    app = create_app(Settings(_env_file=None, environment="test"))  # type: ignore[call-arg]
+    routes = []
+    for path, operations in app.openapi()["paths"].items():
+        for method in operations:
+            routes.append((method.upper(), path))
+    assert routes, "the application has no routes"
+    return routes
+
+
+ROUTES = app_routes()
+
+
+def test_every_route_has_an_access_rule() -> None:
+    missing = [r for r in ROUTES if r not in POLICY]
+    stale = [r for r in POLICY if r not in ROUTES]
+    assert not missing, f"routes with no access rule: {missing}"
+    assert not stale, f"access rules for routes that do not exist: {stale}"
+
+
+@dataclass
+class Actors:
+    world: World
+    users: dict[str, Any]
+
+
+def actors_of(w: World) -> dict[str, Any]:
+    return {
+        ANON: None,
+        OUTSIDER: w.outsider,
+        OBSERVER: w.observer,
+        PARTICIPANT: w.participant_a,
+        OTHER_PARTICIPANT: w.participant_b,
+        FACILITATOR: w.facilitator_a,
+        OTHER_FACILITATOR: w.facilitator_b,
+        IT: w.it_support,
+        HOST: w.host,
+        ADMIN: w.admin,
+    }
+
+
+async def path_values(db: Any, w: World) -> dict[str, Any]:
+    """Real ids from the world for every path parameter any route uses."""
+    membership = await db.scalar(
+        select(Membership).where(Membership.user_id == w.participant_a.id)
+    )
+    paper = await db.scalar(select(Paper).where(Paper.session_id == w.session.id))
+    return {
+        "programme_id": w.programme.id,
+        "group_id": w.group_a.id,
+        "session_id": w.session.id,
+        "membership_id": membership.id if membership else 0,
+        "paper_id": paper.id if paper else 0,
+        "token": "not-a-real-invitation",
+        "user_id": w.participant_a.id,
+    }
+
+
+def denied(status: int, location: str, role: str, path: str) -> bool:
+    if status in (401, 403, 404):
+        return True
+    # Pages send someone who is not signed in to the sign-in page.
+    return role == ANON and status == 303 and location.startswith("/signin?next=")
+
+
+async def call(browser: Any, method: str, url: str) -> Any:
+    if url.startswith("/api/"):
+        kwargs: dict[str, Any] = {}
+        if method in ("POST", "PUT", "PATCH"):
+            kwargs["json"] = {}
+        return await browser.api(method, url, **kwargs)
+    if method == "GET":
+        return await browser.get(url)
+    return await browser.submit(url, {}) if method == "POST" else await browser.request(
+        method, url, headers={"X-CSRF-Token": browser.csrf_token()}
+    )
+
+
+async def seed_extras(db: Any, w: World, storage: Any) -> None:
+    """Things some routes act on: a paper on the session."""
+    async def one_chunk():  # type: ignore[no-untyped-def]
+        yield b"%PDF-1.4\n% a small paper\n"
+
+    stored = await storage.save(one_chunk(), max_bytes=1024)
+    db.add(
+        Paper(
+            session_id=w.session.id,
+            title="Pre-reading",
+            filename="reading.pdf",
+            content_type="application/pdf",
+            size_bytes=stored.size,
+            sha256=stored.sha256,
+            storage_key=stored.key,
+            uploaded_by_id=w.host.id,
+        )
+    )
+    await db.commit()
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
+async def test_route_admits_exactly_its_policy(
+    method: str, path: str, app_and_state: Any, browser_factory: Any, db: Any
+) -> None:
+    allowed = POLICY.get((method, path))
+    if allowed is None:
+        pytest.fail(f"{method} {path} has no access rule")
+    _app, state = app_and_state
+    w = await make_world(db)
+    await seed_extras(db, w, state["storage"])
+    users = actors_of(w)
+    url = path.format(**await path_values(db, w))
+    failures = []
+    # Those who may not go first, so that nothing they are refused has been changed.
+    for role in sorted(ROLES, key=lambda r: r in allowed):
+        if role in allowed and method in DESTRUCTIVE_METHODS:
+            # A fresh copy of the world each time, so an earlier deletion does not hide access.
+            w = await make_world(db)
+            await seed_extras(db, w, state["storage"])
+            users = actors_of(w)
+            url = path.format(**await path_values(db, w))
+        response = await call(browser_factory(users[role]), method, url)
+        location = response.headers.get("location", "")
+        assert response.status_code < 500, f"{role}: {method} {url} -> {response.status_code}"
+        refused = denied(response.status_code, location, role, path)
+        if role in allowed and refused:
+            failures.append(f"{role} should be allowed but got {response.status_code} {location}")
+        if role not in allowed and not refused:
+            failures.append(f"{role} should be refused but got {response.status_code} {location}")
+    assert not failures, f"{method} {path}:\n" + "\n".join(failures)
