@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
+from starlette.requests import HTTPConnection
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,17 +20,20 @@ from app.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, S
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies shared by pages and WebSockets take an HTTPConnection.
+
+
+def get_settings(request: HTTPConnection) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
 
-def get_signer(request: Request) -> Signer:
+def get_signer(request: HTTPConnection) -> Signer:
     signer: Signer = request.state.signer
     return signer
 
 
-async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_db(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
     async with request.state.sessionmaker() as session:
         yield session
 
@@ -60,19 +64,32 @@ async def verify_csrf(request: Request) -> None:
         )
 
 
-async def optional_user(request: Request, db: SessionDep, settings: SettingsDep) -> User | None:
+async def user_from_cookie(
+    db: AsyncSession, *, signer: Signer, settings: Settings, cookie: str | None
+) -> User | None:
+    if not cookie:
+        return None
+    claims = signer.read_session_cookie(cookie, settings.session_max_age_days * 86400)
+    if claims is None:
+        return None
+    user = await db.get(User, claims.user_id)
+    if user is None or user.auth_epoch != claims.epoch:
+        return None
+    return user
+
+
+async def optional_user(
+    request: HTTPConnection, db: SessionDep, settings: SettingsDep
+) -> User | None:
     if hasattr(request.state, "user"):
         cached: User | None = request.state.user
         return cached
-    user = None
-    raw = request.cookies.get(SESSION_COOKIE)
-    if raw:
-        signer: Signer = request.state.signer
-        claims = signer.read_session_cookie(raw, settings.session_max_age_days * 86400)
-        if claims is not None:
-            candidate = await db.get(User, claims.user_id)
-            if candidate is not None and candidate.auth_epoch == claims.epoch:
-                user = candidate
+    user = await user_from_cookie(
+        db,
+        signer=request.state.signer,
+        settings=settings,
+        cookie=request.cookies.get(SESSION_COOKIE),
+    )
     request.state.user = user
     return user
 
@@ -225,3 +242,33 @@ async def group_access(
 
 
 GroupOf = Annotated[GroupContext, Depends(group_access)]
+
+
+MembershipIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Membership id")]
+UserIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="User id")]
+
+
+async def get_membership_for_host(
+    ctx: HostOf, membership_id: MembershipIdPath, db: SessionDep
+) -> Membership:
+    """The path's membership, for its programme's hosts (non-members 404, other members 403)."""
+    membership = await db.get(Membership, membership_id)
+    if membership is None or membership.programme_id != ctx.programme.id:
+        raise HTTPException(
+            status_code=404, detail="We could not find that person in this programme."
+        )
+    return membership
+
+
+HostMembershipOf = Annotated[Membership, Depends(get_membership_for_host)]
+
+
+async def get_group_for_host(ctx: HostOf, group_id: GroupIdPath, db: SessionDep) -> Group:
+    """The path's group, for its programme's hosts (non-members 404, other members 403)."""
+    group = await db.get(Group, group_id)
+    if group is None or group.programme_id != ctx.programme.id:
+        raise HTTPException(status_code=404, detail="We could not find that group.")
+    return group
+
+
+HostGroupOf = Annotated[Group, Depends(get_group_for_host)]

@@ -20,7 +20,10 @@ from app.security import Signer
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
 from captioning.engine import CaptionEngine
+from app.live.events import build_registry
 from realtime.broker import make_broker
+from realtime.hub import Hub
+from realtime.publish import Live
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = make_engine(settings.async_database_url)
+        sessionmaker = make_sessionmaker(engine)
+        templates = make_templates()
         broker = make_broker(settings.redis_url)
+        hub = Hub(broker, sessionmaker)
+        await hub.start()
+        live = Live(registry=build_registry(), broker=broker, env=templates.env)
         captions = CaptionEngine(model_path=settings.vosk_model_path)
         await captions.load()
         storage = LocalStorage(settings.upload_dir)
@@ -44,9 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "settings": settings,
                 "signer": signer,
                 "engine": engine,
-                "sessionmaker": make_sessionmaker(engine),
-                "templates": make_templates(),
+                "sessionmaker": sessionmaker,
+                "templates": templates,
                 "broker": broker,
+                "hub": hub,
+                "live": live,
                 "captions": captions,
                 "storage": storage,
                 "login_limiter": RateLimiter(settings.login_attempts_per_minute, 60.0),
@@ -68,11 +78,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     from app.api import router as api_router
-    from app.routes import auth, groups, health, home, profile, programmes, roster, sessions
+    from app.routes import (
+        auth,
+        groups,
+        health,
+        home,
+        live,
+        live_stream,
+        profile,
+        programmes,
+        roster,
+        sessions,
+    )
 
     app.include_router(health.router)
+    # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
+    app.include_router(live_stream.router)
     csrf = [Depends(verify_csrf)]
-    for module in (auth, home, profile, programmes, sessions, roster, groups):
+    for module in (auth, home, profile, programmes, sessions, roster, groups, live):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(api_router, prefix="/api/v1", dependencies=csrf)
 

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
 from app.config import PROJECT_ROOT
+from app.live.text import linkify
 from app.db import utcnow
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
@@ -47,6 +48,7 @@ def make_templates() -> Jinja2Templates:
     env = templates.env
     env.globals["static_url"] = StaticUrls(STATIC_DIR)
     env.filters["local_time"] = local_time
+    env.filters["linkify"] = linkify
     # For fragments that mark what is upcoming (sessions/_list.html).
     env.globals["utcnow"] = utcnow
     return templates

@@ -1,62 +1,87 @@
-"""Broker backends: deliver published events to every subscriber of a channel.
+"""Broker backends: carry published events to every process that has subscribers, and keep
+presence (who is connected where) visible to all processes.
 
-The in-process broker serves one app process; a Redis broker (for several
-processes behind a load balancer) implements the same interface.
-"""
+Each process subscribes to a channel once, however many of its clients listen to it; the
+hub fans out locally. The in-process broker serves one process; the Redis broker lets
+several processes behind a load balancer share one live session."""
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
+import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+# Called with (channel, message) for every message on a subscribed channel.
+MessageHandler = Callable[[str, str], None]
+# Called after the broker lost and regained its connection: messages may have been missed.
+ReconnectHandler = Callable[[], Awaitable[None]]
 
 
 class Broker(Protocol):
-    async def publish(self, channel: str, payload: str) -> None: ...
+    async def start(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None: ...
 
-    def subscribe(self, channel: str, queue: asyncio.Queue[str]) -> None: ...
+    async def publish(self, channel: str, message: str) -> None: ...
 
-    def unsubscribe(self, channel: str, queue: asyncio.Queue[str]) -> None: ...
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def presence_set(self, channel: str, member: str, info: str, ttl: float) -> None: ...
+
+    async def presence_remove(self, channel: str, member: str) -> None: ...
+
+    async def presence_list(self, channel: str) -> dict[str, str]: ...
 
     async def close(self) -> None: ...
 
 
 class InProcessBroker:
-    """Fan-out inside one process, with a bounded queue per subscriber."""
+    """Everything in this process's memory."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
-        self.dropped = 0
+        self._subscribed: set[str] = set()
+        self._on_message: MessageHandler | None = None
+        # channel -> member -> (info, expires at)
+        self._presence: dict[str, dict[str, tuple[str, float]]] = {}
 
-    async def publish(self, channel: str, payload: str) -> None:
-        for queue in list(self._subscribers.get(channel, ())):
-            try:
-                queue.put_nowait(payload)
-            except asyncio.QueueFull:
-                # A subscriber that cannot keep up is not allowed to grow memory;
-                # its consumer notices the gap and resyncs.
-                self.dropped += 1
+    async def start(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None:
+        self._on_message = on_message
 
-    def subscribe(self, channel: str, queue: asyncio.Queue[str]) -> None:
-        self._subscribers[channel].add(queue)
+    async def publish(self, channel: str, message: str) -> None:
+        if channel in self._subscribed and self._on_message is not None:
+            self._on_message(channel, message)
 
-    def unsubscribe(self, channel: str, queue: asyncio.Queue[str]) -> None:
-        subscribers = self._subscribers.get(channel)
-        if subscribers is not None:
-            subscribers.discard(queue)
-            if not subscribers:
-                del self._subscribers[channel]
+    async def subscribe(self, channel: str) -> None:
+        self._subscribed.add(channel)
 
-    def subscriber_count(self, channel: str) -> int:
-        return len(self._subscribers.get(channel, ()))
+    async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
+
+    async def presence_set(self, channel: str, member: str, info: str, ttl: float) -> None:
+        self._presence.setdefault(channel, {})[member] = (info, time.monotonic() + ttl)
+
+    async def presence_remove(self, channel: str, member: str) -> None:
+        members = self._presence.get(channel)
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del self._presence[channel]
+
+    async def presence_list(self, channel: str) -> dict[str, str]:
+        now = time.monotonic()
+        members = self._presence.get(channel, {})
+        for member in [m for m, (_, exp) in members.items() if exp <= now]:
+            del members[member]
+        return {m: info for m, (info, _) in members.items()}
 
     async def close(self) -> None:
-        self._subscribers.clear()
+        self._subscribed.clear()
+        self._presence.clear()
 
 
 def make_broker(redis_url: str | None) -> Broker:
     if redis_url:
-        # TODO: the Redis pub/sub backend arrives with scale-out; until then one
-        # process serves a session.
-        raise RuntimeError("REDIS_URL is set but the Redis broker is not available yet")
+        from realtime.redis_broker import RedisBroker
+
+        return RedisBroker(redis_url)
     return InProcessBroker()

@@ -162,3 +162,51 @@ def anyio_backend() -> str:
 @pytest.fixture
 def project_root() -> Iterator[Path]:
     yield PROJECT_ROOT
+
+
+class LiveServer:
+    """The app served by uvicorn on a free loopback port, for WebSocket, SSE and
+    long-poll tests that need a real server."""
+
+    def __init__(self, server: Any, signer: Signer) -> None:
+        self.server = server
+        self.signer = signer
+        sock = server.servers[0].sockets[0]
+        self.port = sock.getsockname()[1]
+        self.http = f"http://127.0.0.1:{self.port}"
+        self.ws = f"ws://127.0.0.1:{self.port}"
+
+    def cookie_header(self, user: User) -> str:
+        claims = SessionClaims(user_id=user.id, epoch=user.auth_epoch)
+        return f"{SESSION_COOKIE}={self.signer.session_cookie(claims)}; {CSRF_COOKIE}=live-test"
+
+    def csrf_token(self) -> str:
+        return self.signer.csrf_token("live-test")
+
+    def client(self, user: User | None = None) -> httpx.AsyncClient:
+        headers = {"X-CSRF-Token": self.csrf_token()}
+        if user is not None:
+            headers["Cookie"] = self.cookie_header(user)
+        return httpx.AsyncClient(base_url=self.http, headers=headers, timeout=30)
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    import asyncio
+
+    import uvicorn
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", ws="websockets-sansio"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "the test server did not start"
+    yield LiveServer(server, Signer(TEST_SECRET))
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)

@@ -1,0 +1,170 @@
+"""Channel names, and who may follow and post in each: checked on the server for every
+connection, subscription and action.
+
+  s{session}:plenary   everyone in the programme
+  s{session}:g{group}  a group's breakout room
+  s{session}:staff     the facilitators' backchannel (facilitators and hosts)
+  s{session}:help      the help desk (facilitators, IT support and hosts)
+  u{user}              one person's own channel"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.deps import ProgrammeContext
+from app.live.models import Breakout, RoomAssignment
+from app.models import Group, GroupFacilitator, ProgrammeSession, Role
+
+CHANNEL_PATTERN = re.compile(r"^(?:s(\d{1,10}):(plenary|staff|help|g(\d{1,10}))|u(\d{1,10}))$")
+
+
+def plenary(session_id: int) -> str:
+    return f"s{session_id}:plenary"
+
+
+def room(session_id: int, group_id: int) -> str:
+    return f"s{session_id}:g{group_id}"
+
+
+def staff(session_id: int) -> str:
+    return f"s{session_id}:staff"
+
+
+def helpdesk(session_id: int) -> str:
+    return f"s{session_id}:help"
+
+
+def personal(user_id: int) -> str:
+    return f"u{user_id}"
+
+
+def room_group_id(channel: str) -> int | None:
+    match = CHANNEL_PATTERN.match(channel)
+    return int(match.group(3)) if match and match.group(3) else None
+
+
+@dataclass
+class Seat:
+    """Where one person is in a live session and what they may see and do there."""
+
+    ctx: ProgrammeContext
+    session: ProgrammeSession
+    breakout: Breakout | None
+    # The room channel the person is in now (plenary when no breakout is open).
+    current: str
+    current_group: Group | None
+    # Groups whose rooms the person may enter.
+    room_groups: dict[int, Group] = field(default_factory=dict)
+    facilitated: set[int] = field(default_factory=set)
+
+    @property
+    def user_id(self) -> int:
+        return self.ctx.user.id
+
+    @property
+    def is_host(self) -> bool:
+        return self.ctx.is_host
+
+    @property
+    def is_staff(self) -> bool:
+        return self.ctx.role in (Role.HOST, Role.FACILITATOR, Role.IT_SUPPORT)
+
+    @property
+    def may_moderate_current(self) -> bool:
+        return self.may_moderate(self.current)
+
+    def may_moderate(self, channel: str) -> bool:
+        if self.is_host:
+            return True
+        group_id = room_group_id(channel)
+        return group_id is not None and group_id in self.facilitated
+
+    def followable(self) -> set[str]:
+        sid = self.session.id
+        channels = {plenary(sid), personal(self.user_id)}
+        if self.breakout is not None:
+            channels.update(room(sid, gid) for gid in self.room_groups)
+        if self.is_host or self.ctx.role is Role.FACILITATOR:
+            channels.add(staff(sid))
+        if self.is_staff:
+            channels.add(helpdesk(sid))
+        return channels
+
+    def may_post(self, channel: str) -> bool:
+        if self.ctx.role is Role.OBSERVER:
+            return False
+        sid = self.session.id
+        if channel == plenary(sid):
+            return True
+        if channel == self.current or (self.is_host and channel in self.followable()):
+            return True
+        return channel in (staff(sid), helpdesk(sid)) and channel in self.followable()
+
+
+async def open_breakout(db: AsyncSession, *, session_id: int) -> Breakout | None:
+    return await db.scalar(
+        select(Breakout)
+        .where(Breakout.session_id == session_id, Breakout.closed_at.is_(None))
+        .order_by(Breakout.id.desc())
+        .limit(1)
+    )
+
+
+async def seat_for(
+    db: AsyncSession, *, ctx: ProgrammeContext, session: ProgrammeSession
+) -> Seat:
+    breakout = await open_breakout(db, session_id=session.id)
+    user = ctx.user
+    facilitated = set(
+        (
+            await db.scalars(
+                select(GroupFacilitator.group_id)
+                .join(Group, Group.id == GroupFacilitator.group_id)
+                .where(GroupFacilitator.user_id == user.id, Group.programme_id == ctx.programme.id)
+            )
+        ).all()
+    )
+    seat = Seat(
+        ctx=ctx,
+        session=session,
+        breakout=breakout,
+        current=plenary(session.id),
+        current_group=None,
+        facilitated=facilitated,
+    )
+    if breakout is None:
+        return seat
+    groups = {
+        g.id: g
+        for g in (
+            await db.scalars(select(Group).where(Group.programme_id == ctx.programme.id))
+        ).all()
+    }
+    assignment = await db.get(RoomAssignment, (session.id, user.id))
+    own_group = ctx.membership.group_id if ctx.membership else None
+    if ctx.is_host:
+        seat.room_groups = groups
+    else:
+        allowed = set(facilitated)
+        if assignment is not None and assignment.group_id is not None:
+            # Moved by the host (or placed): that room replaces their usual one.
+            allowed.add(assignment.group_id)
+        elif own_group is not None:
+            allowed.add(own_group)
+        seat.room_groups = {gid: groups[gid] for gid in allowed if gid in groups}
+    if assignment is not None:
+        chosen = assignment.group_id
+    elif own_group is not None and ctx.role is Role.PARTICIPANT:
+        chosen = own_group
+    elif facilitated and not ctx.is_host:
+        chosen = min(facilitated, key=lambda gid: (groups[gid].position, groups[gid].name))
+    else:
+        chosen = None
+    if chosen is not None and chosen in seat.room_groups:
+        seat.current = room(session.id, chosen)
+        seat.current_group = seat.room_groups[chosen]
+    return seat

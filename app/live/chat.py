@@ -1,0 +1,309 @@
+"""Chat: sending, removing and reporting messages, with the room's rules applied."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.live import channels
+from app.live.channels import Seat
+from app.live.events import ChatMessagePayload, MessageRemovedPayload, ReportPayload
+from app.live.models import ChatMessage, ChatMute, MessageReport, RoomSetting
+from app.live.text import clean_message
+from app.models import GroupFacilitator, User
+from app.services import audit
+from realtime.publish import Live
+
+MAX_MESSAGE_CHARS = 2000
+RATE_LIMIT_COUNT = 5
+RATE_LIMIT_SECONDS = 5
+
+
+class ChatRefused(Exception):
+    """A message or action that cannot be done, with the reason to show the person."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "refused") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+def time_label(seat: Seat, when) -> str:  # type: ignore[no-untyped-def]
+    return when.astimezone(ZoneInfo(seat.ctx.programme.timezone)).strftime("%H:%M")
+
+
+def message_payload(seat: Seat, message: ChatMessage, author: User | None, **extra) -> ChatMessagePayload:  # type: ignore[no-untyped-def]
+    return ChatMessagePayload(
+        id=message.id,
+        author=author.display_name if author else "Someone who has left",
+        pronouns=author.pronouns if author else "",
+        text=message.body,
+        at=message.created_at,
+        time_label=time_label(seat, message.created_at),
+        **extra,
+    )
+
+
+async def room_setting(db: AsyncSession, channel: str) -> RoomSetting:
+    return await db.get(RoomSetting, channel) or RoomSetting(
+        channel=channel, locked=False, slow_mode_seconds=0
+    )
+
+
+async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str) -> None:
+    if not seat.may_post(channel):
+        raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
+    now = utcnow()
+    mute = await db.get(ChatMute, (seat.session.id, seat.user_id))
+    if mute is not None and mute.until > now:
+        until = time_label(seat, mute.until)
+        raise ChatRefused(
+            f"A facilitator has paused your chat until {until}.", status=403, code="muted"
+        )
+    moderator = seat.may_moderate(channel)
+    setting = await room_setting(db, channel)
+    if setting.locked and not moderator:
+        raise ChatRefused("The facilitator has locked this room's chat for now.", status=403, code="locked")
+    recent = await db.scalar(
+        select(func.count())
+        .select_from(ChatMessage)
+        .where(
+            ChatMessage.author_id == seat.user_id,
+            ChatMessage.created_at > now - timedelta(seconds=RATE_LIMIT_SECONDS),
+        )
+    )
+    if (recent or 0) >= RATE_LIMIT_COUNT:
+        raise ChatRefused(
+            f"You are sending messages very quickly. Please wait a few seconds "
+            f"(at most {RATE_LIMIT_COUNT} messages in {RATE_LIMIT_SECONDS} seconds).",
+            status=429,
+            code="rate_limited",
+        )
+    if setting.slow_mode_seconds and not moderator:
+        last = await db.scalar(
+            select(func.max(ChatMessage.created_at)).where(
+                ChatMessage.author_id == seat.user_id, ChatMessage.channel == channel
+            )
+        )
+        if last is not None and (now - last).total_seconds() < setting.slow_mode_seconds:
+            wait = int(setting.slow_mode_seconds - (now - last).total_seconds()) + 1
+            raise ChatRefused(
+                f"Slow mode is on: you can send another message in {wait} seconds.",
+                status=429,
+                code="slow_mode",
+            )
+
+
+def validate_text(text: str) -> str:
+    cleaned = clean_message(text)
+    if not cleaned:
+        raise ChatRefused("Type a message first.", code="empty")
+    if len(cleaned) > MAX_MESSAGE_CHARS:
+        raise ChatRefused(
+            f"Messages can be at most {MAX_MESSAGE_CHARS:,} characters; this one has {len(cleaned):,}.",
+            code="too_long",
+        )
+    return cleaned
+
+
+def validate_client_id(client_id: str) -> str:
+    if not 1 <= len(client_id) <= 64 or not client_id.replace("-", "").replace("_", "").isalnum():
+        raise ChatRefused("The message id is not valid; reload the page.", code="bad_client_id")
+    return client_id
+
+
+async def send_message(
+    db: AsyncSession,
+    live: Live,
+    *,
+    seat: Seat,
+    channel: str,
+    text: str,
+    client_id: str,
+    private: bool = False,
+) -> tuple[ChatMessage, bool]:
+    """Store and publish a message; returns it and whether it is new (a retried send with
+    the same client id returns the first one)."""
+    body = validate_text(text)
+    client_id = validate_client_id(client_id)
+    existing = await db.scalar(
+        select(ChatMessage).where(
+            ChatMessage.author_id == seat.user_id, ChatMessage.client_id == client_id
+        )
+    )
+    if existing is not None:
+        return existing, False
+    author = seat.ctx.user
+    if private:
+        return await _send_private(db, live, seat=seat, body=body, client_id=client_id), True
+    await check_may_send(db, seat=seat, channel=channel)
+    message = ChatMessage(
+        session_id=seat.session.id,
+        channel=channel,
+        author_id=author.id,
+        body=body,
+        client_id=client_id,
+        created_at=utcnow(),
+    )
+    db.add(message)
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        again = await db.scalar(
+            select(ChatMessage).where(
+                ChatMessage.author_id == seat.user_id, ChatMessage.client_id == client_id
+            )
+        )
+        if again is None:
+            raise
+        return again, False
+    outbox = live.outbox(db)
+    await outbox.add(
+        channel,
+        "chat.message",
+        message_payload(seat, message, author),
+        actor_id=author.id,
+        target=f"m{message.id}",
+    )
+    await outbox.commit()
+    return message, True
+
+
+async def _send_private(
+    db: AsyncSession, live: Live, *, seat: Seat, body: str, client_id: str
+) -> ChatMessage:
+    """A private message to the facilitators of the person's room; a copy to themselves."""
+    group = seat.current_group
+    if group is None:
+        raise ChatRefused(
+            "Private messages go to your room's facilitator; you are not in a breakout room.",
+            code="no_room",
+        )
+    await check_may_send(db, seat=seat, channel=seat.current)
+    facilitators = (
+        await db.scalars(
+            select(User)
+            .join(GroupFacilitator, GroupFacilitator.user_id == User.id)
+            .where(GroupFacilitator.group_id == group.id)
+        )
+    ).all()
+    if not facilitators:
+        raise ChatRefused("Your room has no facilitator to message yet.", code="no_facilitator")
+    author = seat.ctx.user
+    message = ChatMessage(
+        session_id=seat.session.id,
+        channel=channels.personal(author.id),
+        author_id=author.id,
+        private_to_group_id=group.id,
+        body=body,
+        client_id=client_id,
+        created_at=utcnow(),
+    )
+    db.add(message)
+    await db.flush()
+    to = ", ".join(f.display_name for f in facilitators)
+    payload = message_payload(seat, message, author, private=True, to=f"{group.name} facilitator")
+    outbox = live.outbox(db)
+    for recipient in {author.id, *(f.id for f in facilitators)}:
+        await outbox.add(channels.personal(recipient), "chat.message", payload, actor_id=author.id)
+    audit.record(
+        db,
+        actor=author,
+        action="chat.private",
+        programme_id=seat.ctx.programme.id,
+        target=f"message:{message.id}",
+        to=to,
+    )
+    await outbox.commit()
+    return message
+
+
+async def load_message(db: AsyncSession, *, seat: Seat, message_id: int) -> ChatMessage:
+    """A message the person can see (in a channel they may follow), else not found."""
+    message = await db.get(ChatMessage, message_id)
+    if (
+        message is None
+        or message.session_id != seat.session.id
+        or message.channel not in seat.followable()
+    ):
+        raise ChatRefused("We could not find that message.", status=404, code="not_found")
+    return message
+
+
+async def remove_message(db: AsyncSession, live: Live, *, seat: Seat, message_id: int) -> None:
+    message = await load_message(db, seat=seat, message_id=message_id)
+    if not seat.may_moderate(message.channel):
+        raise ChatRefused("Only this room's facilitators can remove messages.", status=403)
+    if message.removed_at is not None:
+        return
+    message.removed_at = utcnow()
+    message.removed_by_id = seat.user_id
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action="moderation.remove_message",
+        programme_id=seat.ctx.programme.id,
+        target=f"message:{message.id}",
+        channel=message.channel,
+        author_id=message.author_id,
+        text=message.body[:200],
+    )
+    outbox = live.outbox(db)
+    await outbox.add(
+        message.channel,
+        "chat.removed",
+        MessageRemovedPayload(id=message.id),
+        actor_id=seat.user_id,
+        target=f"m{message.id}",
+    )
+    await outbox.commit()
+
+
+async def report_message(
+    db: AsyncSession, live: Live, *, seat: Seat, message_id: int, reason: str
+) -> None:
+    message = await load_message(db, seat=seat, message_id=message_id)
+    reason = clean_message(reason)[:500]
+    already = await db.scalar(
+        select(MessageReport).where(
+            MessageReport.message_id == message.id, MessageReport.reporter_id == seat.user_id
+        )
+    )
+    if already is not None:
+        return
+    db.add(MessageReport(message_id=message.id, reporter_id=seat.user_id, reason=reason))
+    author = await db.get(User, message.author_id) if message.author_id else None
+    group_id = channels.room_group_id(message.channel)
+    room_name = "Plenary" if group_id is None else (
+        seat.room_groups[group_id].name if group_id in seat.room_groups else "a room"
+    )
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action="moderation.report",
+        programme_id=seat.ctx.programme.id,
+        target=f"message:{message.id}",
+        reason=reason,
+    )
+    outbox = live.outbox(db)
+    await outbox.add(
+        channels.staff(seat.session.id),
+        "report.created",
+        ReportPayload(
+            message_id=message.id,
+            room=room_name,
+            author=author.display_name if author else "someone",
+            excerpt=message.body[:200],
+            reporter=seat.ctx.user.display_name,
+            reason=reason,
+        ),
+        actor_id=seat.user_id,
+    )
+    await outbox.commit()

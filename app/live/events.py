@@ -1,0 +1,107 @@
+"""Every live event the product sends: its payload schema and its fragment, in one place."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from realtime.events import EventRegistry, EventType
+
+
+class ChatMessagePayload(BaseModel):
+    id: int
+    author: str
+    pronouns: str = ""
+    text: str = Field(max_length=2000)
+    at: datetime
+    time_label: str
+    private: bool = False
+    to: str = ""
+
+
+class MessageRemovedPayload(BaseModel):
+    id: int
+
+
+class RoomSettingsPayload(BaseModel):
+    channel: str
+    locked: bool
+    slow_mode_seconds: int
+
+
+class NoticePayload(BaseModel):
+    """A line for one person or a room: muted, moved, locked..."""
+
+    text: str = Field(max_length=500)
+
+
+class BroadcastPayload(BaseModel):
+    author: str
+    text: str = Field(max_length=1000)
+    time_label: str
+
+
+class BreakoutPayload(BaseModel):
+    ends_at: datetime
+    closes_at: datetime | None = None
+    text: str = Field(max_length=300)
+
+
+class RoomChangedPayload(BaseModel):
+    text: str = Field(max_length=300)
+
+
+class HelpPayload(BaseModel):
+    id: int
+    kind: str
+    who: str
+    room: str
+    note: str = ""
+    status: str
+    at: datetime
+    time_label: str
+    claimed_by: str = ""
+
+
+class ReportPayload(BaseModel):
+    message_id: int
+    room: str
+    author: str
+    excerpt: str
+    reporter: str
+    reason: str = ""
+
+
+class PresencePayload(BaseModel):
+    channel: str
+    names: list[str]
+    count: int
+    show_names: bool
+
+
+def build_registry() -> EventRegistry:
+    registry = EventRegistry()
+    for event_type in (
+        EventType("chat.message", ChatMessagePayload, "live/events/chat_message.html"),
+        EventType(
+            "chat.removed", MessageRemovedPayload, "live/events/chat_removed.html", swap="replace"
+        ),
+        EventType(
+            "room.settings", RoomSettingsPayload, "live/events/room_settings.html", swap="replace"
+        ),
+        EventType("notice", NoticePayload, "live/events/notice.html"),
+        EventType("broadcast", BroadcastPayload, "live/events/broadcast.html"),
+        EventType("breakout.opened", BreakoutPayload, "live/events/breakout.html", swap="none"),
+        EventType("breakout.extended", BreakoutPayload, "live/events/breakout.html"),
+        EventType("breakout.closing", BreakoutPayload, "live/events/breakout.html"),
+        EventType("breakout.closed", BreakoutPayload, "live/events/breakout.html", swap="none"),
+        EventType("room.changed", RoomChangedPayload, "live/events/notice.html", swap="none"),
+        EventType("help.update", HelpPayload, "live/events/help.html", swap="replace"),
+        EventType("report.created", ReportPayload, "live/events/report.html"),
+        EventType(
+            "presence", PresencePayload, "live/events/presence.html", persist=False, swap="replace"
+        ),
+    ):
+        registry.register(event_type)
+    return registry

@@ -1,0 +1,155 @@
+"""The live session page, its panels, and chat actions (ordinary POSTs, so they work on
+every transport and without JavaScript)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from starlette.responses import RedirectResponse, Response
+
+from app.deps import SessionDep
+from app.live import channels
+from app.live.channels import Seat
+from app.live.chat import ChatRefused, remove_message, report_message, send_message
+from app.live.deps import LiveDep, SeatOf
+from app.live.snapshot import channel_view, room_title, settings_of
+from app.live.text import linkify
+from app.templating import render
+
+router = APIRouter(tags=["pages: live session"])
+
+BASE = "/programmes/{programme_id}/sessions/{session_id}/live"
+MessageIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def base_url(seat: Seat) -> str:
+    return f"/programmes/{seat.ctx.programme.id}/sessions/{seat.session.id}/live"
+
+
+def wants_fragment(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+async def room_context(db: Any, seat: Seat) -> dict[str, Any]:
+    views = {seat.current: await channel_view(db, seat=seat, channel=seat.current)}
+    personal = channels.personal(seat.user_id)
+    views[personal] = await channel_view(db, seat=seat, channel=personal)
+    staff_views = {}
+    for channel in (channels.staff(seat.session.id), channels.helpdesk(seat.session.id)):
+        if channel in seat.followable():
+            staff_views[channel] = await channel_view(db, seat=seat, channel=channel)
+    return {
+        "seat": seat,
+        "base": base_url(seat),
+        "room_title": room_title(seat),
+        "room": views[seat.current],
+        "personal": views[personal],
+        "staff_views": staff_views,
+        "staff_channel": channels.staff(seat.session.id),
+        "help_channel": channels.helpdesk(seat.session.id),
+        "client_id": secrets.token_hex(8),
+        "room_settings": await settings_of(db, seat.current),
+        "linkify": linkify,
+    }
+
+
+@router.get(BASE)
+async def live_page(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+    context = await room_context(db, seat)
+    context["title"] = f"{seat.session.title}: {context['room_title']}"
+    return render(request, "live/page.html", context)
+
+
+@router.get(BASE + "/room")
+async def live_room(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+    """The person's current room, to swap in without a reload when rooms open or close."""
+    return render(request, "live/_room.html", await room_context(db, seat))
+
+
+@router.get(BASE + "/panel")
+async def live_panel(
+    request: Request,
+    seat: SeatOf,
+    db: SessionDep,
+    channel: Annotated[str, Query(max_length=100)],
+) -> Response:
+    """One channel's panel, redrawn after a resync."""
+    if channel not in seat.followable():
+        raise HTTPException(status_code=403, detail="You cannot see that room.")
+    view = await channel_view(db, seat=seat, channel=channel)
+    return render(
+        request,
+        "live/_channel.html",
+        {"view": view, "seat": seat, "base": base_url(seat), "linkify": linkify},
+    )
+
+
+def refused(request: Request, seat: Seat, exc: ChatRefused) -> Response:
+    if wants_fragment(request):
+        return Response(exc.message, status_code=exc.status, media_type="text/plain")
+    raise HTTPException(status_code=exc.status, detail=exc.message)
+
+
+@router.post(BASE + "/chat")
+async def post_chat(
+    request: Request,
+    seat: SeatOf,
+    db: SessionDep,
+    live: LiveDep,
+    text: Annotated[str, Form(max_length=10_000)] = "",
+    channel: Annotated[str, Form(max_length=100)] = "",
+    client_id: Annotated[str, Form(max_length=100)] = "",
+    private: Annotated[str | None, Form(max_length=10)] = None,
+) -> Response:
+    try:
+        await send_message(
+            db,
+            live,
+            seat=seat,
+            channel=channel or seat.current,
+            text=text,
+            client_id=client_id,
+            private=private is not None,
+        )
+    except ChatRefused as exc:
+        return refused(request, seat, exc)
+    if wants_fragment(request):
+        return Response(status_code=204)
+    return RedirectResponse(base_url(seat) + "#composer", status_code=303)
+
+
+@router.post(BASE + "/messages/{message_id}/report")
+async def post_report(
+    request: Request,
+    seat: SeatOf,
+    db: SessionDep,
+    live: LiveDep,
+    message_id: MessageIdPath,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    try:
+        await report_message(db, live, seat=seat, message_id=message_id, reason=reason)
+    except ChatRefused as exc:
+        return refused(request, seat, exc)
+    if wants_fragment(request):
+        return Response("Thank you. The facilitators have been told.", media_type="text/plain")
+    return RedirectResponse(base_url(seat), status_code=303)
+
+
+@router.post(BASE + "/messages/{message_id}/remove")
+async def post_remove(
+    request: Request,
+    seat: SeatOf,
+    db: SessionDep,
+    live: LiveDep,
+    message_id: MessageIdPath,
+) -> Response:
+    try:
+        await remove_message(db, live, seat=seat, message_id=message_id)
+    except ChatRefused as exc:
+        return refused(request, seat, exc)
+    if wants_fragment(request):
+        return Response(status_code=204)
+    return RedirectResponse(base_url(seat), status_code=303)

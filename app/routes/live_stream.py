@@ -1,0 +1,188 @@
+"""Live transports for a session: WebSocket, Server-Sent Events and long-polling.
+
+All three follow the same channels with the same cursors; the browser's script starts
+with the WebSocket and falls back when it is blocked."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Header, HTTPException, Query, WebSocket
+from starlette.requests import HTTPConnection
+from starlette.responses import Response, StreamingResponse
+
+from app.deps import load_programme_context, user_from_cookie
+from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
+from app.live.chat import ChatRefused, send_message
+from app.live.deps import HubDep, SeatOf
+from app.models import ProgrammeSession
+from app.security import SESSION_COOKIE
+from realtime.connection import Connection
+from realtime.events import control
+from realtime.transport import (
+    Cursors,
+    FrameError,
+    follow_authorized,
+    long_poll,
+    parse_cursor_text,
+    serve_websocket,
+    sse_stream,
+)
+
+router = APIRouter(tags=["live transports"])
+
+BASE = "/programmes/{programme_id}/sessions/{session_id}/live"
+CursorQuery = Annotated[str, Query(max_length=2000, description="channel=id,channel=id")]
+
+
+def make_authorizer(conn: HTTPConnection, programme_id: int, session_id: int, user_id: int):  # type: ignore[no-untyped-def]
+    """Checks each requested channel against the person's seat, read fresh each time so
+    room changes take effect at once."""
+
+    async def authorize(cursors: Cursors) -> tuple[Cursors, list[str]]:
+        seat = await load_seat(conn, programme_id, session_id, user_id)
+        followable = seat.followable() if seat else set()
+        allowed: Cursors = {}
+        refusals = []
+        for channel, cursor in cursors.items():
+            if CHANNEL_PATTERN.match(channel) and channel in followable:
+                allowed[channel] = cursor
+            else:
+                refusals.append(f"You cannot follow {channel[:100]}.")
+        return allowed, refusals
+
+    return authorize
+
+
+async def load_seat(
+    conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
+) -> Seat | None:
+    from app.models import User
+
+    async with conn.state.sessionmaker() as db:
+        user = await db.get(User, user_id)
+        if user is None:
+            return None
+        try:
+            ctx = await load_programme_context(db, user, programme_id)
+        except HTTPException:
+            return None
+        session = await db.get(ProgrammeSession, session_id)
+        if session is None or session.programme_id != programme_id:
+            return None
+        return await seat_for(db, ctx=ctx, session=session)
+
+
+def make_frame_handler(conn: HTTPConnection, programme_id: int, session_id: int, user_id: int):  # type: ignore[no-untyped-def]
+    async def handle(frame: dict[str, Any]) -> list[str]:
+        if frame["type"] != "chat.send":
+            raise FrameError("unknown_type", f"unknown frame type {str(frame['type'])[:40]!r}")
+        text, channel, client_id = frame.get("text"), frame.get("channel"), frame.get("client_id")
+        if not isinstance(text, str) or not isinstance(channel, str) or not isinstance(client_id, str):
+            raise FrameError("bad_frame", "chat.send needs text, channel and client_id strings")
+        seat = await load_seat(conn, programme_id, session_id, user_id)
+        if seat is None:
+            return [control("error", code="not_allowed", message="You are no longer in this session.")]
+        try:
+            async with conn.state.sessionmaker() as db:
+                message, _new = await send_message(
+                    db,
+                    conn.state.live,
+                    seat=seat,
+                    channel=channel,
+                    text=text,
+                    client_id=client_id,
+                    private=frame.get("private") is True,
+                )
+                message_id = message.id
+        except ChatRefused as exc:
+            return [control("error", code=exc.code, message=exc.message, client_id=client_id[:64])]
+        return [control("ack", client_id=client_id, id=message_id)]
+
+    return handle
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """Browsers send Origin with every WebSocket; it must be this site."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True  # not a browser; the session cookie still decides
+    host = conn.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+@router.websocket(BASE + "/ws")
+async def live_websocket(websocket: WebSocket, programme_id: int, session_id: int) -> None:
+    state = websocket.state
+    if not same_origin(websocket):
+        await websocket.close(code=1008, reason="cross-site connections are refused")
+        return
+    async with state.sessionmaker() as db:
+        user = await user_from_cookie(
+            db,
+            signer=state.signer,
+            settings=state.settings,
+            cookie=websocket.cookies.get(SESSION_COOKIE),
+        )
+    if user is None:
+        await websocket.close(code=1008, reason="sign in first")
+        return
+    seat = await load_seat(websocket, programme_id, session_id, user.id)
+    if seat is None:
+        await websocket.close(code=1008, reason="you are not part of this session")
+        return
+    connection = Connection(state.hub, member=str(user.id))
+    await serve_websocket(
+        websocket,
+        connection,
+        authorize=make_authorizer(websocket, programme_id, session_id, user.id),
+        handle_frame=make_frame_handler(websocket, programme_id, session_id, user.id),
+    )
+
+
+def cursors_from(cursors: str, last_event_id: str | None) -> Cursors:
+    try:
+        # After a dropped stream the browser resends the last id it saw, which carries
+        # every cursor; it is fresher than the URL's.
+        return parse_cursor_text(last_event_id or cursors)
+    except FrameError as exc:
+        raise HTTPException(status_code=400, detail=exc.message) from exc
+
+
+@router.get(BASE + "/sse")
+async def live_sse(
+    request: HTTPConnection,
+    seat: SeatOf,
+    hub: HubDep,
+    cursors: CursorQuery = "",
+    last_event_id: Annotated[str | None, Header(max_length=2000)] = None,
+) -> Response:
+    requested = cursors_from(cursors, last_event_id)
+    connection = Connection(hub, member=str(seat.user_id))
+    authorize = make_authorizer(request, seat.ctx.programme.id, seat.session.id, seat.user_id)
+    backlog = await follow_authorized(connection, requested, authorize)
+    return StreamingResponse(
+        sse_stream(connection, backlog),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(BASE + "/poll")
+async def live_poll(
+    request: HTTPConnection,
+    seat: SeatOf,
+    hub: HubDep,
+    cursors: CursorQuery = "",
+    wait: Annotated[float, Query(ge=0, le=30)] = 25.0,
+) -> Response:
+    requested = cursors_from(cursors, None)
+    connection = Connection(hub, member=str(seat.user_id))
+    authorize = make_authorizer(request, seat.ctx.programme.id, seat.session.id, seat.user_id)
+    backlog = await follow_authorized(connection, requested, authorize)
+    messages = await long_poll(connection, backlog, wait=wait)
+    cursor_map = {c: i for c, i in connection.cursors.items()}
+    body = '{"events":[' + ",".join(messages) + '],"cursors":' + json.dumps(cursor_map) + "}"
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})

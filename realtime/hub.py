@@ -1,0 +1,85 @@
+"""Fan-out inside one process: the broker delivers each channel's events here once, and
+the hub hands them to every local connection listening to that channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from realtime.broker import Broker
+
+if TYPE_CHECKING:
+    from realtime.connection import Connection
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self, broker: Broker, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.broker = broker
+        self.sessionmaker = sessionmaker
+        self._local: dict[str, set[Connection]] = defaultdict(set)
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
+        self.connections: set[Connection] = set()
+
+    async def start(self) -> None:
+        await self.broker.start(self._dispatch, self._caught_up_after_reconnect)
+
+    def _dispatch(self, channel: str, message: str) -> None:
+        connections = self._local.get(channel)
+        if not connections:
+            return
+        seq_text, _, wire = message.partition("|")
+        try:
+            seq = int(seq_text)
+        except ValueError:
+            logger.warning("dropping a malformed broker message on %s", channel)
+            return
+        for connection in tuple(connections):
+            connection.offer(channel, seq, wire)
+
+    async def _caught_up_after_reconnect(self) -> None:
+        for connection in tuple(self.connections):
+            connection.request_catch_up()
+
+    async def join(self, connection: Connection, channels: set[str]) -> None:
+        self.connections.add(connection)
+        for channel in channels:
+            listeners = self._local[channel]
+            listeners.add(connection)
+            pending = self._subscribing.get(channel)
+            if pending is not None:
+                # Another connection is subscribing this process; wait until it is live.
+                await asyncio.shield(pending)
+                continue
+            if len(listeners) == 1:
+                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._subscribing[channel] = future
+                try:
+                    await self.broker.subscribe(channel)
+                finally:
+                    del self._subscribing[channel]
+                    future.set_result(None)
+
+    async def leave(self, connection: Connection, channels: set[str] | None = None) -> None:
+        if channels is None:
+            channels = set(connection.channels)
+            self.connections.discard(connection)
+        for channel in channels:
+            listeners = self._local.get(channel)
+            if listeners is None:
+                continue
+            listeners.discard(connection)
+            if not listeners and channel not in self._subscribing:
+                del self._local[channel]
+                try:
+                    await self.broker.unsubscribe(channel)
+                except Exception:
+                    logger.warning("could not unsubscribe from %s", channel, exc_info=True)
+
+    def listener_count(self, channel: str) -> int:
+        return len(self._local.get(channel, ()))

@@ -1,0 +1,93 @@
+"""The event log: events that matter later are stored, with an id that only increases
+within their channel, before they are fanned out.
+
+Ids are contiguous per channel (1, 2, 3, ...), which lets a connection notice a missed
+event from the next id it sees and fetch the gap from here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, utcnow
+
+# How far back a reconnecting client may resume; older cursors get a resync.
+MAX_REPLAY = 500
+
+
+class ChannelCounter(Base):
+    __tablename__ = "live_channel_counters"
+
+    channel: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LiveEvent(Base):
+    __tablename__ = "live_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    # The event as it goes on the wire (JSON with its server-rendered fragment).
+    wire: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("channel", "seq"),
+        Index("ix_live_events_channel_created", "channel", "created_at"),
+    )
+
+
+async def next_id(db: AsyncSession, channel: str) -> int:
+    """Allocate the channel's next id inside the caller's transaction.
+
+    The counter row stays locked until that transaction ends, so ids commit in order."""
+    dialect = db.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = ChannelCounter.__table__
+    statement = (
+        insert(table)
+        .values(channel=channel, last_id=1)
+        .on_conflict_do_update(index_elements=["channel"], set_={"last_id": table.c.last_id + 1})
+        .returning(table.c.last_id)
+    )
+    return int((await db.execute(statement)).scalar_one())
+
+
+async def head(db: AsyncSession, channel: str) -> int:
+    value = await db.scalar(select(ChannelCounter.last_id).where(ChannelCounter.channel == channel))
+    return int(value or 0)
+
+
+async def heads(db: AsyncSession, channels: Sequence[str]) -> dict[str, int]:
+    rows = await db.execute(
+        select(ChannelCounter.channel, ChannelCounter.last_id).where(
+            ChannelCounter.channel.in_(list(channels))
+        )
+    )
+    found = dict(rows.tuples().all())
+    return {c: int(found.get(c, 0)) for c in channels}
+
+
+async def since(
+    db: AsyncSession, channel: str, after: int, *, limit: int = MAX_REPLAY
+) -> list[tuple[int, str]]:
+    """Committed events of `channel` with ids above `after`, in order, as (id, wire)."""
+    rows = await db.execute(
+        select(LiveEvent.seq, LiveEvent.wire)
+        .where(LiveEvent.channel == channel, LiveEvent.seq > after)
+        .order_by(LiveEvent.seq)
+        .limit(limit)
+    )
+    return [(int(seq), wire) for seq, wire in rows.tuples().all()]
+
+
+async def count(db: AsyncSession, channel: str) -> int:
+    return int(await db.scalar(select(func.count()).where(LiveEvent.channel == channel)) or 0)

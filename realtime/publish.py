@@ -1,0 +1,90 @@
+"""Recording and publishing events: stored with the change that caused them, fanned out
+only after that change commits (so nobody sees what then rolls back)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import Environment
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime import log as event_log
+from realtime.broker import Broker
+from realtime.events import EventRegistry, render_fragment, wire
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Live:
+    """What domain actions use to send events; made once in the app's lifespan."""
+
+    registry: EventRegistry
+    broker: Broker
+    env: Environment
+
+    def outbox(self, db: AsyncSession) -> Outbox:
+        return Outbox(live=self, db=db)
+
+    async def publish_transient(
+        self, channel: str, type_name: str, payload: BaseModel | dict[str, Any], **kw: Any
+    ) -> None:
+        """An event nobody needs later (presence): not stored, not resumed."""
+        event_type = self.registry[type_name]
+        if event_type.persist:
+            raise ValueError(f"{type_name} is a stored event; send it through an outbox")
+        model = event_type.schema.model_validate(payload)
+        html = render_fragment(self.env, event_type, model)
+        message = wire(channel=channel, seq=0, event_type=event_type, html=html, **kw)
+        await self.broker.publish(channel, f"0|{message}")
+
+
+@dataclass
+class Outbox:
+    live: Live
+    db: AsyncSession
+    pending: list[tuple[str, str]] = field(default_factory=list)
+
+    async def add(
+        self,
+        channel: str,
+        type_name: str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        actor_id: int | None = None,
+        target: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> int:
+        """Store an event in the current transaction; returns its id in the channel."""
+        event_type = self.live.registry[type_name]
+        model = event_type.schema.model_validate(payload)
+        html = render_fragment(self.live.env, event_type, model)
+        seq = 0
+        if event_type.persist:
+            seq = await event_log.next_id(self.db, channel)
+        message = wire(
+            channel=channel, seq=seq, event_type=event_type, html=html, target=target, data=data
+        )
+        if event_type.persist:
+            self.db.add(
+                event_log.LiveEvent(
+                    channel=channel, seq=seq, type=type_name, wire=message, actor_id=actor_id
+                )
+            )
+        self.pending.append((channel, f"{seq}|{message}"))
+        return seq
+
+    async def commit(self) -> None:
+        """Commit the transaction, then fan the events out."""
+        await self.db.commit()
+        pending, self.pending = self.pending, []
+        for channel, message in pending:
+            try:
+                await self.live.broker.publish(channel, message)
+            except Exception:
+                # Stored events are not lost: connections notice the gap at the next event
+                # or on reconnect, and fetch it from the log.
+                logger.exception("could not publish an event on %s", channel)

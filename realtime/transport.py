@@ -1,0 +1,279 @@
+"""Transports for a live connection: WebSocket first; Server-Sent Events and long-polling
+over plain HTTP where WebSockets are blocked. Sending from the browser is an ordinary POST
+on the fallbacks, or a frame on the WebSocket.
+
+Close codes: 1003 data we cannot accept, 1008 policy (not allowed, too many frames),
+1009 frame too big, 1011 server error, 4000 "resync": the client fell behind and must
+reconnect with its cursors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from realtime.connection import Connection, SlowConsumer
+from realtime.events import control
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 25.0
+HELLO_TIMEOUT_SECONDS = 10.0
+MAX_FRAME_BYTES = 8 * 1024
+MAX_CHANNELS = 16
+MAX_FRAMES_PER_10S = 40
+MAX_BAD_FRAMES = 10
+CLOSE_RESYNC = 4000
+
+Cursors = dict[str, int | None]
+# Checks the channels a client asks for: returns the allowed ones and an error message
+# for each refused one.
+Authorizer = Callable[[Cursors], Awaitable[tuple[Cursors, list[str]]]]
+# Handles an action frame (anything but hello/ping); returns control messages to send back.
+FrameHandler = Callable[[dict[str, Any]], Awaitable[list[str]]]
+
+
+class FrameError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_cursors(raw: object) -> Cursors:
+    """Cursors as a client sends them: {"channel": last id or null}."""
+    if not isinstance(raw, dict):
+        raise FrameError("bad_cursors", "cursors must be an object of channel names to ids")
+    if len(raw) > MAX_CHANNELS:
+        raise FrameError("bad_cursors", f"at most {MAX_CHANNELS} channels at once")
+    out: Cursors = {}
+    for channel, value in raw.items():
+        if not isinstance(channel, str) or not 0 < len(channel) <= 100:
+            raise FrameError("bad_cursors", "channel names are short strings")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53
+        ):
+            raise FrameError("bad_cursors", f"the id for {channel[:100]} must be a whole number")
+        out[channel] = value
+    return out
+
+
+def parse_cursor_text(text: str) -> Cursors:
+    """Cursors in a URL or an SSE id: `channel=id,channel=id` (id may be empty)."""
+    if len(text) > 2000:
+        raise FrameError("bad_cursors", "too many cursors")
+    raw: dict[str, int | None] = {}
+    for part in filter(None, text.split(",")):
+        channel, sep, value = part.rpartition("=")
+        if not sep:
+            raise FrameError("bad_cursors", "cursors look like channel=id,channel=id")
+        if value and not value.isdigit():
+            raise FrameError("bad_cursors", f"the id for {channel[:100]} must be a whole number")
+        raw[channel] = int(value) if value else None
+    return parse_cursors(raw)
+
+
+def cursor_text(cursors: Mapping[str, int]) -> str:
+    return ",".join(f"{c}={i}" for c, i in sorted(cursors.items()))
+
+
+def parse_frame(text: str) -> dict[str, Any]:
+    if len(text.encode()) > MAX_FRAME_BYTES:
+        raise FrameError("too_big", f"frames are at most {MAX_FRAME_BYTES} bytes")
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        raise FrameError("bad_json", "frames must be JSON objects") from exc
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise FrameError("bad_frame", 'frames are JSON objects with a "type"')
+    return frame
+
+
+async def follow_authorized(
+    connection: Connection, cursors: Cursors, authorize: Authorizer
+) -> list[str]:
+    allowed, refusals = await authorize(cursors)
+    out = [control("error", code="not_allowed", message=m) for m in refusals]
+    out.extend(await connection.follow(allowed))
+    return out
+
+
+async def serve_websocket(
+    websocket: WebSocket,
+    connection: Connection,
+    *,
+    authorize: Authorizer,
+    handle_frame: FrameHandler,
+    heartbeat: float = HEARTBEAT_SECONDS,
+) -> None:
+    """Run one WebSocket until either side ends it; the connection is always released."""
+    await websocket.accept()
+    try:
+        try:
+            first = await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT_SECONDS)
+        except TimeoutError:
+            await _close(websocket, 1008, "send a hello frame first")
+            return
+        if first["type"] == "websocket.disconnect":
+            return
+        try:
+            hello = parse_frame(first.get("text") or "")
+            if hello["type"] != "hello":
+                raise FrameError("hello_first", "the first frame must be a hello")
+            backlog = await follow_authorized(
+                connection, parse_cursors(hello.get("cursors", {})), authorize
+            )
+        except FrameError as exc:
+            await _close(websocket, 1003 if exc.code != "too_big" else 1009, exc.message)
+            return
+        for message in [control("hello", transport="websocket"), *backlog]:
+            await websocket.send_text(message)
+
+        sender = asyncio.create_task(_send_loop(websocket, connection, heartbeat))
+        receiver = asyncio.create_task(
+            _receive_loop(websocket, connection, authorize, handle_frame)
+        )
+        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        for task in done:
+            exc = task.exception()
+            if isinstance(exc, SlowConsumer):
+                await _close(websocket, CLOSE_RESYNC, "resync: too far behind")
+            elif isinstance(exc, _Close):
+                await _close(websocket, exc.code, exc.reason)
+            elif exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
+                logger.error("live connection failed", exc_info=exc)
+                await _close(websocket, 1011, "server error; reconnect")
+    finally:
+        await connection.close()
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def _send_loop(websocket: WebSocket, connection: Connection, heartbeat: float) -> None:
+    heartbeat_message = control("hb")
+    while True:
+        messages = await connection.next(timeout=heartbeat)
+        if messages is None:
+            await websocket.send_text(heartbeat_message)
+            continue
+        for message in messages:
+            await websocket.send_text(message)
+
+
+async def _receive_loop(
+    websocket: WebSocket,
+    connection: Connection,
+    authorize: Authorizer,
+    handle_frame: FrameHandler,
+) -> None:
+    window_start, frames, bad = time.monotonic(), 0, 0
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        now = time.monotonic()
+        if now - window_start > 10:
+            window_start, frames = now, 0
+        frames += 1
+        if frames > MAX_FRAMES_PER_10S:
+            raise _Close(1008, "too many messages; slow down")
+        if message.get("text") is None:
+            raise _Close(1003, "binary frames are not accepted here")
+        replies: list[str]
+        try:
+            frame = parse_frame(message["text"])
+            kind = frame["type"]
+            if kind == "ping":
+                replies = [control("pong", n=frame.get("n") if isinstance(frame.get("n"), int) else 0)]
+            elif kind == "hello":
+                cursors = parse_cursors(frame.get("cursors", {}))
+                replies = await follow_authorized(connection, cursors, authorize)
+            else:
+                replies = await handle_frame(frame)
+        except FrameError as exc:
+            if exc.code == "too_big":
+                raise _Close(1009, exc.message) from exc
+            bad += 1
+            if bad > MAX_BAD_FRAMES:
+                raise _Close(1003, "too many malformed frames") from exc
+            replies = [control("error", code=exc.code, message=exc.message)]
+        for reply in replies:
+            await websocket.send_text(reply)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close(code=code, reason=reason[:120])
+
+
+async def sse_stream(
+    connection: Connection,
+    backlog: list[str],
+    *,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    max_seconds: float = 300.0,
+) -> AsyncIterator[bytes]:
+    """Server-Sent Events. Each event's id carries all cursors, so the browser's automatic
+    reconnect (Last-Event-ID) resumes exactly. Streams end after `max_seconds` so proxies
+    that buffer do not hold them forever; the client reconnects."""
+    deadline = time.monotonic() + max_seconds
+    try:
+        yield b"retry: 2000\n\n"
+        yield _sse(control("hello", transport="sse"), connection)
+        for message in backlog:
+            yield _sse(message, connection)
+        while time.monotonic() < deadline:
+            try:
+                messages = await connection.next(timeout=heartbeat)
+            except SlowConsumer:
+                yield _sse(control("reconnect", reason="resync: too far behind"), connection)
+                return
+            if messages is None:
+                yield b": hb\n\n"
+                continue
+            for message in messages:
+                yield _sse(message, connection)
+    finally:
+        await connection.close()
+
+
+def _sse(message: str, connection: Connection) -> bytes:
+    return f"id: {cursor_text(connection.cursors)}\ndata: {message}\n\n".encode()
+
+
+async def long_poll(connection: Connection, backlog: list[str], *, wait: float = 25.0) -> list[str]:
+    """One long-poll: what was missed, else wait up to `wait` seconds for something new,
+    then gather whatever else arrives within a moment."""
+    try:
+        out = list(backlog)
+        if not out:
+            try:
+                first = await connection.next(timeout=wait)
+            except SlowConsumer:
+                return [control("reconnect", reason="resync: too far behind")]
+            out.extend(first or [])
+            if first:
+                await asyncio.sleep(0.05)
+        out.extend(await connection.next_nowait())
+        return out
+    except SlowConsumer:
+        return [control("reconnect", reason="resync: too far behind")]
+    finally:
+        await connection.close()

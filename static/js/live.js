@@ -1,0 +1,238 @@
+// Roundtable live session: follows the page's channels over a WebSocket, falling back to
+// Server-Sent Events and then long-polling where WebSockets are blocked. The server sends
+// ready-made HTML fragments; this script only places them.
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  if (!live) return;
+  var base = live.getAttribute("data-base");
+  var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
+  var cursors = {}, gen = 0, socket = null, stream = null, lastSeen = Date.now(), retry = 1000;
+  var OPEN_TIMEOUT = 5000, STALE = 60000;
+
+  function $(id) { return document.getElementById(id); }
+  function say(id, text) { var el = $(id); if (el) el.textContent = text; }
+  function status(text) { say("live-status", text); }
+  function readCursors() {
+    cursors = {};
+    document.querySelectorAll("[data-channel]").forEach(function (el) {
+      cursors[el.getAttribute("data-channel")] = +el.getAttribute("data-last-id") || 0;
+    });
+  }
+  function cursorText() {
+    return Object.keys(cursors).map(function (c) { return c + "=" + cursors[c]; }).join(",");
+  }
+  function box(channel) {
+    return document.querySelector('[data-channel="' + CSS.escape(channel) + '"]');
+  }
+
+  function handle(text) {
+    lastSeen = Date.now();
+    var ev;
+    try { ev = JSON.parse(text); } catch (e) { return; }
+    apply(ev);
+  }
+
+  function apply(ev) {
+    switch (ev.t) {
+      case "hb": case "pong": case "ack": return;
+      case "hello": retry = 1000; status(ev.transport === "websocket" ? "Live" : "Live (compatibility mode)"); return;
+      case "error": say("composer-error", ev.message || "Something went wrong."); return;
+      case "resync": resync(ev.c); return;
+      case "reconnect": connect(); return;
+    }
+    var el = box(ev.c);
+    if (ev.i) {
+      if (ev.i <= (cursors[ev.c] || 0)) return;
+      cursors[ev.c] = ev.i;
+      if (el) el.setAttribute("data-last-id", ev.i);
+    }
+    if (ev.h && el && ev.s !== "none") place(el, ev);
+    if (ev.d && ev.d.deadline) setDeadline(ev.d.deadline, ev.d.closing);
+    if (ev.t === "breakout.opened" || ev.t === "breakout.closed" || ev.t === "room.changed") switchRoom(ev);
+  }
+
+  function place(el, ev) {
+    var existing = ev.x && $(ev.x);
+    if (ev.s === "remove") { if (existing) existing.remove(); return; }
+    var t = document.createElement("template");
+    t.innerHTML = ev.h;
+    var node = t.content.firstElementChild;
+    if (!node) return;
+    if (node.id && $(node.id)) existing = $(node.id);
+    if (existing) existing.replaceWith(node);
+    else {
+      var log = el.querySelector(".log") || el;
+      log.appendChild(node);
+      while (log.children.length > 300) log.removeChild(log.firstElementChild);
+    }
+    if (window.htmx) window.htmx.process(node);
+  }
+
+  function get(url) {
+    return fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" });
+  }
+
+  function resync(channel) {
+    get(base + "/panel?channel=" + encodeURIComponent(channel)).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      var old = box(channel);
+      if (!html || !old) return;
+      old.outerHTML = html;
+      var fresh = box(channel);
+      cursors[channel] = +fresh.getAttribute("data-last-id") || 0;
+    });
+  }
+
+  function switchRoom(ev) {
+    get(base + "/room").then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
+      if (!html) return;
+      var room = $("room");
+      var wasHere = room.getAttribute("data-room");
+      room.outerHTML = html;
+      room = $("room");
+      if (window.htmx) window.htmx.process(room);
+      if (room.getAttribute("data-room") !== wasHere) {
+        var title = $("room-title");
+        say("action-status", "You are now in: " + (title ? title.textContent : "another room"));
+        document.title = (title ? title.textContent + " · " : "") + "Roundtable";
+      }
+      readCursors();
+      tick();
+      resubscribe();
+    });
+  }
+
+  function resubscribe() {
+    if (socket && socket.readyState === 1) socket.send(JSON.stringify({ type: "hello", cursors: cursors }));
+    else connect();
+  }
+
+  function stop() {
+    gen++;
+    if (socket) { socket.onclose = null; socket.close(); socket = null; }
+    if (stream) { stream.close(); stream = null; }
+  }
+
+  function connect() {
+    stop();
+    var mine = gen;
+    lastSeen = Date.now();
+    if (!("WebSocket" in window) || sessionStorage.getItem("rtNoWebSocket")) return viaSse(mine);
+    status("Connecting…");
+    var opened = false, ws = new WebSocket(location.origin.replace(/^http/, "ws") + base + "/ws");
+    socket = ws;
+    var timer = setTimeout(function () { if (!opened) { ws.onclose = null; ws.close(); fallback(mine); } }, OPEN_TIMEOUT);
+    ws.onopen = function () {
+      opened = true; clearTimeout(timer);
+      ws.send(JSON.stringify({ type: "hello", cursors: cursors }));
+    };
+    ws.onmessage = function (e) { handle(e.data); };
+    ws.onclose = function () {
+      clearTimeout(timer);
+      if (mine !== gen) return;
+      if (!opened) return fallback(mine);
+      later();
+    };
+  }
+
+  function fallback(mine) {
+    // Remember for this tab that WebSockets do not get through, so the next page starts on the fallback.
+    sessionStorage.setItem("rtNoWebSocket", "1");
+    viaSse(mine);
+  }
+
+  function later() {
+    status("Reconnecting…");
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 15000);
+  }
+
+  function viaSse(mine) {
+    if (!("EventSource" in window)) return viaPoll(mine);
+    var opened = false, es = new EventSource(base + "/sse?cursors=" + encodeURIComponent(cursorText()));
+    stream = es;
+    var timer = setTimeout(function () { if (!opened) { es.close(); viaPoll(mine); } }, OPEN_TIMEOUT);
+    es.onopen = function () { opened = true; clearTimeout(timer); };
+    es.onmessage = function (e) { handle(e.data); };
+    es.onerror = function () {
+      if (mine !== gen) return;
+      if (!opened) { clearTimeout(timer); es.close(); viaPoll(mine); }
+      // Otherwise the browser reconnects by itself, resuming from the last event id.
+    };
+  }
+
+  function viaPoll(mine) {
+    status("Live (compatibility mode)");
+    (function loop() {
+      if (mine !== gen) return;
+      get(base + "/poll?cursors=" + encodeURIComponent(cursorText())).then(function (r) {
+        if (!r.ok) throw new Error(r.status);
+        return r.json();
+      }).then(function (body) {
+        lastSeen = Date.now();
+        body.events.forEach(apply);
+        loop();
+      }).catch(function () { setTimeout(loop, 3000); });
+    })();
+  }
+
+  // Countdown timers, computed locally from the deadline the server sent.
+  var warned = false;
+  function setDeadline(iso) {
+    document.querySelectorAll("[data-deadline]").forEach(function (el) { el.setAttribute("data-deadline", iso); });
+    warned = false;
+  }
+  function tick() {
+    document.querySelectorAll("[data-deadline]").forEach(function (el) {
+      var left = Math.max(0, Math.round((Date.parse(el.getAttribute("data-deadline")) - Date.now()) / 1000));
+      el.textContent = Math.floor(left / 60) + ":" + ("0" + (left % 60)).slice(-2);
+      if (left <= 60 && left > 0 && !warned) { warned = true; say("action-status", "One minute left."); }
+    });
+  }
+
+  // Sending: the composer is an htmx form; here we keep each send's id and show refusals.
+  function newId() { return Date.now().toString(36) + Math.random().toString(36).slice(2, 10); }
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var form = e.detail.elt;
+    if (!form || form.id !== "composer") return;
+    if (e.detail.successful) {
+      form.reset();
+      form.elements.client_id.value = newId();
+      say("composer-error", "");
+    } else {
+      var xhr = e.detail.xhr;
+      say("composer-error", xhr && xhr.status ? xhr.responseText : "Not sent: you seem to be offline. Try again.");
+    }
+  });
+  document.addEventListener("keydown", function (e) {
+    if (e.target.id === "chat-text" && e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      if (e.target.value.trim()) e.target.form.requestSubmit();
+    }
+  });
+
+  // Report, remove, claim and resolve buttons inside fragments.
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest && e.target.closest("button[data-act]");
+    if (!btn) return;
+    var act = btn.getAttribute("data-act"), url;
+    if (btn.hasAttribute("data-help")) url = base + "/help/" + btn.getAttribute("data-help") + "/" + act;
+    else url = base + "/messages/" + btn.getAttribute("data-id") + "/" + act;
+    if (act === "remove" && !confirm("Remove this message for everyone?")) return;
+    fetch(url, { method: "POST", headers: { "X-CSRF-Token": csrf, "HX-Request": "true" }, credentials: "same-origin" })
+      .then(function (r) { return r.text().then(function (t) { say("action-status", t || (r.ok ? "Done." : "That did not work.")); }); });
+  });
+
+  setInterval(function () {
+    tick();
+    if ((socket || stream) && Date.now() - lastSeen > STALE) connect();
+  }, 1000);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && Date.now() - lastSeen > STALE) connect();
+  });
+  readCursors();
+  tick();
+  connect();
+})();

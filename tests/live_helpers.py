@@ -1,0 +1,81 @@
+"""Clients for live tests: a WebSocket client that keeps what it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+
+from tests.conftest import LiveServer
+
+
+class LiveClient:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.received: list[dict[str, Any]] = []
+        # Received but not yet taken by wait_for.
+        self.inbox: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(
+        cls, server: LiveServer, user: Any, path: str, cursors: dict[str, int | None]
+    ) -> LiveClient:
+        ws = await websockets.connect(
+            server.ws + path + "/ws",
+            additional_headers={"Cookie": server.cookie_header(user)},
+            open_timeout=10,
+        )
+        client = cls(ws)
+        await client.send({"type": "hello", "cursors": cursors})
+        hello = await client.next()
+        assert hello["t"] == "hello", hello
+        return client
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        message = json.loads(raw)
+        message["_bytes"] = len(raw.encode() if isinstance(raw, str) else raw)
+        self.received.append(message)
+        return message
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        for index, waiting in enumerate(self.inbox):
+            if predicate(waiting):
+                return self.inbox.pop(index)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError("the expected live event did not arrive")
+            message = await self.next(left)
+            if predicate(message):
+                return message
+            self.inbox.append(message)
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Everything that arrives within `seconds` (expected: nothing of interest)."""
+        got, self.inbox = self.inbox, []
+        try:
+            while True:
+                got.append(await self.next(seconds))
+        except TimeoutError:
+            return got
+
+    async def chat(self, channel: str, text: str, client_id: str) -> dict[str, Any]:
+        await self.send({"type": "chat.send", "channel": channel, "text": text, "client_id": client_id})
+        return await self.wait_for(lambda m: m["t"] in ("ack", "error") and m.get("client_id") == client_id)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def chat_texts(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["h"] for m in messages if m.get("t") == "chat.message"]
