@@ -13,6 +13,8 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.factory import create_app
+from app.live import channels
+from app.live.models import ChatMessage
 from app.models import Membership, Paper
 from tests.factories import World, make_world
 
@@ -62,11 +64,79 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/programmes"): ADMINS,
     ("GET", "/api/v1/programmes/{programme_id}"): MEMBERS,
     ("PATCH", "/api/v1/programmes/{programme_id}"): HOSTS,
+    # Roster, groups and invitations.
+    ("GET", "/programmes/{programme_id}/roster"): HOSTS,
+    ("POST", "/programmes/{programme_id}/roster/import"): HOSTS,
+    ("POST", "/programmes/{programme_id}/roster/auto-assign"): HOSTS,
+    ("POST", "/programmes/{programme_id}/roster/invitations"): HOSTS,
+    ("POST", "/programmes/{programme_id}/members/{membership_id}/move"): HOSTS,
+    ("POST", "/programmes/{programme_id}/members/{membership_id}/invitation"): HOSTS,
+    ("GET", "/programmes/{programme_id}/groups"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/groups"): HOSTS,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}"): GROUP_A,
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/settings"): HOSTS,
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/facilitators"): HOSTS,
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/facilitators/{user_id}/remove"): HOSTS,
+    ("GET", "/api/v1/programmes/{programme_id}/groups"): MEMBERS,
+    ("POST", "/api/v1/programmes/{programme_id}/groups"): HOSTS,
+    ("GET", "/api/v1/programmes/{programme_id}/groups/{group_id}"): GROUP_A,
+    ("PATCH", "/api/v1/programmes/{programme_id}/groups/{group_id}"): HOSTS,
+    ("PUT", "/api/v1/programmes/{programme_id}/groups/{group_id}/facilitators/{user_id}"): HOSTS,
+    ("DELETE", "/api/v1/programmes/{programme_id}/groups/{group_id}/facilitators/{user_id}"): HOSTS,
+    ("GET", "/api/v1/programmes/{programme_id}/members"): STAFF,
+    ("PATCH", "/api/v1/programmes/{programme_id}/members/{membership_id}"): HOSTS,
+    ("POST", "/api/v1/programmes/{programme_id}/roster"): HOSTS,
+    ("POST", "/api/v1/programmes/{programme_id}/auto-assign"): HOSTS,
+    ("POST", "/api/v1/programmes/{programme_id}/invitations"): HOSTS,
+    # Sessions, papers and calendars
+    ("GET", "/programmes/{programme_id}/sessions"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/sessions"): HOSTS,
+    ("GET", "/programmes/{programme_id}/sessions/new"): HOSTS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/edit"): HOSTS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/delete"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/delete"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/papers"): HOSTS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/papers/{paper_id}"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/papers/{paper_id}/delete"): HOSTS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/calendar.ics"): MEMBERS,
+    ("GET", "/me/calendar.ics"): SIGNED_IN,
+    ("GET", "/api/v1/programmes/{programme_id}/sessions"): MEMBERS,
+    ("POST", "/api/v1/programmes/{programme_id}/sessions"): HOSTS,
+    ("GET", "/api/v1/programmes/{programme_id}/sessions/{session_id}"): MEMBERS,
+    ("PATCH", "/api/v1/programmes/{programme_id}/sessions/{session_id}"): HOSTS,
+    ("DELETE", "/api/v1/programmes/{programme_id}/sessions/{session_id}"): HOSTS,
+    ("GET", "/api/v1/programmes/{programme_id}/sessions/{session_id}/papers"): MEMBERS,
+    ("POST", "/api/v1/programmes/{programme_id}/sessions/{session_id}/papers"): HOSTS,
+    ("DELETE", "/api/v1/programmes/{programme_id}/sessions/{session_id}/papers/{paper_id}"): HOSTS,
+    # The live session
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/room"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/panel"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/sse"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/poll"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/chat"): MEMBERS - {OBSERVER},
+    (
+        "POST",
+        "/programmes/{programme_id}/sessions/{session_id}/live/messages/{message_id}/report",
+    ): MEMBERS,
+    (
+        "POST",
+        "/programmes/{programme_id}/sessions/{session_id}/live/messages/{message_id}/remove",
+    ): HOSTS,
 }
 
 # Routes whose success for one person changes what the next person can do (deletions):
 # each allowed role is tried against a fresh world.
 DESTRUCTIVE_METHODS = {"DELETE"}
+
+
+def destructive(method: str, path: str) -> bool:
+    return method in DESTRUCTIVE_METHODS or (method == "POST" and path.endswith("/delete"))
+
+
+# Streams end at once in this test, instead of waiting for news.
+QUERY_FOR = {"/sse": {"duration": "0"}, "/poll": {"wait": "0"}}
 
 
 def app_routes() -> list[tuple[str, str]]:
@@ -117,7 +187,9 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         select(Membership).where(Membership.user_id == w.participant_a.id)
     )
     paper = await db.scalar(select(Paper).where(Paper.session_id == w.session.id))
+    message = await db.scalar(select(ChatMessage).where(ChatMessage.session_id == w.session.id))
     return {
+        "message_id": message.id if message else 0,
         "programme_id": w.programme.id,
         "group_id": w.group_a.id,
         "session_id": w.session.id,
@@ -136,6 +208,9 @@ def denied(status: int, location: str, role: str, path: str) -> bool:
 
 
 async def call(browser: Any, method: str, url: str) -> Any:
+    for suffix, params in QUERY_FOR.items():
+        if url.endswith(suffix):
+            return await browser.get(url, params=params)
     if url.startswith("/api/"):
         kwargs: dict[str, Any] = {}
         if method in ("POST", "PUT", "PATCH"):
@@ -166,6 +241,15 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
             uploaded_by_id=w.host.id,
         )
     )
+    db.add(
+        ChatMessage(
+            session_id=w.session.id,
+            channel=channels.plenary(w.session.id),
+            author_id=w.participant_a.id,
+            body="Hello from the plenary",
+            client_id="seed",
+        )
+    )
     await db.commit()
 
 
@@ -184,7 +268,7 @@ async def test_route_admits_exactly_its_policy(
     failures = []
     # Those who may not go first, so that nothing they are refused has been changed.
     for role in sorted(ROLES, key=lambda r: r in allowed):
-        if role in allowed and method in DESTRUCTIVE_METHODS:
+        if role in allowed and destructive(method, path):
             # A fresh copy of the world each time, so an earlier deletion does not hide access.
             w = await make_world(db)
             await seed_extras(db, w, state["storage"])

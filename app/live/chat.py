@@ -130,6 +130,9 @@ async def send_message(
 ) -> tuple[ChatMessage, bool]:
     """Store and publish a message; returns it and whether it is new (a retried send with
     the same client id returns the first one)."""
+    # Who may post here is decided before anything about the message itself.
+    if not seat.may_post(seat.current if private else channel):
+        raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
     body = validate_text(text)
     client_id = validate_client_id(client_id)
     existing = await db.scalar(

@@ -158,13 +158,16 @@ async def live_sse(
     hub: HubDep,
     cursors: CursorQuery = "",
     last_event_id: Annotated[str | None, Header(max_length=2000)] = None,
+    duration: Annotated[
+        float, Query(ge=0, le=300, description="Seconds before the server ends the stream")
+    ] = 300.0,
 ) -> Response:
     requested = cursors_from(cursors, last_event_id)
     connection = Connection(hub, member=str(seat.user_id))
     authorize = make_authorizer(request, seat.ctx.programme.id, seat.session.id, seat.user_id)
     backlog = await follow_authorized(connection, requested, authorize)
     return StreamingResponse(
-        sse_stream(connection, backlog),
+        sse_stream(connection, backlog, max_seconds=duration),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
     )
