@@ -101,8 +101,10 @@ async def accept_invite(
     await db.commit()
     # First visit goes to the profile so people can set name, pronouns and access needs.
     first_time = not user.pronouns and not user.name_pronunciation
-    target = f"/profile?welcome=1&next=/programmes/{invitation.programme_id}" if first_time else (
-        f"/programmes/{invitation.programme_id}"
+    target = (
+        f"/profile?welcome=1&next=/programmes/{invitation.programme_id}"
+        if first_time
+        else (f"/programmes/{invitation.programme_id}")
     )
     response = RedirectResponse(target, status_code=303)
     sign_in(response, user=user, signer=signer, settings=settings)

@@ -18,5 +18,9 @@ async def healthz(request: Request) -> JSONResponse:
     except Exception as exc:  # any failure to reach the database is reported, not raised
         database = f"unavailable: {type(exc).__name__}"
     captions = request.state.captions.status
-    body = {"status": "ok" if database == "ok" else "degraded", "database": database, "captions": captions}
+    body = {
+        "status": "ok" if database == "ok" else "degraded",
+        "database": database,
+        "captions": captions,
+    }
     return JSONResponse(body, status_code=200 if database == "ok" else 503)

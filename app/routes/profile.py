@@ -89,7 +89,9 @@ async def save_profile(
     try:
         await update_profile(db, user=user, changes=changes)
     except ProfileError as exc:
-        return _page(request, user, errors=exc.errors, values=changes, next=safe_next(next) if next else "")
+        return _page(
+            request, user, errors=exc.errors, values=changes, next=safe_next(next) if next else ""
+        )
     target = safe_next(next) if next else "/profile?saved=1"
     return RedirectResponse(target, status_code=303)
 

@@ -155,7 +155,12 @@ async def admin_create_programme(
         return render(
             request,
             "admin.html",
-            {"title": "Administration", "programmes": programmes, "values": values, "errors": exc.errors},
+            {
+                "title": "Administration",
+                "programmes": programmes,
+                "values": values,
+                "errors": exc.errors,
+            },
             status_code=400,
         )
     return RedirectResponse(f"/programmes/{programme.id}", status_code=303)
