@@ -20,7 +20,9 @@ from app.security import Signer
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
 from captioning.engine import CaptionEngine
+from app.live.breakouts import BreakoutCloser
 from app.live.events import build_registry
+from app.live.presence import Presence
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
@@ -47,6 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         captions = CaptionEngine(model_path=settings.vosk_model_path)
         await captions.load()
         storage = LocalStorage(settings.upload_dir)
+        presence = Presence(broker=broker, live=live, sessionmaker=sessionmaker)
+        hub.presence = presence
+        presence.start()
+        breakout_closer = BreakoutCloser(sessionmaker, live)
+        breakout_closer.start()
         try:
             yield {
                 "settings": settings,
@@ -57,11 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "broker": broker,
                 "hub": hub,
                 "live": live,
+                "presence": presence,
+                "breakout_closer": breakout_closer,
                 "captions": captions,
                 "storage": storage,
                 "login_limiter": RateLimiter(settings.login_attempts_per_minute, 60.0),
             }
         finally:
+            await breakout_closer.stop()
+            await presence.stop()
             captions.close()
             await broker.close()
             await engine.dispose()
@@ -79,11 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from app.api import router as api_router
     from app.routes import (
+        asr,
         auth,
         groups,
         health,
         home,
         live,
+        live_actions,
         live_stream,
         profile,
         programmes,
@@ -94,9 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
     app.include_router(live_stream.router)
+    app.include_router(asr.ws_router)  # token-authorized WebSocket: no cookies, so no CSRF
     csrf = [Depends(verify_csrf)]
-    for module in (auth, home, profile, programmes, sessions, roster, groups, live):
+    for module in (auth, home, profile, programmes, sessions, roster, groups, live, live_actions):
         app.include_router(module.router, dependencies=csrf)
+    app.include_router(asr.router, dependencies=csrf)  # the token page's forms
     app.include_router(api_router, prefix="/api/v1", dependencies=csrf)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

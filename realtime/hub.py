@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,10 +18,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class PresenceHooks(Protocol):
+    """Told when a connection's person starts or stops following channels."""
+
+    async def joined(self, member: str, joined: set[str]) -> None: ...
+
+    async def left(self, member: str, left: set[str]) -> None: ...
+
+
 class Hub:
     def __init__(self, broker: Broker, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.broker = broker
         self.sessionmaker = sessionmaker
+        self.presence: PresenceHooks | None = None
         self._local: dict[str, set[Connection]] = defaultdict(set)
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self.connections: set[Connection] = set()
@@ -48,8 +57,11 @@ class Hub:
 
     async def join(self, connection: Connection, channels: set[str]) -> None:
         self.connections.add(connection)
+        added: set[str] = set()
         for channel in channels:
             listeners = self._local[channel]
+            if connection not in listeners:
+                added.add(channel)
             listeners.add(connection)
             pending = self._subscribing.get(channel)
             if pending is not None:
@@ -64,15 +76,23 @@ class Hub:
                 finally:
                     del self._subscribing[channel]
                     future.set_result(None)
+        if added and self.presence is not None:
+            try:
+                await self.presence.joined(connection.member, added)
+            except Exception:
+                logger.warning("could not record presence", exc_info=True)
 
     async def leave(self, connection: Connection, channels: set[str] | None = None) -> None:
         if channels is None:
             channels = set(connection.channels)
             self.connections.discard(connection)
+        removed: set[str] = set()
         for channel in channels:
             listeners = self._local.get(channel)
             if listeners is None:
                 continue
+            if connection in listeners:
+                removed.add(channel)
             listeners.discard(connection)
             if not listeners and channel not in self._subscribing:
                 del self._local[channel]
@@ -80,6 +100,11 @@ class Hub:
                     await self.broker.unsubscribe(channel)
                 except Exception:
                     logger.warning("could not unsubscribe from %s", channel, exc_info=True)
+        if removed and self.presence is not None:
+            try:
+                await self.presence.left(connection.member, removed)
+            except Exception:
+                logger.warning("could not record presence", exc_info=True)
 
     def listener_count(self, channel: str) -> int:
         return len(self._local.get(channel, ()))

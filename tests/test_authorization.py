@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.factory import create_app
 from app.live import channels
-from app.live.models import ChatMessage
+from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
 from tests.factories import World, make_world
 
@@ -124,6 +124,32 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
         "POST",
         "/programmes/{programme_id}/sessions/{session_id}/live/messages/{message_id}/remove",
     ): HOSTS,
+    # Live actions: breakouts, hands and help, moderation, presence. (An empty form gets
+    # 400 or 409 from those allowed: the role is checked before the input.)
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/breakouts/open"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/breakouts/extend"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/breakouts/close"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/broadcast"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/move"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/enter"): frozenset(
+        {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/hand"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/help"): MEMBERS,
+    # The seeded request is participant A's, from group A's room.
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/help/{help_id}/claim"): (
+        frozenset({FACILITATOR, IT, HOST, ADMIN})
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/help/{help_id}/resolve"): (
+        frozenset({PARTICIPANT, FACILITATOR, IT, HOST, ADMIN})
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/mute"): frozenset(
+        {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/room-settings"): frozenset(
+        {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
+    ),
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/occupancy"): STAFF,
 }
 
 # Routes whose success for one person changes what the next person can do (deletions):
@@ -188,7 +214,11 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
     )
     paper = await db.scalar(select(Paper).where(Paper.session_id == w.session.id))
     message = await db.scalar(select(ChatMessage).where(ChatMessage.session_id == w.session.id))
+    help_request = await db.scalar(
+        select(HelpRequest).where(HelpRequest.session_id == w.session.id)
+    )
     return {
+        "help_id": help_request.id if help_request else 0,
         "message_id": message.id if message else 0,
         "programme_id": w.programme.id,
         "group_id": w.group_a.id,
@@ -248,6 +278,15 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
             author_id=w.participant_a.id,
             body="Hello from the plenary",
             client_id="seed",
+        )
+    )
+    db.add(
+        HelpRequest(
+            session_id=w.session.id,
+            kind="help",
+            requester_id=w.participant_a.id,
+            group_id=w.group_a.id,
+            note="My sound is not working",
         )
     )
     await db.commit()

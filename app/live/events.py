@@ -64,6 +64,14 @@ class HelpPayload(BaseModel):
     claimed_by: str = ""
 
 
+class HandPayload(BaseModel):
+    """A raised hand as the rest of the room sees it (no buttons; staff act at the help desk)."""
+
+    id: int
+    who: str
+    raised: bool
+
+
 class ReportPayload(BaseModel):
     message_id: int
     room: str
@@ -98,6 +106,7 @@ def build_registry() -> EventRegistry:
         EventType("breakout.closed", BreakoutPayload, "live/events/breakout.html", swap="none"),
         EventType("room.changed", RoomChangedPayload, "live/events/notice.html", swap="none"),
         EventType("help.update", HelpPayload, "live/events/help.html", swap="replace"),
+        EventType("hand.update", HandPayload, "live/events/hand.html", swap="replace"),
         EventType("report.created", ReportPayload, "live/events/report.html"),
         EventType(
             "presence", PresencePayload, "live/events/presence.html", persist=False, swap="replace"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -14,7 +14,7 @@ from app.live.channels import Seat
 from app.live.chat import message_payload, room_setting, time_label
 from app.live.events import ChatMessagePayload, HelpPayload
 from app.live.models import ChatMessage, HelpRequest, RoomSetting
-from app.models import Group
+from app.models import Group, Membership, User
 from realtime import log as event_log
 
 SNAPSHOT_MESSAGES = 50
@@ -68,8 +68,24 @@ async def open_help(db: AsyncSession, *, seat: Seat) -> list[HelpPayload]:
     if not seat.is_staff:
         return []
     if not (seat.is_host or seat.ctx.role.value == "it_support"):
-        query = query.where(HelpRequest.group_id.in_(list(seat.facilitated) or [0]))
+        facilitated = list(seat.facilitated) or [0]
+        # In the plenary, a request is for the facilitators of the person's own group.
+        members = select(Membership.user_id).where(
+            Membership.programme_id == seat.ctx.programme.id,
+            Membership.group_id.in_(facilitated),
+        )
+        query = query.where(
+            or_(
+                HelpRequest.group_id.in_(facilitated),
+                and_(HelpRequest.group_id.is_(None), HelpRequest.requester_id.in_(members)),
+            )
+        )
     rows = (await db.scalars(query.order_by(HelpRequest.id))).all()
+    claimer_ids = {r.claimed_by_id for r in rows if r.claimed_by_id}
+    claimers = {
+        u.id: u.name_with_pronouns
+        for u in (await db.scalars(select(User).where(User.id.in_(claimer_ids or {0})))).all()
+    }
     groups = {
         g.id: g.name
         for g in (
@@ -86,6 +102,7 @@ async def open_help(db: AsyncSession, *, seat: Seat) -> list[HelpPayload]:
             status=r.status,
             at=r.created_at,
             time_label=time_label(seat, r.created_at),
+            claimed_by=claimers.get(r.claimed_by_id or 0, ""),
         )
         for r in rows
     ]

@@ -13,6 +13,7 @@ from app.deps import SessionDep
 from app.live import channels
 from app.live.channels import Seat
 from app.live.chat import ChatRefused, remove_message, report_message, send_message
+from app.live.controls import controls_context
 from app.live.deps import LiveDep, SeatOf
 from app.live.snapshot import channel_view, room_title, settings_of
 from app.live.text import linkify
@@ -32,7 +33,7 @@ def wants_fragment(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-async def room_context(db: Any, seat: Seat) -> dict[str, Any]:
+async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
     views = {seat.current: await channel_view(db, seat=seat, channel=seat.current)}
     personal = channels.personal(seat.user_id)
     views[personal] = await channel_view(db, seat=seat, channel=personal)
@@ -52,12 +53,13 @@ async def room_context(db: Any, seat: Seat) -> dict[str, Any]:
         "client_id": secrets.token_hex(8),
         "room_settings": await settings_of(db, seat.current),
         "linkify": linkify,
+        **await controls_context(db, seat=seat, presence=request.state.presence),
     }
 
 
 @router.get(BASE)
 async def live_page(request: Request, seat: SeatOf, db: SessionDep) -> Response:
-    context = await room_context(db, seat)
+    context = await room_context(db, seat, request)
     context["title"] = f"{seat.session.title}: {context['room_title']}"
     return render(request, "live/page.html", context)
 
@@ -65,7 +67,7 @@ async def live_page(request: Request, seat: SeatOf, db: SessionDep) -> Response:
 @router.get(BASE + "/room")
 async def live_room(request: Request, seat: SeatOf, db: SessionDep) -> Response:
     """The person's current room, to swap in without a reload when rooms open or close."""
-    return render(request, "live/_room.html", await room_context(db, seat))
+    return render(request, "live/_room.html", await room_context(db, seat, request))
 
 
 @router.get(BASE + "/panel")

@@ -194,17 +194,21 @@
 
   // Sending: the composer is an htmx form; here we keep each send's id and show refusals.
   function newId() { return Date.now().toString(36) + Math.random().toString(36).slice(2, 10); }
+  // Other control forms show the server's short answer (or refusal) in their own .result.
   document.addEventListener("htmx:afterRequest", function (e) {
-    var form = e.detail.elt;
+    var form = e.detail.elt, xhr = e.detail.xhr, ok = e.detail.successful;
+    var text = xhr && xhr.status ? xhr.responseText : "Not sent: you seem to be offline. Try again.";
+    var out = form && form.querySelector && form.querySelector(".result");
+    if (out) {
+      out.textContent = text || "Done.";
+      if (ok && form.hasAttribute("data-reset")) form.reset();
+    }
     if (!form || form.id !== "composer") return;
-    if (e.detail.successful) {
+    if (ok) {
       form.reset();
       form.elements.client_id.value = newId();
       say("composer-error", "");
-    } else {
-      var xhr = e.detail.xhr;
-      say("composer-error", xhr && xhr.status ? xhr.responseText : "Not sent: you seem to be offline. Try again.");
-    }
+    } else say("composer-error", text);
   });
   document.addEventListener("keydown", function (e) {
     if (e.target.id === "chat-text" && e.key === "Enter" && !e.shiftKey && !e.isComposing) {

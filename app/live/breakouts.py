@@ -1,0 +1,577 @@
+"""Breakout rooms: opening them, adding time, broadcasting to every room, closing them
+with a warning, and moving people between rooms.
+
+Hosts (and administrators, who act as hosts) run breakouts; facilitators may enter the
+rooms of the groups they facilitate. Closing is done by whichever process gets there first:
+every change of state is a conditional UPDATE, so several processes never close twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import utcnow
+from app.live import channels
+from app.live.channels import Seat
+from app.live.chat import ChatRefused
+from app.live.events import BreakoutPayload, BroadcastPayload, NoticePayload, RoomChangedPayload
+from app.live.models import Breakout, RoomAssignment
+from app.live.text import clean_message
+from app.models import Group, Membership, Programme, ProgrammeSession, Role, User
+from app.services import audit
+from realtime.publish import Live, Outbox
+
+logger = logging.getLogger(__name__)
+
+MIN_MINUTES, MAX_MINUTES = 1, 180
+MAX_WARNING_SECONDS = 600
+# The warning before rooms close, both when the host closes them and when time runs out.
+WARNING_SECONDS = 60
+# If the server was away when time ran out, people still get this much notice.
+LATE_WARNING_SECONDS = 15
+MAX_BROADCAST_CHARS = 1000
+CLOSER_INTERVAL_SECONDS = 1.0
+
+
+def require_host(seat: Seat) -> None:
+    if not seat.is_host:
+        raise ChatRefused("Only the session's hosts can run breakout rooms.", status=403)
+
+
+def require_open(seat: Seat) -> Breakout:
+    if seat.breakout is None:
+        raise ChatRefused("No breakout rooms are open in this session.", status=409)
+    return seat.breakout
+
+
+def check_range(value: int, *, what: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ChatRefused(f"The {what} must be a whole number from {low} to {high}.")
+    return value
+
+
+def clock(when: datetime, timezone: str) -> str:
+    return when.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
+
+
+async def programme_groups(db: AsyncSession, programme_id: int) -> list[Group]:
+    return list(
+        (
+            await db.scalars(
+                select(Group)
+                .where(Group.programme_id == programme_id)
+                .order_by(Group.position, Group.name)
+            )
+        ).all()
+    )
+
+
+def every_room(session_id: int, groups: list[Group]) -> list[str]:
+    return [channels.plenary(session_id), *(channels.room(session_id, g.id) for g in groups)]
+
+
+async def add_to_rooms(
+    outbox: Outbox,
+    rooms: list[str],
+    type_name: str,
+    payload: BreakoutPayload | BroadcastPayload,
+    *,
+    actor_id: int | None,
+    deadline: datetime | None = None,
+) -> None:
+    data = {"deadline": deadline.isoformat()} if deadline is not None else None
+    for channel in rooms:
+        await outbox.add(channel, type_name, payload, actor_id=actor_id, data=data)
+
+
+async def tell_person(
+    outbox: Outbox, user_id: int, text: str, *, actor_id: int | None, moved: bool = False
+) -> None:
+    """A line on someone's own channel; `moved` also makes their page fetch its new room."""
+    channel = channels.personal(user_id)
+    if moved:
+        await outbox.add(channel, "room.changed", RoomChangedPayload(text=text), actor_id=actor_id)
+    await outbox.add(channel, "notice", NoticePayload(text=text), actor_id=actor_id)
+
+
+async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> Breakout:
+    """Open every group's room; participants without a group are placed in the least full."""
+    require_host(seat)
+    check_range(minutes, what="length in minutes", low=MIN_MINUTES, high=MAX_MINUTES)
+    if seat.breakout is not None:
+        raise ChatRefused("Breakout rooms are already open; close them first.", status=409)
+    programme = seat.ctx.programme
+    groups = await programme_groups(db, programme.id)
+    if not groups:
+        raise ChatRefused(
+            "This programme has no groups yet, so there are no rooms to open. "
+            "Create groups and place people in them first.",
+            status=409,
+        )
+    participants = (
+        await db.execute(
+            select(Membership.user_id, Membership.group_id)
+            .join(User, User.id == Membership.user_id)
+            .where(
+                Membership.programme_id == programme.id,
+                Membership.role == Role.PARTICIPANT.value,
+            )
+            .order_by(User.display_name, User.id)
+        )
+    ).all()
+    order = {g.id: n for n, g in enumerate(groups)}
+    sizes = dict.fromkeys(order, 0)
+    for _user_id, group_id in participants:
+        if group_id in sizes:
+            sizes[group_id] += 1
+    now = utcnow()
+    breakout = Breakout(
+        session_id=seat.session.id,
+        opened_at=now,
+        opened_by_id=seat.user_id,
+        ends_at=now + timedelta(minutes=minutes),
+    )
+    db.add(breakout)
+    # Moves left over from an earlier round (normally removed when it closed) do not carry over.
+    await db.execute(delete(RoomAssignment).where(RoomAssignment.session_id == seat.session.id))
+    placed: list[tuple[int, Group]] = []
+    for user_id, group_id in participants:
+        if group_id in sizes:
+            continue
+        chosen = min(sizes, key=lambda gid: (sizes[gid], order[gid]))
+        sizes[chosen] += 1
+        db.add(
+            RoomAssignment(
+                session_id=seat.session.id,
+                user_id=user_id,
+                group_id=chosen,
+                assigned_by_id=seat.user_id,
+            )
+        )
+        placed.append((user_id, groups[order[chosen]]))
+    await db.flush()
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action="breakout.open",
+        programme_id=programme.id,
+        target=f"session:{seat.session.id}",
+        breakout_id=breakout.id,
+        minutes=minutes,
+        placed={str(user_id): group.name for user_id, group in placed},
+    )
+    until = clock(breakout.ends_at, programme.timezone)
+    outbox = live.outbox(db)
+    await outbox.add(
+        channels.plenary(seat.session.id),
+        "breakout.opened",
+        BreakoutPayload(ends_at=breakout.ends_at, text=f"Breakout rooms are open until {until}."),
+        actor_id=seat.user_id,
+        data={"deadline": breakout.ends_at.isoformat()},
+    )
+    for user_id, group in placed:
+        await tell_person(
+            outbox,
+            user_id,
+            f"You are not in a group yet, so for this breakout you have been placed "
+            f"in {group.name}'s room.",
+            actor_id=seat.user_id,
+            moved=True,
+        )
+    await outbox.commit()
+    return breakout
+
+
+async def extend(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> datetime:
+    """Add time to the open rooms (this also calls off a close that was announced)."""
+    require_host(seat)
+    check_range(minutes, what="number of minutes to add", low=MIN_MINUTES, high=MAX_MINUTES)
+    breakout = require_open(seat)
+    ends_at = max(breakout.ends_at, utcnow()) + timedelta(minutes=minutes)
+    changed = await db.execute(
+        update(Breakout)
+        .where(Breakout.id == breakout.id, Breakout.closed_at.is_(None))
+        .values(ends_at=ends_at, closes_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ChatRefused("The breakout rooms have just closed.", status=409)
+    programme = seat.ctx.programme
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action="breakout.extend",
+        programme_id=programme.id,
+        target=f"session:{seat.session.id}",
+        breakout_id=breakout.id,
+        minutes=minutes,
+    )
+    outbox = live.outbox(db)
+    rooms = every_room(seat.session.id, await programme_groups(db, programme.id))
+    text = (
+        f"The host added {minutes} minute{'s' if minutes != 1 else ''}: "
+        f"rooms now close at {clock(ends_at, programme.timezone)}."
+    )
+    payload = BreakoutPayload(ends_at=ends_at, text=text)
+    await add_to_rooms(
+        outbox, rooms, "breakout.extended", payload, actor_id=seat.user_id, deadline=ends_at
+    )
+    await outbox.commit()
+    return ends_at
+
+
+async def broadcast(db: AsyncSession, live: Live, *, seat: Seat, text: str) -> None:
+    """A message from the host to the plenary and, while breakouts are open, every room."""
+    require_host(seat)
+    body = clean_message(text)
+    if not body:
+        raise ChatRefused("Type the message to send to every room.")
+    if len(body) > MAX_BROADCAST_CHARS:
+        raise ChatRefused(
+            f"Messages to every room can be at most {MAX_BROADCAST_CHARS:,} characters; "
+            f"this one has {len(body):,}."
+        )
+    programme = seat.ctx.programme
+    if seat.breakout is not None:
+        rooms = every_room(seat.session.id, await programme_groups(db, programme.id))
+    else:
+        rooms = [channels.plenary(seat.session.id)]
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action="breakout.broadcast",
+        programme_id=programme.id,
+        target=f"session:{seat.session.id}",
+        text=body[:200],
+    )
+    payload = BroadcastPayload(
+        author=seat.ctx.user.name_with_pronouns,
+        text=body,
+        time_label=clock(utcnow(), programme.timezone),
+    )
+    outbox = live.outbox(db)
+    await add_to_rooms(outbox, rooms, "broadcast", payload, actor_id=seat.user_id)
+    await outbox.commit()
+
+
+async def close_rooms(
+    db: AsyncSession, live: Live, *, seat: Seat, warning_seconds: int = WARNING_SECONDS
+) -> None:
+    """Close the rooms after a warning (at once with no warning)."""
+    require_host(seat)
+    check_range(warning_seconds, what="warning in seconds", low=0, high=MAX_WARNING_SECONDS)
+    breakout = require_open(seat)
+    if warning_seconds == 0:
+        closed = await finish(
+            db, live, breakout_id=breakout.id, session=seat.session, actor=seat.ctx.user
+        )
+        if not closed:
+            raise ChatRefused("The breakout rooms have already closed.", status=409)
+        return
+    closes_at = utcnow() + timedelta(seconds=warning_seconds)
+    changed = await db.execute(
+        update(Breakout)
+        .where(Breakout.id == breakout.id, Breakout.closed_at.is_(None))
+        .values(closes_at=closes_at)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ChatRefused("The breakout rooms have already closed.", status=409)
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action="breakout.close",
+        programme_id=seat.ctx.programme.id,
+        target=f"session:{seat.session.id}",
+        breakout_id=breakout.id,
+        warning_seconds=warning_seconds,
+    )
+    await announce_closing(
+        db,
+        live,
+        session=seat.session,
+        programme=seat.ctx.programme,
+        ends_at=breakout.ends_at,
+        closes_at=closes_at,
+        actor_id=seat.user_id,
+    )
+
+
+async def announce_closing(
+    db: AsyncSession,
+    live: Live,
+    *,
+    session: ProgrammeSession,
+    programme: Programme,
+    ends_at: datetime,
+    closes_at: datetime,
+    actor_id: int | None,
+) -> None:
+    seconds = max(0, round((closes_at - utcnow()).total_seconds()))
+    if seconds >= 90:
+        left = f"{round(seconds / 60)} minutes"
+    elif seconds >= 55:
+        left = "1 minute"
+    else:
+        left = f"{seconds} second{'s' if seconds != 1 else ''}"
+    text = (
+        f"Rooms close in {left} (at {clock(closes_at, programme.timezone)}) and everyone "
+        "returns to the plenary. Please start wrapping up."
+    )
+    payload = BreakoutPayload(ends_at=ends_at, closes_at=closes_at, text=text)
+    outbox = live.outbox(db)
+    rooms = every_room(session.id, await programme_groups(db, programme.id))
+    await add_to_rooms(
+        outbox, rooms, "breakout.closing", payload, actor_id=actor_id, deadline=closes_at
+    )
+    await outbox.commit()
+
+
+async def finish(
+    db: AsyncSession,
+    live: Live,
+    *,
+    breakout_id: int,
+    session: ProgrammeSession,
+    actor: User | None,
+    due_by: datetime | None = None,
+) -> bool:
+    """Close the rooms now and send everyone back to the plenary. Returns False when the
+    rooms were already closed (or, with `due_by`, were no longer due: time was added)."""
+    now = utcnow()
+    condition = [Breakout.id == breakout_id, Breakout.closed_at.is_(None)]
+    if due_by is not None:
+        condition.append(Breakout.closes_at <= due_by)
+    changed = await db.execute(
+        update(Breakout)
+        .where(*condition)
+        .values(closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await db.execute(delete(RoomAssignment).where(RoomAssignment.session_id == session.id))
+    audit.record(
+        db,
+        actor=actor,
+        action="breakout.closed",
+        programme_id=session.programme_id,
+        target=f"session:{session.id}",
+        breakout_id=breakout_id,
+        automatic=actor is None,
+    )
+    ends_at = await db.scalar(select(Breakout.ends_at).where(Breakout.id == breakout_id))
+    payload = BreakoutPayload(
+        ends_at=ends_at or now,
+        closes_at=now,
+        text="Breakout rooms are closed. Welcome back to the plenary.",
+    )
+    outbox = live.outbox(db)
+    rooms = every_room(session.id, await programme_groups(db, session.programme_id))
+    await add_to_rooms(
+        outbox, rooms, "breakout.closed", payload, actor_id=actor.id if actor else None
+    )
+    await outbox.commit()
+    return True
+
+
+async def close_due(
+    sessionmaker: async_sessionmaker[AsyncSession], live: Live, *, now: datetime | None = None
+) -> int:
+    """Warn rooms whose time is nearly up, and close rooms whose warning has run out.
+    Returns how many breakouts changed."""
+    now = now or utcnow()
+    async with sessionmaker() as db:
+        rows = (
+            await db.execute(
+                select(
+                    Breakout.id, Breakout.session_id, Breakout.ends_at, Breakout.closes_at
+                ).where(Breakout.closed_at.is_(None))
+            )
+        ).all()
+    changed = 0
+    for breakout_id, session_id, ends_at, closes_at in rows:
+        due = closes_at is not None and closes_at <= now
+        warn = closes_at is None and ends_at - timedelta(seconds=WARNING_SECONDS) <= now
+        if not (due or warn):
+            continue
+        async with sessionmaker() as db:
+            session = await db.get(ProgrammeSession, session_id)
+            if session is None:
+                continue
+            if due:
+                changed += await finish(
+                    db, live, breakout_id=breakout_id, session=session, actor=None, due_by=now
+                )
+                continue
+            closes_at = max(ends_at, now + timedelta(seconds=LATE_WARNING_SECONDS))
+            warned = await db.execute(
+                update(Breakout)
+                .where(
+                    Breakout.id == breakout_id,
+                    Breakout.closed_at.is_(None),
+                    Breakout.closes_at.is_(None),
+                    Breakout.ends_at == ends_at,
+                )
+                .values(closes_at=closes_at)
+                .execution_options(synchronize_session=False)
+            )
+            if warned.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            programme = await db.get(Programme, session.programme_id)
+            assert programme is not None  # the session's foreign key guarantees it
+            await announce_closing(
+                db,
+                live,
+                session=session,
+                programme=programme,
+                ends_at=ends_at,
+                closes_at=closes_at,
+                actor_id=None,
+            )
+            changed += 1
+    return changed
+
+
+class BreakoutCloser:
+    """A small loop, started in the app's lifespan, that closes rooms on time."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        live: Live,
+        *,
+        interval: float = CLOSER_INTERVAL_SECONDS,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.live = live
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="breakout-closer")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await close_due(self.sessionmaker, self.live)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("could not close due breakout rooms; trying again")
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+async def set_room(
+    db: AsyncSession,
+    live: Live,
+    *,
+    seat: Seat,
+    user_id: int,
+    group_id: int | None,
+    text: str,
+    action: str,
+) -> None:
+    """Put someone in a group's room (None: the plenary) until the breakout closes."""
+    assignment = await db.get(RoomAssignment, (seat.session.id, user_id))
+    if assignment is None:
+        db.add(
+            RoomAssignment(
+                session_id=seat.session.id,
+                user_id=user_id,
+                group_id=group_id,
+                assigned_by_id=seat.user_id,
+            )
+        )
+    else:
+        assignment.group_id = group_id
+        assignment.assigned_by_id = seat.user_id
+        assignment.assigned_at = utcnow()
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action=action,
+        programme_id=seat.ctx.programme.id,
+        target=f"user:{user_id}",
+        session_id=seat.session.id,
+        group_id=group_id,
+    )
+    outbox = live.outbox(db)
+    await tell_person(outbox, user_id, text, actor_id=seat.user_id, moved=True)
+    await outbox.commit()
+
+
+async def find_group(db: AsyncSession, *, seat: Seat, group_id: int | None) -> Group | None:
+    if group_id is None:
+        return None
+    group = await db.get(Group, group_id)
+    if group is None or group.programme_id != seat.ctx.programme.id:
+        raise ChatRefused("We could not find that room.", status=404)
+    return group
+
+
+def room_name(group: Group | None) -> str:
+    return f"{group.name}'s room" if group is not None else "the plenary"
+
+
+def require_may_enter(seat: Seat) -> None:
+    if not (seat.is_host or seat.ctx.role is Role.FACILITATOR):
+        raise ChatRefused("Only facilitators and hosts can enter breakout rooms.", status=403)
+
+
+async def enter(db: AsyncSession, live: Live, *, seat: Seat, group_id: int | None) -> None:
+    """A facilitator enters one of their groups' rooms; a host enters any room."""
+    require_may_enter(seat)
+    require_open(seat)
+    group = await find_group(db, seat=seat, group_id=group_id)
+    if group is not None and not seat.is_host and group.id not in seat.facilitated:
+        raise ChatRefused("You can only enter the rooms of groups you facilitate.", status=403)
+    await set_room(
+        db,
+        live,
+        seat=seat,
+        user_id=seat.user_id,
+        group_id=group.id if group else None,
+        text=f"You are now in {room_name(group)}.",
+        action="breakout.enter",
+    )
+
+
+async def move(
+    db: AsyncSession, live: Live, *, seat: Seat, user_id: int, group_id: int | None
+) -> User:
+    """The host moves someone to another room (or back to the plenary) for this breakout."""
+    require_host(seat)
+    require_open(seat)
+    member = await db.scalar(
+        select(Membership).where(
+            Membership.user_id == user_id, Membership.programme_id == seat.ctx.programme.id
+        )
+    )
+    person = await db.get(User, user_id) if member is not None else None
+    if person is None:
+        raise ChatRefused("We could not find that person in this programme.", status=404)
+    group = await find_group(db, seat=seat, group_id=group_id)
+    await set_room(
+        db,
+        live,
+        seat=seat,
+        user_id=user_id,
+        group_id=group.id if group else None,
+        text=f"A host has moved you to {room_name(group)}.",
+        action="breakout.move",
+    )
+    return person

@@ -1,0 +1,244 @@
+"""Raised hands and requests for help.
+
+A hand is for the room: its facilitator (at the help desk) and the people in the room see
+it. A request for help goes to the help desk at once (the facilitators, IT support and
+the hosts follow it), with who asked and from which room. The person who asked follows
+what happens on their own channel."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import utcnow
+from app.live import channels
+from app.live.breakouts import clock
+from app.live.channels import Seat
+from app.live.chat import ChatRefused
+from app.live.events import HandPayload, HelpPayload, NoticePayload
+from app.live.models import HelpRequest
+from app.live.text import clean_message
+from app.models import Group, Membership, Role, User
+from app.services import audit
+from realtime.publish import Live
+
+MAX_NOTE_CHARS = 500
+
+
+async def _room_name(db: AsyncSession, group_id: int | None) -> str:
+    group = await db.get(Group, group_id) if group_id is not None else None
+    return group.name if group is not None else "Plenary"
+
+
+def room_channel(session_id: int, group_id: int | None) -> str:
+    return channels.plenary(session_id) if group_id is None else channels.room(session_id, group_id)
+
+
+async def _publish(
+    db: AsyncSession,
+    live: Live,
+    *,
+    seat: Seat,
+    request: HelpRequest,
+    notice: str,
+    action: str,
+    **detail: object,
+) -> None:
+    """Record the change, then send the request's state to the help desk (and, for a hand,
+    to its room) and a line to the person who asked."""
+    requester = await db.get(User, request.requester_id)
+    claimer = await db.get(User, request.claimed_by_id) if request.claimed_by_id else None
+    who = requester.name_with_pronouns if requester else "Someone who has left"
+    audit.record(
+        db,
+        actor=seat.ctx.user,
+        action=action,
+        programme_id=seat.ctx.programme.id,
+        target=f"help:{request.id}",
+        kind=request.kind,
+        **detail,
+    )
+    outbox = live.outbox(db)
+    timezone = seat.ctx.programme.timezone
+    await outbox.add(
+        channels.helpdesk(seat.session.id),
+        "help.update",
+        HelpPayload(
+            id=request.id,
+            kind=request.kind,
+            who=who,
+            room=await _room_name(db, request.group_id),
+            note=request.note,
+            status=request.status,
+            at=request.created_at,
+            time_label=clock(request.created_at, timezone),
+            claimed_by=claimer.name_with_pronouns if claimer else "",
+        ),
+        actor_id=seat.user_id,
+        target=f"h{request.id}",
+    )
+    if request.kind == "hand":
+        await outbox.add(
+            room_channel(seat.session.id, request.group_id),
+            "hand.update",
+            HandPayload(id=request.id, who=who, raised=request.status != "resolved"),
+            actor_id=seat.user_id,
+            target=f"rh{request.id}",
+        )
+    await outbox.add(
+        channels.personal(request.requester_id),
+        "notice",
+        NoticePayload(text=notice),
+        actor_id=seat.user_id,
+    )
+    await outbox.commit()
+
+
+async def open_request(db: AsyncSession, *, seat: Seat, kind: str) -> HelpRequest | None:
+    return await db.scalar(
+        select(HelpRequest)
+        .where(
+            HelpRequest.session_id == seat.session.id,
+            HelpRequest.requester_id == seat.user_id,
+            HelpRequest.kind == kind,
+            HelpRequest.status != "resolved",
+        )
+        .order_by(HelpRequest.id.desc())
+        .limit(1)
+    )
+
+
+def _new_request(seat: Seat, kind: str, note: str = "") -> HelpRequest:
+    return HelpRequest(
+        session_id=seat.session.id,
+        kind=kind,
+        requester_id=seat.user_id,
+        group_id=seat.current_group.id if seat.current_group else None,
+        note=note,
+        status="open",
+        created_at=utcnow(),
+    )
+
+
+async def raise_hand(db: AsyncSession, live: Live, *, seat: Seat) -> HelpRequest:
+    """Raise a hand; raising it again while it is up changes nothing."""
+    existing = await open_request(db, seat=seat, kind="hand")
+    if existing is not None:
+        return existing
+    hand = _new_request(seat, "hand")
+    db.add(hand)
+    await db.flush()
+    await _publish(
+        db, live, seat=seat, request=hand, notice="Your hand is raised.", action="help.hand_raise"
+    )
+    return hand
+
+
+async def lower_hand(db: AsyncSession, live: Live, *, seat: Seat) -> HelpRequest | None:
+    hand = await open_request(db, seat=seat, kind="hand")
+    if hand is None:
+        return None
+    hand.status = "resolved"
+    hand.resolved_at = utcnow()
+    await _publish(
+        db, live, seat=seat, request=hand, notice="Your hand is down.", action="help.hand_lower"
+    )
+    return hand
+
+
+async def ask_for_help(db: AsyncSession, live: Live, *, seat: Seat, note: str) -> HelpRequest:
+    """Ask for help, with an optional note. Asking again while a request is open adds the
+    new note to it rather than opening another."""
+    note = clean_message(note)
+    if len(note) > MAX_NOTE_CHARS:
+        raise ChatRefused(
+            f"The note can be at most {MAX_NOTE_CHARS} characters; this one has {len(note):,}."
+        )
+    request = await open_request(db, seat=seat, kind="help")
+    if request is None:
+        request = _new_request(seat, "help", note)
+        db.add(request)
+        await db.flush()
+        text = "You asked for help. Your facilitator and the help desk have been told."
+    else:
+        if note:
+            request.note = note
+        text = "Your request for help is still open; the help desk has your latest note."
+    await _publish(
+        db, live, seat=seat, request=request, notice=text, action="help.request", note=note
+    )
+    return request
+
+
+async def may_handle(db: AsyncSession, *, seat: Seat, request: HelpRequest) -> bool:
+    """IT support and hosts handle every request; a facilitator handles those from their
+    groups' rooms (and, in the plenary, from people in their groups)."""
+    if seat.is_host or seat.ctx.role is Role.IT_SUPPORT:
+        return True
+    if seat.ctx.role is not Role.FACILITATOR:
+        return False
+    if request.group_id is not None:
+        return request.group_id in seat.facilitated
+    home = await db.scalar(
+        select(Membership.group_id).where(
+            Membership.user_id == request.requester_id,
+            Membership.programme_id == seat.ctx.programme.id,
+        )
+    )
+    return home is not None and home in seat.facilitated
+
+
+async def load_request(db: AsyncSession, *, seat: Seat, help_id: int) -> HelpRequest:
+    request = await db.get(HelpRequest, help_id)
+    if request is None or request.session_id != seat.session.id:
+        raise ChatRefused("We could not find that request.", status=404)
+    return request
+
+
+async def claim(db: AsyncSession, live: Live, *, seat: Seat, help_id: int) -> str:
+    """Take a request on; returns a line for the person who did."""
+    request = await load_request(db, seat=seat, help_id=help_id)
+    if not await may_handle(db, seat=seat, request=request):
+        raise ChatRefused(
+            "Only the facilitator of that room, IT support or a host can take this on.",
+            status=403,
+        )
+    if request.status == "resolved":
+        return "That request has already been resolved."
+    if request.status == "claimed":
+        claimer = await db.get(User, request.claimed_by_id) if request.claimed_by_id else None
+        if claimer is not None and claimer.id != seat.user_id:
+            return f"{claimer.display_name} is already helping."
+        return "You are already helping."
+    request.status = "claimed"
+    request.claimed_by_id = seat.user_id
+    request.claimed_at = utcnow()
+    name = seat.ctx.user.display_name
+    notice = (
+        f"{name} is coming to help." if request.kind == "help" else f"{name} has seen your hand."
+    )
+    await _publish(db, live, seat=seat, request=request, notice=notice, action="help.claim")
+    return "Thank you: the person knows you are on your way."
+
+
+async def resolve(db: AsyncSession, live: Live, *, seat: Seat, help_id: int) -> str:
+    """Mark a request done (the person who asked may also withdraw it)."""
+    request = await load_request(db, seat=seat, help_id=help_id)
+    own = request.requester_id == seat.user_id
+    if not own and not await may_handle(db, seat=seat, request=request):
+        raise ChatRefused(
+            "Only the facilitator of that room, IT support or a host can resolve this.",
+            status=403,
+        )
+    if request.status == "resolved":
+        return "That request has already been resolved."
+    request.status = "resolved"
+    request.resolved_at = utcnow()
+    if request.kind == "hand":
+        notice = "Your hand is down."
+    elif own:
+        notice = "You withdrew your request for help."
+    else:
+        notice = f"{seat.ctx.user.display_name} marked your request for help as resolved."
+    await _publish(db, live, seat=seat, request=request, notice=notice, action="help.resolve")
+    return "Marked as resolved."
