@@ -210,3 +210,12 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     yield LiveServer(server, Signer(TEST_SECRET))
     server.should_exit = True
     await asyncio.wait_for(task, 10)
+
+
+def redis_url_or_skip() -> str:
+    """The Redis server for broker and scale-out tests (like postgres_url_or_skip)."""
+    if REDIS_URL:
+        return REDIS_URL
+    if IN_CI:
+        pytest.fail("CI=true but TEST_REDIS_URL is not set: Redis tests must run in CI")
+    pytest.skip("TEST_REDIS_URL is not set")
