@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
-from starlette.requests import HTTPConnection
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from app.config import Settings
 from app.errors import NotSignedIn
@@ -175,7 +175,9 @@ def programme_role(*allowed: Role) -> ContextDependency:
         ctx = await load_programme_context(db, user, programme_id)
         if allowed and ctx.role not in allowed:
             names = " or ".join(r.label.lower() for r in allowed)
-            raise HTTPException(status_code=403, detail=f"Only the programme's {names} can do this.")
+            raise HTTPException(
+                status_code=403, detail=f"Only the programme's {names} can do this."
+            )
         return ctx
 
     return dependency
@@ -227,9 +229,7 @@ class GroupContext:
         return self.is_facilitator or self.ctx.is_host
 
 
-async def group_access(
-    ctx: MemberOf, group_id: GroupIdPath, db: SessionDep
-) -> GroupContext:
+async def group_access(ctx: MemberOf, group_id: GroupIdPath, db: SessionDep) -> GroupContext:
     """A group's private space: its members, its facilitators and the programme's hosts."""
     group = await db.get(Group, group_id)
     if group is None or group.programme_id != ctx.programme.id:
@@ -237,7 +237,9 @@ async def group_access(
     is_facilitator = await facilitates(db, user_id=ctx.user.id, group_id=group.id)
     is_member = ctx.membership is not None and ctx.membership.group_id == group.id
     if not (ctx.is_host or is_facilitator or is_member):
-        raise HTTPException(status_code=403, detail="This group's space is open to its members only.")
+        raise HTTPException(
+            status_code=403, detail="This group's space is open to its members only."
+        )
     return GroupContext(ctx=ctx, group=group, is_facilitator=is_facilitator)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
-def _page(request: Request, status: int, message: str, extra: dict[str, Any] | None = None) -> Response:
+def _page(
+    request: Request, status: int, message: str, extra: dict[str, Any] | None = None
+) -> Response:
     templates = getattr(request.state, "templates", None)
     title = STATUS_TITLES.get(status, "Something went wrong")
     if templates is None:
@@ -82,9 +84,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        detail = exc.detail if isinstance(exc.detail, str) else STATUS_TITLES.get(exc.status_code, "")
+        detail = (
+            exc.detail if isinstance(exc.detail, str) else STATUS_TITLES.get(exc.status_code, "")
+        )
         if wants_json(request):
-            return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+            return JSONResponse(
+                {"detail": detail}, status_code=exc.status_code, headers=exc.headers
+            )
         response = _page(request, exc.status_code, detail)
         if exc.headers:
             response.headers.update(exc.headers)

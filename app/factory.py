@@ -14,15 +14,15 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import verify_csrf
 from app.errors import install_error_handlers
+from app.live.breakouts import BreakoutCloser
+from app.live.events import build_registry
+from app.live.presence import Presence
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter
 from app.security import Signer
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
 from captioning.engine import CaptionEngine
-from app.live.breakouts import BreakoutCloser
-from app.live.events import build_registry
-from app.live.presence import Presence
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live

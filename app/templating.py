@@ -11,8 +11,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
 from app.config import PROJECT_ROOT
-from app.live.text import linkify
 from app.db import utcnow
+from app.live.text import linkify
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"

@@ -200,7 +200,9 @@ async def _receive_loop(
             frame = parse_frame(message["text"])
             kind = frame["type"]
             if kind == "ping":
-                replies = [control("pong", n=frame.get("n") if isinstance(frame.get("n"), int) else 0)]
+                replies = [
+                    control("pong", n=frame.get("n") if isinstance(frame.get("n"), int) else 0)
+                ]
             elif kind == "hello":
                 cursors = parse_cursors(frame.get("cursors", {}))
                 replies = await follow_authorized(connection, cursors, authorize)

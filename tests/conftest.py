@@ -60,7 +60,9 @@ def reset_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path) -> str:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path
+) -> str:
     """The database for one test. Tests (or modules) that must also run on PostgreSQL
     parametrize this fixture indirectly with ["sqlite", "postgres"]."""
     if request.param == "postgres":
@@ -80,7 +82,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key=TEST_SECRET,
         database_url=database_url,
         upload_dir=tmp_path / "uploads",
-        vosk_model_path=Path(os.environ.get("VOSK_MODEL_PATH", tmp_path / "no-model")),
+        # No model, so apps start fast; caption tests point this at the real one
+        # (tests/audio_fixtures.py: vosk_model_path, from VOSK_MODEL_PATH or var/models).
+        vosk_model_path=tmp_path / "no-model",
         base_url="http://testserver",
     )
 
@@ -113,10 +117,14 @@ class Browser(httpx.AsyncClient):
 
     def sign_in_as(self, user: User) -> Browser:
         claims = SessionClaims(user_id=user.id, epoch=user.auth_epoch)
-        self.cookies.set(SESSION_COOKIE, self.signer.session_cookie(claims), domain="testserver.local")
+        self.cookies.set(
+            SESSION_COOKIE, self.signer.session_cookie(claims), domain="testserver.local"
+        )
         return self
 
-    async def submit(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+    async def submit(
+        self, url: str, data: dict[str, Any] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """POST a form as the page would, with its CSRF token."""
         form = {"csrf_token": self.csrf_token(), **(data or {})}
         return await self.post(url, data=form, **kwargs)
@@ -136,7 +144,9 @@ async def browser_factory(
 
     def make(user: User | None = None) -> Browser:
         client = Browser(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver", follow_redirects=False
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            follow_redirects=False,
         )
         client.signer = Signer(TEST_SECRET)
         if user is not None:

@@ -44,7 +44,9 @@ async def make_user(
     return user
 
 
-async def make_programme(db: AsyncSession, *, title: str = "Inclusive Leadership", capacity: int = 8) -> Programme:
+async def make_programme(
+    db: AsyncSession, *, title: str = "Inclusive Leadership", capacity: int = 8
+) -> Programme:
     programme = Programme(title=title, group_capacity=capacity)
     db.add(programme)
     await db.flush()
@@ -55,7 +57,10 @@ async def add_member(
     db: AsyncSession, programme: Programme, user: User, role: Role, group: Group | None = None
 ) -> Membership:
     membership = Membership(
-        user_id=user.id, programme_id=programme.id, role=role.value, group_id=group.id if group else None
+        user_id=user.id,
+        programme_id=programme.id,
+        role=role.value,
+        group_id=group.id if group else None,
     )
     db.add(membership)
     await db.flush()
@@ -63,7 +68,11 @@ async def add_member(
 
 
 async def make_group(
-    db: AsyncSession, programme: Programme, *, name: str | None = None, facilitators: list[User] = ()  # type: ignore[assignment]
+    db: AsyncSession,
+    programme: Programme,
+    *,
+    name: str | None = None,
+    facilitators: list[User] = (),  # type: ignore[assignment]
 ) -> Group:
     group = Group(programme_id=programme.id, name=name or f"Group {next(_counter)}")
     db.add(group)
@@ -74,7 +83,9 @@ async def make_group(
     return group
 
 
-async def make_session(db: AsyncSession, programme: Programme, *, title: str = "Webinar 1", days_ahead: int = 7) -> ProgrammeSession:
+async def make_session(
+    db: AsyncSession, programme: Programme, *, title: str = "Webinar 1", days_ahead: int = 7
+) -> ProgrammeSession:
     start = datetime.now(UTC).replace(microsecond=0, second=0) + timedelta(days=days_ahead)
     session = ProgrammeSession(
         programme_id=programme.id, title=title, starts_at=start, ends_at=start + timedelta(hours=2)

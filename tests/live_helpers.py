@@ -70,8 +70,12 @@ class LiveClient:
             return got
 
     async def chat(self, channel: str, text: str, client_id: str) -> dict[str, Any]:
-        await self.send({"type": "chat.send", "channel": channel, "text": text, "client_id": client_id})
-        return await self.wait_for(lambda m: m["t"] in ("ack", "error") and m.get("client_id") == client_id)
+        await self.send(
+            {"type": "chat.send", "channel": channel, "text": text, "client_id": client_id}
+        )
+        return await self.wait_for(
+            lambda m: m["t"] in ("ack", "error") and m.get("client_id") == client_id
+        )
 
     async def close(self) -> None:
         await self.ws.close()

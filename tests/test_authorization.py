@@ -28,8 +28,18 @@ OTHER_FACILITATOR = "other_facilitator"  # facilitator of group B
 IT = "it_support"
 HOST = "host"
 ADMIN = "admin"
-ROLES = [ANON, OUTSIDER, OBSERVER, PARTICIPANT, OTHER_PARTICIPANT, FACILITATOR,
-         OTHER_FACILITATOR, IT, HOST, ADMIN]
+ROLES = [
+    ANON,
+    OUTSIDER,
+    OBSERVER,
+    PARTICIPANT,
+    OTHER_PARTICIPANT,
+    FACILITATOR,
+    OTHER_FACILITATOR,
+    IT,
+    HOST,
+    ADMIN,
+]
 
 EVERYONE = frozenset(ROLES)
 SIGNED_IN = EVERYONE - {ANON}
@@ -209,9 +219,7 @@ def actors_of(w: World) -> dict[str, Any]:
 
 async def path_values(db: Any, w: World) -> dict[str, Any]:
     """Real ids from the world for every path parameter any route uses."""
-    membership = await db.scalar(
-        select(Membership).where(Membership.user_id == w.participant_a.id)
-    )
+    membership = await db.scalar(select(Membership).where(Membership.user_id == w.participant_a.id))
     paper = await db.scalar(select(Paper).where(Paper.session_id == w.session.id))
     message = await db.scalar(select(ChatMessage).where(ChatMessage.session_id == w.session.id))
     help_request = await db.scalar(
@@ -248,13 +256,16 @@ async def call(browser: Any, method: str, url: str) -> Any:
         return await browser.api(method, url, **kwargs)
     if method == "GET":
         return await browser.get(url)
-    return await browser.submit(url, {}) if method == "POST" else await browser.request(
-        method, url, headers={"X-CSRF-Token": browser.csrf_token()}
+    return (
+        await browser.submit(url, {})
+        if method == "POST"
+        else await browser.request(method, url, headers={"X-CSRF-Token": browser.csrf_token()})
     )
 
 
 async def seed_extras(db: Any, w: World, storage: Any) -> None:
     """Things some routes act on: a paper on the session."""
+
     async def one_chunk():  # type: ignore[no-untyped-def]
         yield b"%PDF-1.4\n% a small paper\n"
 

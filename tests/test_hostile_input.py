@@ -32,7 +32,7 @@ HOSTILE_STRINGS = [
     "1e309",
     "NaN",
     "null",
-    "=HYPERLINK(\"http://example.invalid\")",
+    '=HYPERLINK("http://example.invalid")',
     "\u202eevil",
 ]
 HOSTILE_IDS = ["0", "-1", "99999999999999999999999", "abc", "1.5", "%2e%2e", "2147483648"]
@@ -46,9 +46,7 @@ def openapi() -> dict[str, Any]:
 
 SPEC = openapi()
 OPERATIONS = [
-    (method.upper(), path, op)
-    for path, ops in SPEC["paths"].items()
-    for method, op in ops.items()
+    (method.upper(), path, op) for path, ops in SPEC["paths"].items() for method, op in ops.items()
 ]
 
 
@@ -82,8 +80,22 @@ def is_file(prop: dict[str, Any]) -> bool:
 
 def nasty_json_values(rng: random.Random) -> list[Any]:
     values: list[Any] = [
-        None, True, -1, 0, 2**63, 1.5, float("1e308"), "", SCRIPT, "x" * 50_000,
-        [], [None], {}, {"$where": "1"}, [SCRIPT] * 100, {"nested": {"deeper": [1, {"x": []}]}},
+        None,
+        True,
+        -1,
+        0,
+        2**63,
+        1.5,
+        float("1e308"),
+        "",
+        SCRIPT,
+        "x" * 50_000,
+        [],
+        [None],
+        {},
+        {"$where": "1"},
+        [SCRIPT] * 100,
+        {"nested": {"deeper": [1, {"x": []}]}},
     ]
     values += [rng.choice(HOSTILE_STRINGS) for _ in range(3)]
     return values
@@ -111,7 +123,15 @@ def quick(url: str) -> dict[str, str]:
     return {}
 
 
-async def send(browser: Any, method: str, url: str, content_type: str | None, fields: dict[str, Any], files: dict[str, Any] | None = None, raw: bytes | None = None) -> Any:
+async def send(
+    browser: Any,
+    method: str,
+    url: str,
+    content_type: str | None,
+    fields: dict[str, Any],
+    files: dict[str, Any] | None = None,
+    raw: bytes | None = None,
+) -> Any:
     headers = {"X-CSRF-Token": browser.csrf_token()}
     if quick(url):
         return await browser.request(method, url, params=quick(url), headers=headers)
@@ -123,13 +143,19 @@ async def send(browser: Any, method: str, url: str, content_type: str | None, fi
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         data = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
         if content_type == "multipart/form-data" or files:
-            return await browser.request(method, url, data=data, files=files or {"_": ("x", b"")}, headers=headers)
+            return await browser.request(
+                method, url, data=data, files=files or {"_": ("x", b"")}, headers=headers
+            )
         return await browser.request(method, url, data=data, headers=headers)
     return await browser.request(method, url, headers=headers)
 
 
-@pytest.mark.parametrize(("method", "path", "op"), OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
-async def test_route_survives_hostile_input(method: str, path: str, op: dict[str, Any], app_and_state: Any, browser_factory: Any, db: Any) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "op"), OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS]
+)
+async def test_route_survives_hostile_input(
+    method: str, path: str, op: dict[str, Any], app_and_state: Any, browser_factory: Any, db: Any
+) -> None:
     rng = random.Random(f"{method} {path}")
     _app, state = app_and_state
     w = await make_world(db)
@@ -153,13 +179,17 @@ async def test_route_survives_hostile_input(method: str, path: str, op: dict[str
                 response = await send(browser, method, bad_url, content_type, {})
                 check(response, f"{method} {bad_url}")
                 if name in other and bad == str(other[name]):
-                    assert response.status_code in (403, 404), f"{bad_url} reached another programme"
+                    assert response.status_code in (403, 404), (
+                        f"{bad_url} reached another programme"
+                    )
 
         # 2. Query parameters with hostile values.
         for q in [p["name"] for p in op.get("parameters", []) if p["in"] == "query"]:
             for bad in [b[:8000] for b in HOSTILE_STRINGS]:
                 params = {**quick(url), q: bad}
-                response = await browser.request(method, url, params=params, headers={"X-CSRF-Token": browser.csrf_token()})
+                response = await browser.request(
+                    method, url, params=params, headers={"X-CSRF-Token": browser.csrf_token()}
+                )
                 check(response, f"{method} {url}?{q}=…")
 
         if content_type is None:
@@ -170,14 +200,18 @@ async def test_route_survives_hostile_input(method: str, path: str, op: dict[str
         # 3. Every field at once with each hostile string.
         for bad in HOSTILE_STRINGS:
             fields = {k: bad for k in text_fields}
-            files = {k: ("evil.csv", bad.encode("utf-8", "surrogatepass")) for k in file_fields} or None
+            files = {
+                k: ("evil.csv", bad.encode("utf-8", "surrogatepass")) for k in file_fields
+            } or None
             response = await send(browser, method, url, content_type, fields, files)
             check(response, f"{method} {url} with {bad[:20]!r}")
 
         # 4. Wrong types (JSON) and structures.
         if content_type == "application/json":
             for value in nasty_json_values(rng):
-                response = await send(browser, method, url, content_type, {k: value for k in text_fields})
+                response = await send(
+                    browser, method, url, content_type, {k: value for k in text_fields}
+                )
                 check(response, f"{method} {url} with {str(value)[:20]}")
             for raw in (b"{", b"[]", b"null", b'{"a":' * 2000, b"\xff\xfe\x00", b'"just a string"'):
                 response = await send(browser, method, url, content_type, {}, raw=raw)
@@ -189,7 +223,10 @@ async def test_route_survives_hostile_input(method: str, path: str, op: dict[str
             # A form with the wrong encoding, a truncated multipart body, and binary junk.
             for raw, ctype in (
                 (b"\xff\xfe\x00garbage", "application/x-www-form-urlencoded"),
-                (b"--boundary\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nunterminated", "multipart/form-data; boundary=boundary"),
+                (
+                    b'--boundary\r\nContent-Disposition: form-data; name="x"\r\n\r\nunterminated',
+                    "multipart/form-data; boundary=boundary",
+                ),
                 (bytes(range(256)), "multipart/form-data"),
                 (b"{}", "application/json"),
             ):
@@ -204,5 +241,7 @@ async def test_route_survives_hostile_input(method: str, path: str, op: dict[str
                     ("binary.csv", bytes(range(256)) * 10),
                 ):
                     fields = {k: "x" for k in text_fields}
-                    response = await send(browser, method, url, content_type, fields, {field: (name, blob)})
+                    response = await send(
+                        browser, method, url, content_type, fields, {field: (name, blob)}
+                    )
                     check(response, f"{method} {url} file {name[:20]}")

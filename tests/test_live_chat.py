@@ -11,7 +11,7 @@ import websockets
 
 from app.live import channels
 from tests.factories import make_world
-from tests.live_helpers import LiveClient, chat_texts
+from tests.live_helpers import LiveClient
 
 
 def live_path(w) -> str:  # type: ignore[no-untyped-def]
@@ -51,13 +51,18 @@ async def test_no_html_or_script_survives_in_chat(live_server, db) -> None:
     w = await make_world(db)
     plenary = channels.plenary(w.session.id)
     alice = await LiveClient.connect(live_server, w.participant_a, live_path(w), {plenary: None})
-    evil = '<script>alert(1)</script><img src=x onerror=alert(2)> see https://example.org/a?b=1&c="2"'
+    evil = (
+        '<script>alert(1)</script><img src=x onerror=alert(2)> see https://example.org/a?b=1&c="2"'
+    )
     await alice.chat(plenary, evil, "xss")
     event = await alice.wait_for(lambda m: m.get("t") == "chat.message")
     html = event["h"]
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;" in html
-    assert '<a href="https://example.org/a?b=1&amp;c=' in html and 'rel="nofollow noopener noreferrer ugc"' in html
+    assert (
+        '<a href="https://example.org/a?b=1&amp;c=' in html
+        and 'rel="nofollow noopener noreferrer ugc"' in html
+    )
     # The page's snapshot escapes it the same way.
     async with live_server.client(w.participant_b) as http:
         page = await http.get(live_path(w))
@@ -106,7 +111,9 @@ async def test_a_cursor_too_old_gets_a_resync(live_server, db, monkeypatch) -> N
     assert resync["c"] == plenary and resync["i"] == 4
     async with live_server.client(w.participant_b) as http:
         panel = await http.get(path + "/panel", params={"channel": plenary})
-    assert panel.status_code == 200 and 'data-last-id="4"' in panel.text and "message 3" in panel.text
+    assert (
+        panel.status_code == 200 and 'data-last-id="4"' in panel.text and "message 3" in panel.text
+    )
     await alice.close()
     await bob.close()
 
@@ -176,12 +183,20 @@ async def test_fallback_transports_receive_and_post_the_same_chat(live_server, d
     w = await make_world(db)
     plenary = channels.plenary(w.session.id)
     path = live_path(w)
-    async with live_server.client(w.participant_b) as bob, live_server.client(w.participant_a) as alice:
+    async with (
+        live_server.client(w.participant_b) as bob,
+        live_server.client(w.participant_a) as alice,
+    ):
         async with bob.stream("GET", path + "/sse", params={"cursors": f"{plenary}="}) as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             lines = stream.aiter_lines()
-            sent = await alice.post(path + "/chat", data={"text": "over plain HTTP", "client_id": "sse1", "channel": plenary}, headers={"HX-Request": "true"})
+            sent = await alice.post(
+                path + "/chat",
+                data={"text": "over plain HTTP", "client_id": "sse1", "channel": plenary},
+                headers={"HX-Request": "true"},
+            )
             assert sent.status_code == 204
+
             async def first_chat() -> tuple[str, str]:
                 last_id = ""
                 async for line in lines:
@@ -190,22 +205,34 @@ async def test_fallback_transports_receive_and_post_the_same_chat(live_server, d
                     if line.startswith("data: ") and '"chat.message"' in line:
                         return last_id, line[6:]
                 raise AssertionError("stream ended")
+
             event_id, data = await asyncio.wait_for(first_chat(), 5)
         assert "over plain HTTP" in json.loads(data)["h"]
         assert event_id == f"{plenary}=1"
         # Long-polling from that id returns exactly the next message.
-        await alice.post(path + "/chat", data={"text": "second", "client_id": "lp1", "channel": plenary}, headers={"HX-Request": "true"})
+        await alice.post(
+            path + "/chat",
+            data={"text": "second", "client_id": "lp1", "channel": plenary},
+            headers={"HX-Request": "true"},
+        )
         poll = await bob.get(path + "/poll", params={"cursors": event_id, "wait": 5})
         body = poll.json()
         assert [e["i"] for e in body["events"]] == [2] and "second" in body["events"][0]["h"]
         assert body["cursors"] == {plenary: 2}
         # The browser's automatic SSE reconnect sends Last-Event-ID, which wins over the URL.
-        async with bob.stream("GET", path + "/sse", params={"cursors": f"{plenary}=0"}, headers={"Last-Event-ID": f"{plenary}=1"}) as stream:
+        async with bob.stream(
+            "GET",
+            path + "/sse",
+            params={"cursors": f"{plenary}=0"},
+            headers={"Last-Event-ID": f"{plenary}=1"},
+        ) as stream:
+
             async def chats() -> list[int]:
                 async for line in stream.aiter_lines():
                     if line.startswith("data: ") and '"chat.message"' in line:
                         return [json.loads(line[6:])["i"]]
                 return []
+
             assert await asyncio.wait_for(chats(), 5) == [2]
 
 
@@ -213,10 +240,14 @@ async def test_refusals_over_http_are_clear(live_server, db) -> None:
     w = await make_world(db)
     path = live_path(w)
     async with live_server.client(w.observer) as observer:
-        r = await observer.post(path + "/chat", data={"text": "hi", "client_id": "o1"}, headers={"HX-Request": "true"})
+        r = await observer.post(
+            path + "/chat", data={"text": "hi", "client_id": "o1"}, headers={"HX-Request": "true"}
+        )
         assert r.status_code == 403 and "cannot send" in r.text
     async with live_server.client(w.participant_a) as alice:
-        r = await alice.post(path + "/chat", data={"text": "   ", "client_id": "e1"}, headers={"HX-Request": "true"})
+        r = await alice.post(
+            path + "/chat", data={"text": "   ", "client_id": "e1"}, headers={"HX-Request": "true"}
+        )
         assert r.status_code == 400 and "Type a message" in r.text
         r = await alice.get(path + "/poll", params={"cursors": "bad"})
         assert r.status_code == 400

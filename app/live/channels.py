@@ -114,9 +114,7 @@ async def open_breakout(db: AsyncSession, *, session_id: int) -> Breakout | None
     )
 
 
-async def seat_for(
-    db: AsyncSession, *, ctx: ProgrammeContext, session: ProgrammeSession
-) -> Seat:
+async def seat_for(db: AsyncSession, *, ctx: ProgrammeContext, session: ProgrammeSession) -> Seat:
     breakout = await open_breakout(db, session_id=session.id)
     user = ctx.user
     facilitated = set(

@@ -38,7 +38,9 @@ def time_label(seat: Seat, when) -> str:  # type: ignore[no-untyped-def]
     return when.astimezone(ZoneInfo(seat.ctx.programme.timezone)).strftime("%H:%M")
 
 
-def message_payload(seat: Seat, message: ChatMessage, author: User | None, **extra) -> ChatMessagePayload:  # type: ignore[no-untyped-def]
+def message_payload(
+    seat: Seat, message: ChatMessage, author: User | None, **extra
+) -> ChatMessagePayload:  # type: ignore[no-untyped-def]
     return ChatMessagePayload(
         id=message.id,
         author=author.display_name if author else "Someone who has left",
@@ -69,7 +71,9 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str) -> None:
     moderator = seat.may_moderate(channel)
     setting = await room_setting(db, channel)
     if setting.locked and not moderator:
-        raise ChatRefused("The facilitator has locked this room's chat for now.", status=403, code="locked")
+        raise ChatRefused(
+            "The facilitator has locked this room's chat for now.", status=403, code="locked"
+        )
     recent = await db.scalar(
         select(func.count())
         .select_from(ChatMessage)
@@ -106,7 +110,8 @@ def validate_text(text: str) -> str:
         raise ChatRefused("Type a message first.", code="empty")
     if len(cleaned) > MAX_MESSAGE_CHARS:
         raise ChatRefused(
-            f"Messages can be at most {MAX_MESSAGE_CHARS:,} characters; this one has {len(cleaned):,}.",
+            f"Messages can be at most {MAX_MESSAGE_CHARS:,} characters; "
+            f"this one has {len(cleaned):,}.",
             code="too_long",
         )
     return cleaned
@@ -284,8 +289,10 @@ async def report_message(
     db.add(MessageReport(message_id=message.id, reporter_id=seat.user_id, reason=reason))
     author = await db.get(User, message.author_id) if message.author_id else None
     group_id = channels.room_group_id(message.channel)
-    room_name = "Plenary" if group_id is None else (
-        seat.room_groups[group_id].name if group_id in seat.room_groups else "a room"
+    room_name = (
+        "Plenary"
+        if group_id is None
+        else (seat.room_groups[group_id].name if group_id in seat.room_groups else "a room")
     )
     audit.record(
         db,

@@ -62,8 +62,10 @@ async def channel_view(db: AsyncSession, *, seat: Seat, channel: str) -> Channel
 async def open_help(db: AsyncSession, *, seat: Seat) -> list[HelpPayload]:
     """Open hands and help requests the person should see: all of them at the help desk,
     their rooms' for a facilitator."""
-    query = select(HelpRequest).options(selectinload(HelpRequest.requester)).where(
-        HelpRequest.session_id == seat.session.id, HelpRequest.status != "resolved"
+    query = (
+        select(HelpRequest)
+        .options(selectinload(HelpRequest.requester))
+        .where(HelpRequest.session_id == seat.session.id, HelpRequest.status != "resolved")
     )
     if not seat.is_staff:
         return []

@@ -20,7 +20,9 @@ def linkify(text: str) -> Markup:
         end = match.start() + len(trimmed)
         out.append(str(escape(text[position : match.start()])))
         href = escape(trimmed)
-        out.append(f'<a href="{href}" rel="nofollow noopener noreferrer ugc" target="_blank">{href}</a>')
+        out.append(
+            f'<a href="{href}" rel="nofollow noopener noreferrer ugc" target="_blank">{href}</a>'
+        )
         position = end
     out.append(str(escape(text[position:])))
     return Markup("".join(out))  # noqa: S704 - every piece above is escaped

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import SessionDep
-from app.live import breakouts, moderation
+from app.live import breakouts, moderation, moves
 from app.live import help as help_desk
 from app.live.channels import Seat
 from app.live.chat import ChatRefused
@@ -146,7 +146,7 @@ async def move_person(
         breakouts.require_host(seat)
         person_id = required_id(user_id, what="person")
         room_id = optional_id(group_id, what="room")
-        person = await breakouts.move(db, live, seat=seat, user_id=person_id, group_id=room_id)
+        person = await moves.move(db, live, seat=seat, user_id=person_id, group_id=room_id)
     except ChatRefused as exc:
         return refused(request, seat, exc)
     return done(request, seat, f"{person.display_name} has been moved.")
@@ -157,9 +157,9 @@ async def enter_room(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, group_id: Number = ""
 ) -> Response:
     try:
-        breakouts.require_may_enter(seat)
+        moves.require_may_enter(seat)
         room_id = optional_id(group_id, what="room")
-        await breakouts.enter(db, live, seat=seat, group_id=room_id)
+        await moves.enter(db, live, seat=seat, group_id=room_id)
     except ChatRefused as exc:
         return refused(request, seat, exc)
     return done(request, seat, "Moving you now.")

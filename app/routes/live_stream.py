@@ -80,11 +80,17 @@ def make_frame_handler(conn: HTTPConnection, programme_id: int, session_id: int,
         if frame["type"] != "chat.send":
             raise FrameError("unknown_type", f"unknown frame type {str(frame['type'])[:40]!r}")
         text, channel, client_id = frame.get("text"), frame.get("channel"), frame.get("client_id")
-        if not isinstance(text, str) or not isinstance(channel, str) or not isinstance(client_id, str):
+        if (
+            not isinstance(text, str)
+            or not isinstance(channel, str)
+            or not isinstance(client_id, str)
+        ):
             raise FrameError("bad_frame", "chat.send needs text, channel and client_id strings")
         seat = await load_seat(conn, programme_id, session_id, user_id)
         if seat is None:
-            return [control("error", code="not_allowed", message="You are no longer in this session.")]
+            return [
+                control("error", code="not_allowed", message="You are no longer in this session.")
+            ]
         try:
             async with conn.state.sessionmaker() as db:
                 message, _new = await send_message(
