@@ -23,9 +23,20 @@ class SlowConsumer(Exception):
 
 
 class Connection:
-    def __init__(self, hub: Hub, *, member: str, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        member: str,
+        queue_size: int = QUEUE_SIZE,
+        stale_on: tuple[str, ...] = (),
+    ) -> None:
         self.hub = hub
         self.member = member
+        # Event types (or type prefixes) after which what the server knows about this
+        # client's place may be out of date; `stale` is set when one passes by.
+        self._stale_markers = tuple(f'"t":"{kind}' for kind in stale_on)
+        self.stale = False
         self.cursors: dict[str, int] = {}
         self.channels: set[str] = set()
         self._queue: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue(queue_size)
@@ -81,10 +92,15 @@ class Connection:
 
     async def next(self, timeout: float | None = None) -> list[str] | None:
         """Wait for the next event(s) to send, in order; None if `timeout` passes first."""
-        try:
-            channel, seq, wire = await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return None
+        if not self._queue.empty():
+            # The common case under load: no timer, no extra task.
+            channel, seq, wire = self._queue.get_nowait()
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    channel, seq, wire = await self._queue.get()
+            except TimeoutError:
+                return None
         if seq == -1:
             raise SlowConsumer()
         if seq == -2:
@@ -111,6 +127,7 @@ class Connection:
             return []
         if seq == last + 1:
             self.cursors[channel] = seq
+            self._notice(wire)
             return [wire]
         return await self._fill_gap(channel, last, seq)
 
@@ -127,7 +144,12 @@ class Connection:
             if seq == self.cursors[channel] + 1:
                 out.append(wire)
                 self.cursors[channel] = seq
+                self._notice(wire)
         return out
+
+    def _notice(self, wire: str) -> None:
+        if self._stale_markers and any(marker in wire for marker in self._stale_markers):
+            self.stale = True
 
     async def _catch_up(self) -> list[str]:
         out: list[str] = []

@@ -136,24 +136,20 @@ async def seat_for(db: AsyncSession, *, ctx: ProgrammeContext, session: Programm
     )
     if breakout is None:
         return seat
-    groups = {
-        g.id: g
-        for g in (
-            await db.scalars(select(Group).where(Group.programme_id == ctx.programme.id))
-        ).all()
-    }
     assignment = await db.get(RoomAssignment, (session.id, user.id))
     own_group = ctx.membership.group_id if ctx.membership else None
-    if ctx.is_host:
-        seat.room_groups = groups
-    else:
+    groups_query = select(Group).where(Group.programme_id == ctx.programme.id)
+    if not ctx.is_host:
         allowed = set(facilitated)
         if assignment is not None and assignment.group_id is not None:
             # Moved by the host (or placed): that room replaces their usual one.
             allowed.add(assignment.group_id)
         elif own_group is not None:
             allowed.add(own_group)
-        seat.room_groups = {gid: groups[gid] for gid in allowed if gid in groups}
+        # Only the groups this person may enter: a seat is worked out on every connection.
+        groups_query = groups_query.where(Group.id.in_(allowed or {0}))
+    groups = {g.id: g for g in (await db.scalars(groups_query)).all()}
+    seat.room_groups = groups
     if assignment is not None:
         chosen = assignment.group_id
     elif own_group is not None and ctx.role is Role.PARTICIPANT:

@@ -59,29 +59,43 @@ async def room_setting(db: AsyncSession, channel: str) -> RoomSetting:
 
 
 async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str) -> None:
+    """The room's rules for this person now: muted, locked, rate limit, slow mode.
+
+    One query answers all of them, since every message pays for it."""
     if not seat.may_post(channel):
         raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
     now = utcnow()
-    mute = await db.get(ChatMute, (seat.session.id, seat.user_id))
-    if mute is not None and mute.until > now:
-        until = time_label(seat, mute.until)
+    mine = ChatMessage.author_id == seat.user_id
+    muted_until, locked, slow_seconds, recent, last_here = (
+        await db.execute(
+            select(
+                select(ChatMute.until)
+                .where(ChatMute.session_id == seat.session.id, ChatMute.user_id == seat.user_id)
+                .scalar_subquery(),
+                select(RoomSetting.locked).where(RoomSetting.channel == channel).scalar_subquery(),
+                select(RoomSetting.slow_mode_seconds)
+                .where(RoomSetting.channel == channel)
+                .scalar_subquery(),
+                select(func.count())
+                .select_from(ChatMessage)
+                .where(mine, ChatMessage.created_at > now - timedelta(seconds=RATE_LIMIT_SECONDS))
+                .scalar_subquery(),
+                select(func.max(ChatMessage.created_at))
+                .where(mine, ChatMessage.channel == channel)
+                .scalar_subquery(),
+            )
+        )
+    ).one()
+    if muted_until is not None and muted_until > now:
+        until = time_label(seat, muted_until)
         raise ChatRefused(
             f"A facilitator has paused your chat until {until}.", status=403, code="muted"
         )
     moderator = seat.may_moderate(channel)
-    setting = await room_setting(db, channel)
-    if setting.locked and not moderator:
+    if locked and not moderator:
         raise ChatRefused(
             "The facilitator has locked this room's chat for now.", status=403, code="locked"
         )
-    recent = await db.scalar(
-        select(func.count())
-        .select_from(ChatMessage)
-        .where(
-            ChatMessage.author_id == seat.user_id,
-            ChatMessage.created_at > now - timedelta(seconds=RATE_LIMIT_SECONDS),
-        )
-    )
     if (recent or 0) >= RATE_LIMIT_COUNT:
         raise ChatRefused(
             f"You are sending messages very quickly. Please wait a few seconds "
@@ -89,16 +103,12 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str) -> None:
             status=429,
             code="rate_limited",
         )
-    if setting.slow_mode_seconds and not moderator:
-        last = await db.scalar(
-            select(func.max(ChatMessage.created_at)).where(
-                ChatMessage.author_id == seat.user_id, ChatMessage.channel == channel
-            )
-        )
-        if last is not None and (now - last).total_seconds() < setting.slow_mode_seconds:
-            wait = int(setting.slow_mode_seconds - (now - last).total_seconds()) + 1
+    if slow_seconds and not moderator and last_here is not None:
+        waited = (now - last_here).total_seconds()
+        if waited < slow_seconds:
             raise ChatRefused(
-                f"Slow mode is on: you can send another message in {wait} seconds.",
+                f"Slow mode is on: you can send another message in "
+                f"{int(slow_seconds - waited) + 1} seconds.",
                 status=429,
                 code="slow_mode",
             )
@@ -140,17 +150,21 @@ async def send_message(
         raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
     body = validate_text(text)
     client_id = validate_client_id(client_id)
-    existing = await db.scalar(
-        select(ChatMessage).where(
-            ChatMessage.author_id == seat.user_id, ChatMessage.client_id == client_id
-        )
-    )
-    if existing is not None:
-        return existing, False
     author = seat.ctx.user
     if private:
+        existing = await _sent_before(db, seat=seat, client_id=client_id)
+        if existing is not None:
+            return existing, False
         return await _send_private(db, live, seat=seat, body=body, client_id=client_id), True
-    await check_may_send(db, seat=seat, channel=channel)
+    try:
+        await check_may_send(db, seat=seat, channel=channel)
+    except ChatRefused:
+        # A retry of a message stored before (its acknowledgement was lost) is answered
+        # with that message, even if the person could not send a new one now.
+        existing = await _sent_before(db, seat=seat, client_id=client_id)
+        if existing is not None:
+            return existing, False
+        raise
     message = ChatMessage(
         session_id=seat.session.id,
         channel=channel,
@@ -163,12 +177,10 @@ async def send_message(
     try:
         await db.flush()
     except IntegrityError:
+        # The same client id again: a send retried after a lost acknowledgement. The unique
+        # constraint finds it, so the common case costs no extra query.
         await db.rollback()
-        again = await db.scalar(
-            select(ChatMessage).where(
-                ChatMessage.author_id == seat.user_id, ChatMessage.client_id == client_id
-            )
-        )
+        again = await _sent_before(db, seat=seat, client_id=client_id)
         if again is None:
             raise
         return again, False
@@ -182,6 +194,14 @@ async def send_message(
     )
     await outbox.commit()
     return message, True
+
+
+async def _sent_before(db: AsyncSession, *, seat: Seat, client_id: str) -> ChatMessage | None:
+    return await db.scalar(
+        select(ChatMessage).where(
+            ChatMessage.author_id == seat.user_id, ChatMessage.client_id == client_id
+        )
+    )
 
 
 async def _send_private(

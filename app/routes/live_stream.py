@@ -6,6 +6,7 @@ with the WebSocket and falls back when it is blocked."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -37,12 +38,46 @@ BASE = "/programmes/{programme_id}/sessions/{session_id}/live"
 CursorQuery = Annotated[str, Query(max_length=2000, description="channel=id,channel=id")]
 
 
-def make_authorizer(conn: HTTPConnection, programme_id: int, session_id: int, user_id: int):  # type: ignore[no-untyped-def]
-    """Checks each requested channel against the person's seat, read fresh each time so
-    room changes take effect at once."""
+# Events after which a connection's seat is worked out again: rooms opened or closed,
+# the person moved.
+SEAT_CHANGING_EVENTS = ("breakout.opened", "breakout.closed", "room.changed")
+SEAT_MAX_AGE_SECONDS = 30.0
+
+
+class SeatKeeper:
+    """One connection's view of where the person is and what they may do.
+
+    Working the seat out takes several queries, so it is kept, and worked out again after
+    an event that can move the person, and at least every SEAT_MAX_AGE_SECONDS (so that
+    someone removed from the programme loses access within that time)."""
+
+    def __init__(
+        self, conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
+    ) -> None:
+        self.conn = conn
+        self.key = (programme_id, session_id, user_id)
+        self.seat: Seat | None = None
+        self.loaded_at = 0.0
+        self.connection: Connection | None = None
+
+    def keep(self, seat: Seat) -> None:
+        self.seat, self.loaded_at = seat, time.monotonic()
+
+    async def get(self) -> Seat | None:
+        stale = self.connection is not None and self.connection.stale
+        if self.seat is None or stale or time.monotonic() - self.loaded_at > SEAT_MAX_AGE_SECONDS:
+            if self.connection is not None:
+                self.connection.stale = False
+            self.seat = await load_seat(self.conn, *self.key)
+            self.loaded_at = time.monotonic()
+        return self.seat
+
+
+def make_authorizer(keeper: SeatKeeper):  # type: ignore[no-untyped-def]
+    """Checks each requested channel against the person's current seat."""
 
     async def authorize(cursors: Cursors) -> tuple[Cursors, list[str]]:
-        seat = await load_seat(conn, programme_id, session_id, user_id)
+        seat = await keeper.get()
         followable = seat.followable() if seat else set()
         allowed: Cursors = {}
         refusals = []
@@ -75,7 +110,7 @@ async def load_seat(
         return await seat_for(db, ctx=ctx, session=session)
 
 
-def make_frame_handler(conn: HTTPConnection, programme_id: int, session_id: int, user_id: int):  # type: ignore[no-untyped-def]
+def make_frame_handler(conn: HTTPConnection, keeper: SeatKeeper):  # type: ignore[no-untyped-def]
     async def handle(frame: dict[str, Any]) -> list[str]:
         if frame["type"] != "chat.send":
             raise FrameError("unknown_type", f"unknown frame type {str(frame['type'])[:40]!r}")
@@ -86,7 +121,7 @@ def make_frame_handler(conn: HTTPConnection, programme_id: int, session_id: int,
             or not isinstance(client_id, str)
         ):
             raise FrameError("bad_frame", "chat.send needs text, channel and client_id strings")
-        seat = await load_seat(conn, programme_id, session_id, user_id)
+        seat = await keeper.get()
         if seat is None:
             return [
                 control("error", code="not_allowed", message="You are no longer in this session.")
@@ -139,13 +174,23 @@ async def live_websocket(websocket: WebSocket, programme_id: int, session_id: in
     if seat is None:
         await websocket.close(code=1008, reason="you are not part of this session")
         return
-    connection = Connection(state.hub, member=str(user.id))
+    keeper = SeatKeeper(websocket, programme_id, session_id, user.id)
+    keeper.keep(seat)
+    connection = Connection(state.hub, member=str(user.id), stale_on=SEAT_CHANGING_EVENTS)
+    keeper.connection = connection
     await serve_websocket(
         websocket,
         connection,
-        authorize=make_authorizer(websocket, programme_id, session_id, user.id),
-        handle_frame=make_frame_handler(websocket, programme_id, session_id, user.id),
+        authorize=make_authorizer(keeper),
+        handle_frame=make_frame_handler(websocket, keeper),
     )
+
+
+def keeper_for(request: HTTPConnection, seat: Seat) -> SeatKeeper:
+    """A keeper holding the seat this request has just worked out."""
+    keeper = SeatKeeper(request, seat.ctx.programme.id, seat.session.id, seat.user_id)
+    keeper.keep(seat)
+    return keeper
 
 
 def cursors_from(cursors: str, last_event_id: str | None) -> Cursors:
@@ -170,8 +215,9 @@ async def live_sse(
 ) -> Response:
     requested = cursors_from(cursors, last_event_id)
     connection = Connection(hub, member=str(seat.user_id))
-    authorize = make_authorizer(request, seat.ctx.programme.id, seat.session.id, seat.user_id)
-    backlog = await follow_authorized(connection, requested, authorize)
+    backlog = await follow_authorized(
+        connection, requested, make_authorizer(keeper_for(request, seat))
+    )
     return StreamingResponse(
         sse_stream(connection, backlog, max_seconds=duration),
         media_type="text/event-stream",
@@ -189,8 +235,9 @@ async def live_poll(
 ) -> Response:
     requested = cursors_from(cursors, None)
     connection = Connection(hub, member=str(seat.user_id))
-    authorize = make_authorizer(request, seat.ctx.programme.id, seat.session.id, seat.user_id)
-    backlog = await follow_authorized(connection, requested, authorize)
+    backlog = await follow_authorized(
+        connection, requested, make_authorizer(keeper_for(request, seat))
+    )
     messages = await long_poll(connection, backlog, wait=wait)
     cursor_map = {c: i for c, i in connection.cursors.items()}
     body = '{"events":[' + ",".join(messages) + '],"cursors":' + json.dumps(cursor_map) + "}"
