@@ -16,6 +16,8 @@ from realtime.hub import Hub
 QUEUE_SIZE = 256
 _OVERFLOW = ("", -1, "")
 _CATCH_UP = ("", -2, "")
+_HEARTBEAT = ("", -3, "")
+HEARTBEAT = control("hb")
 
 
 class SlowConsumer(Exception):
@@ -53,6 +55,10 @@ class Connection:
             while not self._queue.empty():
                 self._queue.get_nowait()
             self._queue.put_nowait(_OVERFLOW)
+
+    def offer_heartbeat(self) -> None:
+        if not self.overflowed and self._queue.empty():
+            self._queue.put_nowait(_HEARTBEAT)
 
     def request_catch_up(self) -> None:
         if not self.overflowed and not self._queue.full():
@@ -105,6 +111,8 @@ class Connection:
             raise SlowConsumer()
         if seq == -2:
             return await self._catch_up()
+        if seq == -3:
+            return [HEARTBEAT]
         return await self._accept(channel, seq, wire)
 
     def pending(self) -> bool:

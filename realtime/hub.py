@@ -4,6 +4,7 @@ the hub hands them to every local connection listening to that channel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Protocol
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from realtime.connection import Connection
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 25.0
 
 
 class PresenceHooks(Protocol):
@@ -34,9 +37,27 @@ class Hub:
         self._local: dict[str, set[Connection]] = defaultdict(set)
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self.connections: set[Connection] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         await self.broker.start(self._dispatch, self._caught_up_after_reconnect)
+        self._heartbeat = asyncio.create_task(self._beat(heartbeat_seconds), name="heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+
+    async def _beat(self, interval: float) -> None:
+        """A heartbeat to every connection now and then, from one timer for all of them
+        (rather than a timer per connection per event), so that clients and proxies see
+        the connection is alive and a dead one is noticed."""
+        while True:
+            await asyncio.sleep(interval)
+            for connection in tuple(self.connections):
+                connection.offer_heartbeat()
 
     def _dispatch(self, channel: str, message: str) -> None:
         connections = self._local.get(channel)

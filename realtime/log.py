@@ -46,7 +46,13 @@ class LiveEvent(Base):
 
 
 async def next_id(db: AsyncSession, channel: str) -> int:
-    """Allocate the channel's next id inside the caller's transaction.
+    """Allocate the channel's next id inside the caller's transaction."""
+    return await reserve_ids(db, channel, 1)
+
+
+async def reserve_ids(db: AsyncSession, channel: str, count: int) -> int:
+    """Allocate `count` consecutive ids of the channel inside the caller's transaction;
+    returns the first.
 
     The counter row stays locked until that transaction ends, so ids commit in order."""
     dialect = db.bind.dialect.name
@@ -54,11 +60,14 @@ async def next_id(db: AsyncSession, channel: str) -> int:
     table = ChannelCounter.__table__
     statement = (
         insert(table)
-        .values(channel=channel, last_id=1)
-        .on_conflict_do_update(index_elements=["channel"], set_={"last_id": table.c.last_id + 1})
+        .values(channel=channel, last_id=count)
+        .on_conflict_do_update(
+            index_elements=["channel"], set_={"last_id": table.c.last_id + count}
+        )
         .returning(table.c.last_id)
     )
-    return int((await db.execute(statement)).scalar_one())
+    last = int((await db.execute(statement)).scalar_one())
+    return last - count + 1
 
 
 async def head(db: AsyncSession, channel: str) -> int:

@@ -9,8 +9,10 @@ from typing import Any
 
 from jinja2 import Environment
 from pydantic import BaseModel
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import utcnow
 from realtime import log as event_log
 from realtime.broker import Broker
 from realtime.events import EventRegistry, render_fragment, wire
@@ -76,6 +78,37 @@ class Outbox:
             )
         self.pending.append((channel, f"{seq}|{message}"))
         return seq
+
+    async def add_many(
+        self, channel: str, type_name: str, items: list[tuple[BaseModel, int | None, str]]
+    ) -> list[int]:
+        """Store several events of one type in one channel, as one reservation of ids and
+        one insert; `items` are (payload, actor id, target). Returns their ids."""
+        event_type = self.live.registry[type_name]
+        if not event_type.persist:
+            raise ValueError(f"{type_name} is not a stored event")
+        first = await event_log.reserve_ids(self.db, channel, len(items))
+        rows = []
+        for offset, (payload, actor_id, target) in enumerate(items):
+            model = event_type.schema.model_validate(payload)
+            html = render_fragment(self.live.env, event_type, model)
+            seq = first + offset
+            message = wire(
+                channel=channel, seq=seq, event_type=event_type, html=html, target=target
+            )
+            rows.append(
+                {
+                    "channel": channel,
+                    "seq": seq,
+                    "type": type_name,
+                    "wire": message,
+                    "actor_id": actor_id,
+                    "created_at": utcnow(),
+                }
+            )
+            self.pending.append((channel, f"{seq}|{message}"))
+        await self.db.execute(insert(event_log.LiveEvent), rows)
+        return [row["seq"] for row in rows]
 
     async def commit(self) -> None:
         """Commit the transaction, then fan the events out."""

@@ -18,12 +18,11 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from realtime.connection import Connection, SlowConsumer
+from realtime.connection import HEARTBEAT, Connection, SlowConsumer
 from realtime.events import control
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 25.0
 HELLO_TIMEOUT_SECONDS = 10.0
 MAX_FRAME_BYTES = 8 * 1024
 MAX_CHANNELS = 16
@@ -110,7 +109,6 @@ async def serve_websocket(
     *,
     authorize: Authorizer,
     handle_frame: FrameHandler,
-    heartbeat: float = HEARTBEAT_SECONDS,
 ) -> None:
     """Run one WebSocket until either side ends it; the connection is always released."""
     await websocket.accept()
@@ -135,7 +133,7 @@ async def serve_websocket(
         for message in [control("hello", transport="websocket"), *backlog]:
             await websocket.send_text(message)
 
-        sender = asyncio.create_task(_send_loop(websocket, connection, heartbeat))
+        sender = asyncio.create_task(_send_loop(websocket, connection))
         receiver = asyncio.create_task(
             _receive_loop(websocket, connection, authorize, handle_frame)
         )
@@ -165,14 +163,10 @@ class _Close(Exception):
         self.reason = reason
 
 
-async def _send_loop(websocket: WebSocket, connection: Connection, heartbeat: float) -> None:
-    heartbeat_message = control("hb")
+async def _send_loop(websocket: WebSocket, connection: Connection) -> None:
+    # Heartbeats come through the queue from the hub's one timer.
     while True:
-        messages = await connection.next(timeout=heartbeat)
-        if messages is None:
-            await websocket.send_text(heartbeat_message)
-            continue
-        for message in messages:
+        for message in await connection.next() or ():
             await websocket.send_text(message)
 
 
@@ -229,7 +223,6 @@ async def sse_stream(
     connection: Connection,
     backlog: list[str],
     *,
-    heartbeat: float = HEARTBEAT_SECONDS,
     max_seconds: float = 300.0,
 ) -> AsyncIterator[bytes]:
     """Server-Sent Events. Each event's id carries all cursors, so the browser's automatic
@@ -243,15 +236,12 @@ async def sse_stream(
             yield _sse(message, connection)
         while time.monotonic() < deadline:
             try:
-                messages = await connection.next(timeout=heartbeat)
+                messages = await connection.next(timeout=max(0.0, deadline - time.monotonic()))
             except SlowConsumer:
                 yield _sse(control("reconnect", reason="resync: too far behind"), connection)
                 return
-            if messages is None:
-                yield b": hb\n\n"
-                continue
-            for message in messages:
-                yield _sse(message, connection)
+            for message in messages or ():
+                yield b": hb\n\n" if message == HEARTBEAT else _sse(message, connection)
     finally:
         await connection.close()
 

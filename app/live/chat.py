@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -18,6 +18,9 @@ from app.live.text import clean_message
 from app.models import GroupFacilitator, User
 from app.services import audit
 from realtime.publish import Live
+
+if TYPE_CHECKING:
+    from app.live.chat_writer import ChatWriter
 
 MAX_MESSAGE_CHARS = 2000
 RATE_LIMIT_COUNT = 5
@@ -58,7 +61,7 @@ async def room_setting(db: AsyncSession, channel: str) -> RoomSetting:
     )
 
 
-async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str) -> None:
+async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sent: int = 0) -> None:
     """The room's rules for this person now: muted, locked, rate limit, slow mode.
 
     One query answers all of them, since every message pays for it."""
@@ -96,7 +99,7 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str) -> None:
         raise ChatRefused(
             "The facilitator has locked this room's chat for now.", status=403, code="locked"
         )
-    if (recent or 0) >= RATE_LIMIT_COUNT:
+    if (recent or 0) + also_sent >= RATE_LIMIT_COUNT:
         raise ChatRefused(
             f"You are sending messages very quickly. Please wait a few seconds "
             f"(at most {RATE_LIMIT_COUNT} messages in {RATE_LIMIT_SECONDS} seconds).",
@@ -137,63 +140,27 @@ async def send_message(
     db: AsyncSession,
     live: Live,
     *,
+    writer: ChatWriter,
     seat: Seat,
     channel: str,
     text: str,
     client_id: str,
     private: bool = False,
-) -> tuple[ChatMessage, bool]:
-    """Store and publish a message; returns it and whether it is new (a retried send with
-    the same client id returns the first one)."""
+) -> tuple[int, bool]:
+    """Store and publish a message; returns its id and whether it is new (a retried send
+    with the same client id returns the first one)."""
     # Who may post here is decided before anything about the message itself.
     if not seat.may_post(seat.current if private else channel):
         raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
     body = validate_text(text)
     client_id = validate_client_id(client_id)
-    author = seat.ctx.user
     if private:
         existing = await _sent_before(db, seat=seat, client_id=client_id)
         if existing is not None:
-            return existing, False
-        return await _send_private(db, live, seat=seat, body=body, client_id=client_id), True
-    try:
-        await check_may_send(db, seat=seat, channel=channel)
-    except ChatRefused:
-        # A retry of a message stored before (its acknowledgement was lost) is answered
-        # with that message, even if the person could not send a new one now.
-        existing = await _sent_before(db, seat=seat, client_id=client_id)
-        if existing is not None:
-            return existing, False
-        raise
-    message = ChatMessage(
-        session_id=seat.session.id,
-        channel=channel,
-        author_id=author.id,
-        body=body,
-        client_id=client_id,
-        created_at=utcnow(),
-    )
-    db.add(message)
-    try:
-        await db.flush()
-    except IntegrityError:
-        # The same client id again: a send retried after a lost acknowledgement. The unique
-        # constraint finds it, so the common case costs no extra query.
-        await db.rollback()
-        again = await _sent_before(db, seat=seat, client_id=client_id)
-        if again is None:
-            raise
-        return again, False
-    outbox = live.outbox(db)
-    await outbox.add(
-        channel,
-        "chat.message",
-        message_payload(seat, message, author),
-        actor_id=author.id,
-        target=f"m{message.id}",
-    )
-    await outbox.commit()
-    return message, True
+            return existing.id, False
+        message = await _send_private(db, live, seat=seat, body=body, client_id=client_id)
+        return message.id, True
+    return await writer.send(seat=seat, channel=channel, body=body, client_id=client_id)
 
 
 async def _sent_before(db: AsyncSession, *, seat: Seat, client_id: str) -> ChatMessage | None:

@@ -109,6 +109,7 @@ async def post_chat(
         await send_message(
             db,
             live,
+            writer=request.state.chat_writer,
             seat=seat,
             channel=channel or seat.current,
             text=text,

@@ -128,16 +128,16 @@ def make_frame_handler(conn: HTTPConnection, keeper: SeatKeeper):  # type: ignor
             ]
         try:
             async with conn.state.sessionmaker() as db:
-                message, _new = await send_message(
+                message_id, _new = await send_message(
                     db,
                     conn.state.live,
+                    writer=conn.state.chat_writer,
                     seat=seat,
                     channel=channel,
                     text=text,
                     client_id=client_id,
                     private=frame.get("private") is True,
                 )
-                message_id = message.id
         except ChatRefused as exc:
             return [control("error", code=exc.code, message=exc.message, client_id=client_id[:64])]
         return [control("ack", client_id=client_id, id=message_id)]
