@@ -3,6 +3,7 @@
     create-admin --email E --name N   make an administrator (asks for the password)
     seed-demo                         add the demo programme if there is no programme yet
     invite --programme ID --email E   print a fresh invitation link for a member
+    asr-token --label L [--days N]    print a new token for the speech recognition endpoint
 
 Settings come from the environment, as for the web app (DATABASE_URL, SECRET_KEY, BASE_URL).
 Exit codes: 0 done, 1 refused (the message says why), 2 wrong usage.
@@ -16,7 +17,7 @@ import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ from app.config import PROJECT_ROOT, Settings
 from app.db import make_engine, make_sessionmaker
 from app.models import Membership, Programme, User
 from app.security import MIN_PASSWORD_LENGTH, Signer, hash_password
-from app.services import audit
+from app.services import asr_tokens, audit
 from app.services.invitations import issue_invitation
 from app.services.seed import (
     DEMO_PASSWORD,
@@ -74,7 +75,39 @@ def build_parser() -> argparse.ArgumentParser:
     invite = commands.add_parser("invite", help="print a fresh invitation link for a member")
     invite.add_argument("--programme", type=int, required=True, metavar="ID")
     invite.add_argument("--email", required=True)
+    add_asr_token_parser(commands)
     return parser
+
+
+# --- asr-token: tokens for the vosk-server-compatible endpoint (captioning) -----------------
+
+
+def add_asr_token_parser(commands: Any) -> None:
+    asr = commands.add_parser(
+        "asr-token", help="print a new token for the speech recognition endpoint (/asr/vosk)"
+    )
+    asr.add_argument("--label", required=True, help="which tool will use it")
+    asr.add_argument("--days", type=int, default=asr_tokens.DEFAULT_DAYS, help="default: 30")
+
+
+async def issue_asr_token(
+    db: AsyncSession, *, label: str, days: int, out: TextIO, err: TextIO
+) -> None:
+    """The token alone goes to standard output, so scripts can capture it."""
+    try:
+        issued = await asr_tokens.issue_token(
+            db, label=label, days=days, created_by=None, via="cli"
+        )
+    except asr_tokens.AsrTokenError as exc:
+        raise CommandError(str(exc)) from exc
+    print(issued.secret, file=out)
+    print(
+        f"(shown only once; valid until {issued.token.expires_at:%Y-%m-%d %H:%M} UTC)",
+        file=err,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def normalise_email(raw: str) -> str:
@@ -229,6 +262,8 @@ async def run(
                     db, settings=settings, programme_id=args.programme, email=email
                 )
                 print(link, file=out)
+            elif args.command == "asr-token":
+                await issue_asr_token(db, label=args.label, days=args.days, out=out, err=err)
     except CommandError as exc:
         print(f"Error: {exc}", file=err)
         return 1

@@ -15,6 +15,7 @@ from app.db import make_engine, make_sessionmaker
 from app.deps import verify_csrf
 from app.errors import install_error_handlers
 from app.live.breakouts import BreakoutCloser
+from app.live.chat_writer import ChatWriter
 from app.live.events import build_registry
 from app.live.presence import Presence
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         presence.start()
         breakout_closer = BreakoutCloser(sessionmaker, live)
         breakout_closer.start()
+        chat_writer = ChatWriter(sessionmaker, live)
+        await chat_writer.start()
         try:
             yield {
                 "settings": settings,
@@ -66,11 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "live": live,
                 "presence": presence,
                 "breakout_closer": breakout_closer,
+                "chat_writer": chat_writer,
                 "captions": captions,
                 "storage": storage,
                 "login_limiter": RateLimiter(settings.login_attempts_per_minute, 60.0),
             }
         finally:
+            await chat_writer.stop()
+            await hub.stop()
             await breakout_closer.stop()
             await presence.stop()
             captions.close()

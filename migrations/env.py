@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
+from app import asr_models  # noqa: F401
 from app.live import models as live_models  # noqa: F401
 from realtime import log as live_log  # noqa: F401
 from app.config import Settings

@@ -13,9 +13,11 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.factory import create_app
+from app.asr_models import AsrToken
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
+from app.services.asr_tokens import issue_token
 from tests.factories import World, make_world
 
 ANON = "anonymous"
@@ -160,6 +162,10 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
     ),
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/occupancy"): STAFF,
+    # Speech recognition tokens: administrators and anyone hosting a programme.
+    ("GET", "/asr/tokens"): HOSTS,
+    ("POST", "/asr/tokens"): HOSTS,
+    ("POST", "/asr/tokens/{token_id}/revoke"): HOSTS,
 }
 
 # Routes whose success for one person changes what the next person can do (deletions):
@@ -234,6 +240,7 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         "membership_id": membership.id if membership else 0,
         "paper_id": paper.id if paper else 0,
         "token": "not-a-real-invitation",
+        "token_id": await db.scalar(select(AsrToken.id).where(AsrToken.created_by_id == w.host.id)),
         "user_id": w.participant_a.id,
     }
 
@@ -291,6 +298,7 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
             client_id="seed",
         )
     )
+    await issue_token(db, label="Seeded", days=5, created_by=w.host)
     db.add(
         HelpRequest(
             session_id=w.session.id,
