@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
+from app.db import UTCDateTime, utcnow
 from app.live import channels
 from app.live.channels import Seat
 from app.live.events import ChatMessagePayload, MessageRemovedPayload, ReportPayload
@@ -61,6 +61,32 @@ async def room_setting(db: AsyncSession, channel: str) -> RoomSetting:
     )
 
 
+def _room_rules() -> Select[Any]:
+    mine = ChatMessage.author_id == bindparam("user_id")
+    here = RoomSetting.channel == bindparam("channel")
+    return select(
+        select(ChatMute.until)
+        .where(
+            ChatMute.session_id == bindparam("session_id"), ChatMute.user_id == bindparam("user_id")
+        )
+        .scalar_subquery(),
+        select(RoomSetting.locked).where(here).scalar_subquery(),
+        select(RoomSetting.slow_mode_seconds).where(here).scalar_subquery(),
+        select(func.count())
+        .select_from(ChatMessage)
+        .where(mine, ChatMessage.created_at > bindparam("since", type_=UTCDateTime()))
+        .scalar_subquery(),
+        select(func.max(ChatMessage.created_at))
+        .where(mine, ChatMessage.channel == bindparam("channel"))
+        .scalar_subquery(),
+    )
+
+
+# Built once: every message runs it, and a statement object that is reused skips
+# SQLAlchemy's per-statement compile work.
+ROOM_RULES = _room_rules()
+
+
 async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sent: int = 0) -> None:
     """The room's rules for this person now: muted, locked, rate limit, slow mode.
 
@@ -68,25 +94,15 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sen
     if not seat.may_post(channel):
         raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
     now = utcnow()
-    mine = ChatMessage.author_id == seat.user_id
     muted_until, locked, slow_seconds, recent, last_here = (
         await db.execute(
-            select(
-                select(ChatMute.until)
-                .where(ChatMute.session_id == seat.session.id, ChatMute.user_id == seat.user_id)
-                .scalar_subquery(),
-                select(RoomSetting.locked).where(RoomSetting.channel == channel).scalar_subquery(),
-                select(RoomSetting.slow_mode_seconds)
-                .where(RoomSetting.channel == channel)
-                .scalar_subquery(),
-                select(func.count())
-                .select_from(ChatMessage)
-                .where(mine, ChatMessage.created_at > now - timedelta(seconds=RATE_LIMIT_SECONDS))
-                .scalar_subquery(),
-                select(func.max(ChatMessage.created_at))
-                .where(mine, ChatMessage.channel == channel)
-                .scalar_subquery(),
-            )
+            ROOM_RULES,
+            {
+                "session_id": seat.session.id,
+                "user_id": seat.user_id,
+                "channel": channel,
+                "since": now - timedelta(seconds=RATE_LIMIT_SECONDS),
+            },
         )
     ).one()
     if muted_until is not None and muted_until > now:

@@ -41,7 +41,7 @@ CursorQuery = Annotated[str, Query(max_length=2000, description="channel=id,chan
 # Events after which a connection's seat is worked out again: rooms opened or closed,
 # the person moved.
 SEAT_CHANGING_EVENTS = ("breakout.opened", "breakout.closed", "room.changed")
-SEAT_MAX_AGE_SECONDS = 30.0
+SEAT_MAX_AGE_SECONDS = 120.0
 
 
 class SeatKeeper:
