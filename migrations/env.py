@@ -11,6 +11,7 @@ from app import models  # noqa: F401 - registers the tables on Base.metadata
 from app import asr_models  # noqa: F401
 from app.live import models as live_models  # noqa: F401
 from realtime import log as live_log  # noqa: F401
+from captioning import models as caption_models  # noqa: F401
 from app.config import Settings
 from app.db import Base, UTCDateTime
 
