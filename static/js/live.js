@@ -52,8 +52,10 @@
     if (ev.t === "breakout.opened" || ev.t === "breakout.closed" || ev.t === "room.changed") switchRoom(ev);
   }
 
+  // d.into: the id of another list to add to (captions); d.drop: an element it replaces.
   function place(el, ev) {
-    var existing = ev.x && $(ev.x);
+    var d = ev.d || {}, existing = ev.x && $(ev.x);
+    if (d.drop && $(d.drop)) $(d.drop).remove();
     if (ev.s === "remove") { if (existing) existing.remove(); return; }
     var t = document.createElement("template");
     t.innerHTML = ev.h;
@@ -62,7 +64,7 @@
     if (node.id && $(node.id)) existing = $(node.id);
     if (existing) existing.replaceWith(node);
     else {
-      var log = el.querySelector(".log") || el;
+      var log = (d.into && $(d.into)) || el.querySelector(".log") || el;
       log.appendChild(node);
       while (log.children.length > 300) log.removeChild(log.firstElementChild);
     }
