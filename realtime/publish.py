@@ -19,6 +19,9 @@ from realtime.events import EventRegistry, render_fragment, wire
 
 logger = logging.getLogger(__name__)
 
+# Built once so that SQLAlchemy compiles it once.
+INSERT_EVENTS = insert(event_log.LiveEvent.__table__)
+
 
 @dataclass
 class Live:
@@ -107,7 +110,7 @@ class Outbox:
                 }
             )
             self.pending.append((channel, f"{seq}|{message}"))
-        await self.db.execute(insert(event_log.LiveEvent), rows)
+        await self.db.execute(INSERT_EVENTS, rows)
         return [row["seq"] for row in rows]
 
     async def commit(self) -> None:

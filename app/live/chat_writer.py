@@ -28,6 +28,10 @@ from realtime.publish import Live
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+# Core statements built once, so SQLAlchemy compiles them once (the ORM's bulk path would
+# compile again for each batch).
+_messages = ChatMessage.__table__
+INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
 
 
 @dataclass
@@ -165,10 +169,7 @@ class ChatWriter:
                     }
                     for p in accepted
                 ]
-                inserted = await db.execute(
-                    insert(ChatMessage).returning(ChatMessage.id, sort_by_parameter_order=True),
-                    rows,
-                )
+                inserted = await db.execute(INSERT_MESSAGES, rows)
                 message_ids = [row[0] for row in inserted]
                 outbox = self._live.outbox(db)
                 by_channel: dict[str, list[tuple[_Pending, int]]] = defaultdict(list)
