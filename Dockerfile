@@ -69,4 +69,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # characters): the app refuses to start in production without it. Behind a reverse proxy
 # on another host, set FORWARDED_ALLOW_IPS to its address so client addresses and HTTPS
 # are taken from its X-Forwarded-* headers.
-CMD ["sh", "-c", "python -m alembic upgrade head && exec python -m uvicorn app.main:app --host 0.0.0.0 --port \"$PORT\" --proxy-headers --ws websockets-sansio --ws-ping-interval 20 --ws-ping-timeout 20"]
+CMD ["sh", "-c", "python -m alembic upgrade head && exec python -m uvicorn app.main:app --host 0.0.0.0 --port \"$PORT\" --proxy-headers --ws websockets-sansio --ws-ping-interval 20 --ws-ping-timeout 20 --ws-per-message-deflate false"]

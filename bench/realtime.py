@@ -282,6 +282,9 @@ def start_app(tmp: Path, database_url: str, port: int, ws: str) -> Server:
     log_path = tmp / "app.log"
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--ws", ws, "--log-level", "warning"]
+    # As scripts/serve runs it: no per-message compression (small frames; CPU and memory
+    # per connection matter more). The bare server below does the same.
+    command += ["--ws-per-message-deflate", "false"]
     proc = subprocess.Popen(  # noqa: S603 - our own command line
         command,
         cwd=ROOT,
@@ -380,7 +383,9 @@ def serve_bare(port: int) -> None:
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-        async with serve(handler, "127.0.0.1", port, max_size=8192, backlog=2048):
+        async with serve(
+            handler, "127.0.0.1", port, max_size=8192, backlog=2048, compression=None
+        ):
             await stop
 
     raise_fd_limit()
