@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings
+from app.db import utcnow
 from app.factory import create_app
 from app.asr_models import AsrToken
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
 from app.services.asr_tokens import issue_token
+from captioning.models import CaptionSegment
 from tests.factories import World, make_world
 
 ANON = "anonymous"
@@ -125,6 +127,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/room"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/panel"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/captions"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/sse"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/poll"): MEMBERS,
     ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/chat"): MEMBERS - {OBSERVER},
@@ -162,6 +165,21 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
     ),
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/occupancy"): STAFF,
+    # Live captions. Transcripts: of one's current room by default (the plenary here).
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.vtt"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.srt"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.txt"): MEMBERS,
+    # Turning someone's captioning off: facilitators (of that person's room) and hosts.
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/captions/mute"): frozenset(
+        {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
+    ),
+    # The seeded caption was said in group A's room.
+    (
+        "POST",
+        "/programmes/{programme_id}/sessions/{session_id}/live/captions/{segment_id}/correct",
+    ): GROUP_A_MODERATORS,
+    ("GET", "/profile/captions"): SIGNED_IN,
+    ("POST", "/profile/captions"): SIGNED_IN,
     # Speech recognition tokens: administrators and anyone hosting a programme.
     ("GET", "/asr/tokens"): HOSTS,
     ("POST", "/asr/tokens"): HOSTS,
@@ -231,6 +249,9 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
     help_request = await db.scalar(
         select(HelpRequest).where(HelpRequest.session_id == w.session.id)
     )
+    segment = await db.scalar(
+        select(CaptionSegment).where(CaptionSegment.session_id == w.session.id)
+    )
     return {
         "help_id": help_request.id if help_request else 0,
         "message_id": message.id if message else 0,
@@ -239,6 +260,7 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         "session_id": w.session.id,
         "membership_id": membership.id if membership else 0,
         "paper_id": paper.id if paper else 0,
+        "segment_id": segment.id if segment else 0,
         "token": "not-a-real-invitation",
         "token_id": await db.scalar(select(AsrToken.id).where(AsrToken.created_by_id == w.host.id)),
         "user_id": w.participant_a.id,
@@ -306,6 +328,24 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
             requester_id=w.participant_a.id,
             group_id=w.group_a.id,
             note="My sound is not working",
+        )
+    )
+    now = utcnow()
+    db.add(
+        CaptionSegment(
+            session_id=w.session.id,
+            channel=channels.room(w.session.id, w.group_a.id),
+            group_id=w.group_a.id,
+            speaker_id=w.participant_a.id,
+            speaker_name="Priya Participant (she/her)",
+            stream_id="seeded",
+            stream_start=0.0,
+            stream_end=1.0,
+            started_at=now,
+            ended_at=now,
+            text="hello everyone",
+            original_text="hello everyone",
+            words=[],
         )
     )
     await db.commit()

@@ -81,6 +81,27 @@ class ReportPayload(BaseModel):
     reason: str = ""
 
 
+class CaptionPartialPayload(BaseModel):
+    """What a speaker is saying now (not stored; replaced by the next one or the final)."""
+
+    stream: str = Field(max_length=40)
+    speaker: str = Field(max_length=200)
+    text: str = Field(max_length=5000)
+
+
+class CaptionFinalPayload(BaseModel):
+    """A final caption (a stored CaptionSegment), and the same after a correction."""
+
+    id: int
+    stream: str = Field(max_length=40)
+    speaker: str = Field(max_length=200)
+    text: str = Field(max_length=5000)
+    start: datetime
+    end: datetime
+    time_label: str
+    edited: bool = False
+
+
 class PresencePayload(BaseModel):
     channel: str
     names: list[str]
@@ -111,6 +132,23 @@ def build_registry() -> EventRegistry:
         EventType(
             "presence", PresencePayload, "live/events/presence.html", persist=False, swap="replace"
         ),
+        EventType(
+            "caption.partial",
+            CaptionPartialPayload,
+            "live/events/caption_partial.html",
+            persist=False,
+            swap="replace",
+        ),
+        EventType("caption.final", CaptionFinalPayload, "live/events/caption_final.html"),
+        EventType(
+            "caption.corrected",
+            CaptionFinalPayload,
+            "live/events/caption_final.html",
+            swap="replace",
+        ),
+        # On the speaker's own channel: the notice, and the signal that ends their stream.
+        EventType("caption.muted", NoticePayload, "live/events/notice.html"),
+        EventType("caption.unmuted", NoticePayload, "live/events/notice.html"),
     ):
         registry.register(event_type)
     return registry
