@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from app.routes import (
         asr,
         auth,
+        caption_pages,
+        captions,
         groups,
         health,
         home,
@@ -114,8 +116,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
     app.include_router(live_stream.router)
     app.include_router(asr.ws_router)  # token-authorized WebSocket: no cookies, so no CSRF
+    # The speaker's microphone WebSocket checks its Origin and cookie itself.
+    app.include_router(captions.audio_router)
     csrf = [Depends(verify_csrf)]
-    for module in (auth, home, profile, programmes, sessions, roster, groups, live, live_actions):
+    for module in (
+        auth,
+        home,
+        profile,
+        programmes,
+        sessions,
+        roster,
+        groups,
+        live,
+        live_actions,
+        caption_pages,
+        captions,
+    ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms
     app.include_router(api_router, prefix="/api/v1", dependencies=csrf)

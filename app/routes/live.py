@@ -11,6 +11,8 @@ from starlette.responses import RedirectResponse, Response
 
 from app.deps import SessionDep
 from app.live import channels
+from app.live.caption_view import caption_panel
+from app.live.captions import public_status
 from app.live.channels import Seat
 from app.live.chat import ChatRefused, remove_message, report_message, send_message
 from app.live.controls import controls_context
@@ -54,6 +56,8 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         "room_settings": await settings_of(db, seat.current),
         "linkify": linkify,
         **await controls_context(db, seat=seat, presence=request.state.presence),
+        **await caption_panel(db, seat=seat),
+        "captions_status": public_status(request.state.captions),
     }
 
 

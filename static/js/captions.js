@@ -1,0 +1,81 @@
+// Roundtable caption view: size, lines and colours change at once and are saved to the
+// profile; the view follows the newest caption unless the reader has scrolled up; full
+// screen on request. The captions page reloads when its person changes room.
+(function () {
+  "use strict";
+  var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
+  var panel = null, shown = null, timer = 0;
+  function all(sel, f) { Array.prototype.forEach.call(document.querySelectorAll(sel), f); }
+  function has(el, name) { return el.classList && el.classList.contains(name); }
+
+  function look(f) {
+    all("[data-cap-size]", function (el) {
+      el.setAttribute("data-cap-size", f.elements.size_percent.value);
+      el.setAttribute("data-cap-lines", f.elements.lines.value);
+      el.setAttribute("data-cap-contrast", f.elements.contrast.value);
+    });
+    follow(true);
+  }
+
+  function save(f) {
+    var note = f.querySelector(".caption-saved");
+    fetch(f.action, { method: "POST", body: new FormData(f), credentials: "same-origin", redirect: "manual", headers: { "X-CSRF-Token": csrf, "HX-Request": "true" } })
+      .then(function (r) { return r.ok || r.type === "opaqueredirect"; }, function () {})
+      .then(function (ok) { note.textContent = ok ? "Saved." : "Not saved: shown like this on this page only."; });
+  }
+
+  function follow(force) {
+    all(".caption-log", function (log) {
+      if (force) log.away = false;
+      if (!log.away) log.scrollTop = log.scrollHeight;
+    });
+  }
+
+  function init() {
+    if (has(document.body, "caption-page") && !document.querySelector("#room.caption-full")) return location.reload();
+    var now = document.getElementById("captions");
+    if (now === panel) return follow();
+    panel = now;
+    if (!panel) return;
+    var sw = panel.querySelector(".caption-switch");
+    if (shown !== null) sw.open = shown;
+    panel.querySelector(".caption-fullscreen").hidden = !document.fullscreenEnabled;
+    follow(true);
+  }
+
+  document.addEventListener("change", function (e) {
+    var f = e.target.form;
+    if (!f || !has(f, "caption-prefs")) return;
+    look(f);
+    clearTimeout(timer);
+    timer = setTimeout(function () { save(f); }, 500);
+  });
+  document.addEventListener("submit", function (e) {
+    if (!has(e.target, "caption-prefs")) return;
+    e.preventDefault();
+    clearTimeout(timer);
+    save(e.target);
+  });
+  document.addEventListener("toggle", function (e) {
+    if (has(e.target, "caption-switch")) { shown = e.target.open; follow(true); }
+  }, true);
+  document.addEventListener("scroll", function (e) {
+    var log = e.target;
+    if (!has(log, "caption-log")) return;
+    log.away = log.scrollTop + log.clientHeight < log.scrollHeight - 8;
+    var b = log.parentNode.querySelector(".caption-newest");
+    if (b) b.hidden = !log.away;
+  }, true);
+  document.addEventListener("click", function (e) {
+    var b = e.target;
+    if (has(b, "caption-newest")) { b.hidden = true; follow(true); }
+    if (!has(b, "caption-fullscreen")) return;
+    if (document.fullscreenElement) document.exitFullscreen(); else panel.requestFullscreen();
+  });
+  document.addEventListener("fullscreenchange", function () {
+    all(".caption-fullscreen", function (b) { b.textContent = document.fullscreenElement ? "Leave full screen" : "Full screen"; });
+    follow(true);
+  });
+  new MutationObserver(init).observe(document.getElementById("live") || document.body, { childList: true, subtree: true });
+  init();
+})();
