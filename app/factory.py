@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         breakout_closer.start()
         chat_writer = ChatWriter(sessionmaker, live)
         await chat_writer.start()
+        # Everything made so far lives as long as the process: keep it out of the garbage
+        # collector's sweeps, which otherwise pause a busy live session now and then.
+        gc.freeze()
         try:
             yield {
                 "settings": settings,
