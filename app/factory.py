@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await chat_writer.start()
         # Everything made so far lives as long as the process: keep it out of the garbage
         # collector's sweeps, which otherwise pause a busy live session now and then.
-        gc.freeze()
+        # (Not in tests, where many apps come and go in one process.)
+        if settings.environment != "test":
+            gc.freeze()
         try:
             yield {
                 "settings": settings,
