@@ -99,6 +99,9 @@ MAX_SEND_LAG_S = 0.5
 # Each new recognizer is slow for its first seconds (Vosk builds its share of the decoding
 # graph as it goes); latency after this much of the stream shows the settled state.
 SETTLED_AFTER_S = 10.0
+# A phase during which other processes took more than this share of a core is measured
+# again (--retries): on a 2-core machine they would take the cores the figures are about.
+DISTURBED_SHARE = 0.25
 # Targets from the issue.
 TARGET_SPEAKERS, TARGET_P50_S, TARGET_P95_S = 8, 0.5, 1.0
 TARGET_RAW_RATIO, TARGET_RSS_PER_SPEAKER_MB = 0.9, 30.0
@@ -309,8 +312,8 @@ def wait_for_quiet(limit_s: float, log: Any, exclude: Sequence[int] = ()) -> flo
         time.sleep(2.0)
         mine = sum(cpu_seconds(p) for p in exclude) - mine0 + time.process_time() - cpu0
         other = max(0.0, machine_busy_seconds() - busy0 - mine) / 2.0
-        if other < 0.25 or time.monotonic() > deadline:
-            if other >= 0.25:
+        if other < DISTURBED_SHARE or time.monotonic() > deadline:
+            if other >= DISTURBED_SHARE:
                 log(f"other processes still use {other:.0%} of a core: measuring anyway")
             elif told:
                 log(f"quiet now: other processes use {other:.0%} of a core")
@@ -880,6 +883,27 @@ class Step:
         return offered < 1.1 * self.raw.throughput
 
 
+async def least_disturbed(
+    args: argparse.Namespace, what: str, measure: Any, quiet: Any, log: Any
+) -> Any:
+    """Measure (after waiting for a quiet machine); when other processes took more than a
+    quarter of a core meanwhile, measure again, up to --retries times, and keep the least
+    disturbed attempt."""
+    best = None
+    for attempt in range(1 + args.retries):
+        await quiet()
+        figures = await measure()
+        share = figures.other_cpu_s / figures.wall_s if figures.wall_s else 0.0
+        if best is None or share < best[0]:
+            best = (share, figures)
+        if share <= DISTURBED_SHARE:
+            break
+        if attempt < args.retries:
+            log(f"{what}: other processes took {share:.0%} of a core meanwhile: once more")
+    assert best is not None
+    return best[1]
+
+
 async def measure_k(
     args: argparse.Namespace,
     tmp: Path,
@@ -910,12 +934,17 @@ async def measure_k(
         await asyncio.sleep(1.0)  # presence events settle
         rss_listeners = proc_status(pid, "VmRSS")
         log(f"K={k}: server pid {pid}, {len(listeners)} listeners connected")
-        await quiet()
-        if args.profile:
-            profiler = Profiler(pid, Path(args.profile) / f"captions-k{k}.txt")
         base = f"ws://127.0.0.1:{port}"
         codec = "pcm16" if args.codec == "both" else args.codec
-        real = await run_phase(base, seats, k, tracks, listeners, server, 1.0, codec, args.drain)
+
+        def phase(speed: float, codec: str) -> Any:
+            return lambda: run_phase(
+                base, seats, k, tracks, listeners, server, speed, codec, args.drain
+            )
+
+        if args.profile:
+            profiler = Profiler(pid, Path(args.profile) / f"captions-k{k}.txt")
+        real = await least_disturbed(args, f"K={k} real time", phase(1.0, codec), quiet, log)
         if profiler is not None:
             profiler.stop()
             profiler = None
@@ -925,19 +954,15 @@ async def measure_k(
         )
         opus = None
         if args.codec == "both":
-            await quiet()
-            opus = await run_phase(
-                base, seats, k, tracks, listeners, server, 1.0, "opus", args.drain
-            )
+            opus = await least_disturbed(args, f"K={k} opus", phase(1.0, "opus"), quiet, log)
             log(
                 f"K={k} opus: p50 {fmt_s(opus.p(0.5))} s, p95 {fmt_s(opus.p(0.95))} s, "
                 f"rtf {fmt_s(opus.rtf, 3)}, real time: {opus.verdict()}"
             )
         saturated = None
         if args.saturate_speed > 0:
-            await quiet()
-            saturated = await run_phase(
-                base, seats, k, tracks, listeners, server, args.saturate_speed, codec, args.drain
+            saturated = await least_disturbed(
+                args, f"K={k} saturation", phase(args.saturate_speed, codec), quiet, log
             )
             log(
                 f"K={k} saturation: {saturated.throughput:.1f} audio s per s "
@@ -951,8 +976,11 @@ async def measure_k(
         tail = server.log_tail(12)
         if tail.strip():
             print("  server log (last lines):\n    " + tail.replace("\n", "\n    "))
-    await quiet()
-    raw = await asyncio.to_thread(run_raw, args, k)
+
+    async def raw_run() -> RawFigures:
+        return await asyncio.to_thread(run_raw, args, k)
+
+    raw = await least_disturbed(args, f"K={k} raw Vosk", raw_run, quiet, log)
     log(
         f"K={k} raw Vosk: {raw.throughput:.1f} audio s per s ({args.threads} threads), "
         f"other processes {raw.other_cpu_s / raw.wall_s:.0%} of a core"
@@ -1179,6 +1207,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=120.0,
         help="before each phase, wait up to this long for other processes to go quiet",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="measure a phase again when other processes took over a quarter of a core",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--dump", metavar="FILE", help="write every word's latency as JSON")
