@@ -17,6 +17,7 @@ use a budget without a speed limit, relying on the slicing above.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -140,6 +141,10 @@ class _Kaldi:
             self._upsampler = self._upsample()  # the stream may go on after the end
         return str(recognizer.FinalResult())
 
+    def release(self) -> None:
+        self._recognizer = None
+        self._upsampler = None
+
     def reset(self) -> str:
         # A fresh recognizer, made at the next audio. Vosk's own Reset() keeps the audio
         # it has buffered but not decoded, which then garbles the start of the next
@@ -245,8 +250,15 @@ class RecognizerStream:
     def close(self) -> None:
         """Free the recognizer. Safe to call more than once and from `finally` after a
         cancellation: a call still running in the pool holds its own reference, so the
-        recognizer is freed when that call ends."""
-        self._kaldi = None
+        recognizer is freed when that call ends.
+
+        Freeing a recognizer takes tens to hundreds of milliseconds (it grows with the
+        audio it has heard), so it happens in the worker pool, not on the event loop."""
+        kaldi, self._kaldi = self._kaldi, None
+        if kaldi is not None:
+            # When the pool has shut down, it is freed here instead.
+            with contextlib.suppress(RuntimeError):
+                self._engine.pool.submit(kaldi.release)
 
     # -- internals --
 

@@ -360,6 +360,8 @@ async def test_close_frees_the_recognizer(caption_engine: CaptionEngine, speech:
     assert engine.recognizers_alive == 1
     stream.close()
     stream.close()  # twice is fine
+    # Freed in the worker pool, off the event loop: wait for the pool to get to it.
+    await asyncio.get_running_loop().run_in_executor(engine.pool, lambda: None)
     gc.collect()
     assert engine.recognizers_alive == 0
     with pytest.raises(Exception, match="closed"):
