@@ -383,9 +383,7 @@ def serve_bare(port: int) -> None:
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-        async with serve(
-            handler, "127.0.0.1", port, max_size=8192, backlog=2048, compression=None
-        ):
+        async with serve(handler, "127.0.0.1", port, max_size=8192, backlog=2048, compression=None):
             await stop
 
     raise_fd_limit()

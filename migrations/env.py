@@ -7,13 +7,15 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from app import models  # noqa: F401 - registers the tables on Base.metadata
-from app import asr_models  # noqa: F401
-from app.live import models as live_models  # noqa: F401
-from realtime import log as live_log  # noqa: F401
-from captioning import models as caption_models  # noqa: F401
+from app import (
+    asr_models,  # noqa: F401
+    models,  # noqa: F401 - registers the tables on Base.metadata
+)
 from app.config import Settings
 from app.db import Base, UTCDateTime
+from app.live import models as live_models  # noqa: F401
+from captioning import models as caption_models  # noqa: F401
+from realtime import log as live_log  # noqa: F401
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -24,7 +26,11 @@ target_metadata = Base.metadata
 
 def database_url() -> str:
     explicit = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
-    return Settings(database_url=explicit).sync_database_url if explicit else Settings().sync_database_url
+    return (
+        Settings(database_url=explicit).sync_database_url
+        if explicit
+        else Settings().sync_database_url
+    )
 
 
 def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:

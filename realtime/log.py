@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -57,7 +68,7 @@ async def reserve_ids(db: AsyncSession, channel: str, count: int) -> int:
     The counter row stays locked until that transaction ends, so ids commit in order."""
     dialect = db.bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = ChannelCounter.__table__
+    table = cast(Table, ChannelCounter.__table__)
     statement = (
         insert(table)
         .values(channel=channel, last_id=count)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import Environment
 from pydantic import BaseModel
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -20,7 +20,7 @@ from realtime.events import EventRegistry, render_fragment, wire
 logger = logging.getLogger(__name__)
 
 # Built once so that SQLAlchemy compiles it once.
-INSERT_EVENTS = insert(event_log.LiveEvent.__table__)
+INSERT_EVENTS = insert(cast(Table, event_log.LiveEvent.__table__))
 
 
 @dataclass
@@ -111,7 +111,7 @@ class Outbox:
             )
             self.pending.append((channel, f"{seq}|{message}"))
         await self.db.execute(INSERT_EVENTS, rows)
-        return [row["seq"] for row in rows]
+        return list(range(first, first + len(items)))
 
     async def commit(self) -> None:
         """Commit the transaction, then fan the events out."""

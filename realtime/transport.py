@@ -144,13 +144,15 @@ async def serve_websocket(
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
         for task in done:
-            exc = task.exception()
-            if isinstance(exc, SlowConsumer):
+            failure = task.exception()
+            if isinstance(failure, SlowConsumer):
                 await _close(websocket, CLOSE_RESYNC, "resync: too far behind")
-            elif isinstance(exc, _Close):
-                await _close(websocket, exc.code, exc.reason)
-            elif exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
-                logger.error("live connection failed", exc_info=exc)
+            elif isinstance(failure, _Close):
+                await _close(websocket, failure.code, failure.reason)
+            elif failure is not None and not isinstance(
+                failure, (WebSocketDisconnect, RuntimeError)
+            ):
+                logger.error("live connection failed", exc_info=failure)
                 await _close(websocket, 1011, "server error; reconnect")
     finally:
         await connection.close()

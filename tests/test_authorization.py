@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.asr_models import AsrToken
 from app.config import Settings
 from app.db import utcnow
 from app.factory import create_app
-from app.asr_models import AsrToken
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper

@@ -61,7 +61,9 @@ def test_event_has_schema_and_safe_fragment(event_type) -> None:  # type: ignore
     assert "<script" not in html, f"{event_type.name}: user text is not escaped"
     assert html.lstrip().startswith("<"), f"{event_type.name}: fragment is not an element"
     if event_type.swap == "replace":
-        assert re.match(r'<\w+[^>]*\sid="', html), f"{event_type.name}: replaced fragments need an id"
+        assert re.match(r'<\w+[^>]*\sid="', html), (
+            f"{event_type.name}: replaced fragments need an id"
+        )
 
 
 def test_every_event_sent_is_registered() -> None:

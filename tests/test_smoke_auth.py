@@ -11,5 +11,9 @@ async def test_password_sign_in_sets_httponly_samesite_cookie(browser, db) -> No
     response = await browser.submit("/signin", {"email": "HOST@example.org", "password": PASSWORD})
     assert response.status_code == 303
     cookie = response.headers["set-cookie"]
-    assert "rt_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+    assert (
+        "rt_session=" in cookie
+        and "HttpOnly" in cookie
+        and "SameSite=lax" in cookie.replace("Lax", "lax")
+    )
     assert user.id

@@ -11,6 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.live.captions import (
     CONTRASTS,
     DEFAULT_CONTRAST,
+    MAX_LINES,
+    MAX_SIZE_PERCENT,
+    MIN_LINES,
+    MIN_SIZE_PERCENT,
     final_payload,
     get_preferences,
     room_finals,
@@ -21,9 +25,9 @@ from captioning.models import CaptionPreference
 
 # Earlier finals drawn with the panel; live.js keeps at most 300 lines in a list.
 SCROLLBACK = 200
-# What the panel's controls offer (the server accepts any whole size from 100 to 300).
-SIZES = tuple(range(100, 301, 25))
-LINES = tuple(range(1, 11))
+# What the panel's controls offer, within the limits the server accepts.
+SIZES = tuple(range(MIN_SIZE_PERCENT, MAX_SIZE_PERCENT + 1, 25))
+LINES = tuple(range(MIN_LINES, MAX_LINES + 1))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ import contextlib
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 200
 # Core statements built once, so SQLAlchemy compiles them once (the ORM's bulk path would
 # compile again for each batch).
-_messages = ChatMessage.__table__
+_messages = cast(Table, ChatMessage.__table__)
 INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
 
 

@@ -127,7 +127,7 @@ async def update_programme(
         setattr(programme, key, value)
     if changes:
         audit.record(
-            db, actor=actor, action="programme.update", programme_id=programme.id, **changes
+            db, actor=actor, action="programme.update", programme_id=programme.id, changes=changes
         )
     await db.commit()
     return programme

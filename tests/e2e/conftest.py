@@ -41,7 +41,9 @@ async def plain_db(settings: Settings) -> AsyncIterator[AsyncSession]:
 async def chromium() -> AsyncIterator[Any]:
     if shutil.which(CHROMIUM) is None:
         if IN_CI:
-            pytest.fail(f"Chromium is not installed at {CHROMIUM}; .ci/run installs Debian's chromium")
+            pytest.fail(
+                f"Chromium is not installed at {CHROMIUM}; .ci/run installs Debian's chromium"
+            )
         pytest.skip(f"Chromium is not installed at {CHROMIUM}")
     from playwright.async_api import async_playwright
 
