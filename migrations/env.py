@@ -13,6 +13,8 @@ from app import (
 )
 from app.config import Settings
 from app.db import Base, UTCDateTime
+from app.evidence import models as evidence_models  # noqa: F401
+from app.evidence import search_index
 from app.live import models as live_models  # noqa: F401
 from captioning import models as caption_models  # noqa: F401
 from realtime import log as live_log  # noqa: F401
@@ -40,6 +42,11 @@ def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
     return False
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Leave the full-text index alone: the models do not describe it."""
+    return not search_index.is_search_index(name)
+
+
 def run_migrations_offline() -> None:
     context.configure(
         url=database_url(),
@@ -65,6 +72,7 @@ def run_migrations_online() -> None:
             render_as_batch=True,  # SQLite alters tables by copying them
             compare_type=True,
             render_item=render_item,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

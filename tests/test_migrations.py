@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from app import models  # noqa: F401 - registers every table on Base.metadata
 from app.config import PROJECT_ROOT, to_sync_url
 from app.db import Base
+from app.evidence.search_index import is_search_index
 from tests.conftest import postgres_url_or_skip, reset_postgres
 
 
@@ -34,7 +35,11 @@ def schema_differences(database_url: str) -> list[Any]:
         with engine.connect() as connection:
             context = MigrationContext.configure(
                 connection,
-                opts={"compare_type": True, "target_metadata": Base.metadata},
+                opts={
+                    "compare_type": True,
+                    "target_metadata": Base.metadata,
+                    "include_name": lambda name, type_, parents: not is_search_index(name),
+                },
             )
             return list(compare_metadata(context, Base.metadata))
     finally:
