@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import verify_csrf
 from app.errors import install_error_handlers
+from app.evidence.transcription import Transcriber
 from app.live.breakouts import BreakoutCloser
 from app.live.chat_writer import ChatWriter
 from app.live.events import build_registry
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         breakout_closer.start()
         chat_writer = ChatWriter(sessionmaker, live)
         await chat_writer.start()
+        transcriber = Transcriber(sessionmaker, captions, storage)
+        transcriber.start()
         # Everything made so far lives as long as the process: keep it out of the garbage
         # collector's sweeps, which otherwise pause a busy live session now and then.
         # (Not in tests, where many apps come and go in one process.)
@@ -78,9 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "chat_writer": chat_writer,
                 "captions": captions,
                 "storage": storage,
+                "transcriber": transcriber,
                 "login_limiter": RateLimiter(settings.login_attempts_per_minute, 60.0),
             }
         finally:
+            await transcriber.stop()
             await chat_writer.stop()
             await hub.stop()
             await breakout_closer.stop()
@@ -106,6 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth,
         caption_pages,
         captions,
+        evidence,
+        evidence_items,
+        evidence_transcripts,
+        evidence_uploads,
         groups,
         health,
         home,
@@ -116,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         programmes,
         roster,
         sessions,
+        themes,
     )
 
     app.include_router(health.router)
@@ -124,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(asr.ws_router)  # token-authorized WebSocket: no cookies, so no CSRF
     # The speaker's microphone WebSocket checks its Origin and cookie itself.
     app.include_router(captions.audio_router)
+    # Uploads stream their form, so they check the CSRF token themselves as it arrives.
+    app.include_router(evidence_uploads.router)
     csrf = [Depends(verify_csrf)]
     for module in (
         auth,
@@ -137,6 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         live_actions,
         caption_pages,
         captions,
+        evidence,
+        evidence_items,
+        evidence_transcripts,
+        themes,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms

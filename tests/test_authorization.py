@@ -14,6 +14,7 @@ from sqlalchemy import select
 from app.asr_models import AsrToken
 from app.config import Settings
 from app.db import utcnow
+from app.evidence.models import Coding, EvidenceItem, Theme
 from app.factory import create_app
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
@@ -53,6 +54,7 @@ HOSTS = frozenset({HOST, ADMIN})
 ADMINS = frozenset({ADMIN})
 GROUP_A = frozenset({PARTICIPANT, FACILITATOR, HOST, ADMIN})
 GROUP_A_MODERATORS = frozenset({FACILITATOR, HOST, ADMIN})
+CODERS = frozenset({FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN})
 
 # (method, path) -> who may use it.
 POLICY: dict[tuple[str, str], frozenset[str]] = {
@@ -184,6 +186,69 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/asr/tokens"): HOSTS,
     ("POST", "/asr/tokens"): HOSTS,
     ("POST", "/asr/tokens/{token_id}/revoke"): HOSTS,
+    # Evidence: a group's board is its members', its facilitators' and the hosts'. The
+    # seeded image was uploaded by the participant of group A; the transcript routes act on
+    # a seeded sound file whose transcription failed.
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence"): GROUP_A,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/upload"): GROUP_A,
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/evidence/upload"): GROUP_A,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/notes/new"): GROUP_A,
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/evidence/notes"): GROUP_A,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/links/new"): GROUP_A,
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/evidence/links"): GROUP_A,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/export.zip"): GROUP_A,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}"): GROUP_A,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/file"): GROUP_A,
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/thumbnail"): GROUP_A,
+    # The uploader and the group's organisers.
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/edit"): GROUP_A,
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/alt-text"): GROUP_A,
+    (
+        "POST",
+        "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/hide",
+    ): GROUP_A_MODERATORS,
+    (
+        "POST",
+        "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/unhide",
+    ): GROUP_A_MODERATORS,
+    # The uploader and hosts (facilitators hide instead).
+    ("GET", "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/delete"): frozenset(
+        {PARTICIPANT, HOST, ADMIN}
+    ),
+    ("POST", "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/delete"): frozenset(
+        {PARTICIPANT, HOST, ADMIN}
+    ),
+    (
+        "GET",
+        "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/transcript/panel",
+    ): GROUP_A,
+    (
+        "POST",
+        "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/transcript",
+    ): GROUP_A_MODERATORS,
+    (
+        "POST",
+        "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/transcript/retry",
+    ): GROUP_A_MODERATORS,
+    (
+        "POST",
+        "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/codings",
+    ): GROUP_A_MODERATORS,
+    (
+        "POST",
+        "/programmes/{programme_id}/groups/{group_id}/evidence/{item_id}/codings/{coding_id}/delete",
+    ): GROUP_A_MODERATORS,
+    # The codebook and the theme overview: hosts and facilitators (a facilitator sees only
+    # the groups they facilitate); merging and deleting themes: hosts.
+    ("GET", "/programmes/{programme_id}/themes"): CODERS,
+    ("POST", "/programmes/{programme_id}/themes"): CODERS,
+    ("POST", "/programmes/{programme_id}/themes/{theme_id}/edit"): CODERS,
+    ("POST", "/programmes/{programme_id}/themes/{theme_id}/merge"): HOSTS,
+    ("GET", "/programmes/{programme_id}/themes/{theme_id}/delete"): HOSTS,
+    ("POST", "/programmes/{programme_id}/themes/{theme_id}/delete"): HOSTS,
+    ("GET", "/programmes/{programme_id}/themes/overview"): CODERS,
+    ("GET", "/programmes/{programme_id}/themes/codings.csv"): CODERS,
+    ("GET", "/programmes/{programme_id}/themes/codebook.csv"): CODERS,
 }
 
 # Routes whose success for one person changes what the next person can do (deletions):
@@ -252,7 +317,26 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
     segment = await db.scalar(
         select(CaptionSegment).where(CaptionSegment.session_id == w.session.id)
     )
+    image = await db.scalar(
+        select(EvidenceItem).where(
+            EvidenceItem.group_id == w.group_a.id, EvidenceItem.kind == "image"
+        )
+    )
+    sound = await db.scalar(
+        select(EvidenceItem).where(
+            EvidenceItem.group_id == w.group_a.id, EvidenceItem.kind == "audio"
+        )
+    )
+    theme = await db.scalar(select(Theme).where(Theme.programme_id == w.programme.id))
+    coding = await db.scalar(
+        select(Coding).join(EvidenceItem).where(EvidenceItem.group_id == w.group_a.id)
+    )
     return {
+        "item_id": image.id if image else 0,
+        "audio_item_id": sound.id if sound else 0,
+        "coded_item_id": coding.item_id if coding else 0,
+        "theme_id": theme.id if theme else 0,
+        "coding_id": coding.id if coding else 0,
         "help_id": help_request.id if help_request else 0,
         "message_id": message.id if message else 0,
         "programme_id": w.programme.id,
@@ -265,6 +349,16 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         "token_id": await db.scalar(select(AsrToken.id).where(AsrToken.created_by_id == w.host.id)),
         "user_id": w.participant_a.id,
     }
+
+
+def url_for(path: str, values: dict[str, Any]) -> str:
+    """The path with real ids; transcript routes act on the seeded sound file, coding
+    routes on the coded note."""
+    if "/transcript" in path:
+        values = {**values, "item_id": values["audio_item_id"]}
+    elif "/codings" in path:
+        values = {**values, "item_id": values["coded_item_id"]}
+    return path.format(**values)
 
 
 def denied(status: int, location: str, role: str, path: str) -> bool:
@@ -348,7 +442,62 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
             words=[],
         )
     )
+    await seed_evidence(db, w, storage)
     await db.commit()
+
+
+async def seed_evidence(db: Any, w: World, storage: Any) -> None:
+    """An image in group A's evidence (with a file and a thumbnail), a sound file whose
+    transcription failed, and a note coded with a theme."""
+
+    async def chunks(data: bytes):  # type: ignore[no-untyped-def]
+        yield data
+
+    picture = await storage.save(chunks(b"\xff\xd8\xff\xe0 a picture"), max_bytes=1024)
+    thumbnail = await storage.save(chunks(b"RIFF\0\0\0\0WEBP a thumbnail"), max_bytes=1024)
+    sound = await storage.save(chunks(b"RIFF\0\0\0\0WAVE a recording"), max_bytes=1024)
+    common = {
+        "programme_id": w.programme.id,
+        "group_id": w.group_a.id,
+        "uploader_id": w.participant_a.id,
+    }
+    image = EvidenceItem(
+        **common,
+        kind="image",
+        title="Our wall of notes",
+        filename="wall.jpg",
+        content_type="image/jpeg",
+        size_bytes=picture.size,
+        sha256=picture.sha256,
+        storage_key=picture.key,
+        thumbnail_key=thumbnail.key,
+        alt_text="Sticky notes: be heard",
+        search_text="Our wall of notes",
+    )
+    audio = EvidenceItem(
+        **common,
+        kind="audio",
+        title="Voice note",
+        filename="voice.wav",
+        content_type="audio/wav",
+        size_bytes=sound.size,
+        sha256=sound.sha256,
+        storage_key=sound.key,
+        transcript_status="failed",
+        transcript_error="We could not decode this sound file.",
+        search_text="Voice note",
+    )
+    note = EvidenceItem(
+        **common,
+        kind="note",
+        title="What we heard",
+        note_markdown="Junior staff rarely speak first.",
+        search_text="What we heard",
+    )
+    theme = Theme(programme_id=w.programme.id, name="Being heard", created_by_id=w.host.id)
+    db.add_all([image, audio, note, theme])
+    await db.flush()
+    db.add(Coding(item_id=note.id, theme_id=theme.id, coder_id=w.facilitator_a.id))
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
@@ -362,7 +511,7 @@ async def test_route_admits_exactly_its_policy(
     w = await make_world(db)
     await seed_extras(db, w, state["storage"])
     users = actors_of(w)
-    url = path.format(**await path_values(db, w))
+    url = url_for(path, await path_values(db, w))
     failures = []
     # Those who may not go first, so that nothing they are refused has been changed.
     for role in sorted(ROLES, key=lambda r: r in allowed):
@@ -371,7 +520,7 @@ async def test_route_admits_exactly_its_policy(
             w = await make_world(db)
             await seed_extras(db, w, state["storage"])
             users = actors_of(w)
-            url = path.format(**await path_values(db, w))
+            url = url_for(path, await path_values(db, w))
         response = await call(browser_factory(users[role]), method, url)
         location = response.headers.get("location", "")
         assert response.status_code < 500, f"{role}: {method} {url} -> {response.status_code}"

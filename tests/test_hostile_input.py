@@ -15,7 +15,7 @@ import pytest
 from app.config import Settings
 from app.factory import create_app
 from tests.factories import make_world
-from tests.test_authorization import QUERY_FOR, path_values, seed_extras
+from tests.test_authorization import QUERY_FOR, path_values, seed_extras, url_for
 
 SCRIPT = "<script>alert('rt')</script>"
 HOSTILE_STRINGS = [
@@ -170,7 +170,7 @@ async def test_route_survives_hostile_input(
     # The most powerful role in the programme, and a participant, try everything.
     for user in (w.host, w.participant_a):
         browser = browser_factory(user)
-        url = path.format(**values)
+        url = url_for(path, values)
 
         # 1. Every path parameter: nonsense, out of range, and other programmes' ids.
         for name in [p["name"] for p in op.get("parameters", []) if p["in"] == "path"]:

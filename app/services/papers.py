@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import codecs
 import unicodedata
-import zipfile
-import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
+from app.evidence.filetypes import zip_structure_ok
 from app.models import Paper, ProgrammeSession, User
 from app.services import audit
 from app.storage import CHUNK, Storage, UploadTooLarge
@@ -236,29 +235,6 @@ async def _checked_chunks(
         raise _mismatch(filename, file_type)
 
 
-def _zip_structure_ok(path: Path, file_type: FileType) -> bool:
-    """Look inside an office file without unpacking it: the member its format requires."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if file_type.odf_mimetype is not None:
-                info = archive.getinfo("mimetype")
-                if info.file_size > 100:
-                    return False
-                return archive.read(info).strip() == file_type.odf_mimetype.encode()
-            return file_type.zip_member in archive.namelist()
-    except (
-        zipfile.BadZipFile,
-        KeyError,
-        OSError,
-        RuntimeError,
-        NotImplementedError,
-        zlib.error,
-        EOFError,
-        ValueError,
-    ):
-        return False
-
-
 async def upload_paper(
     db: AsyncSession,
     *,
@@ -294,7 +270,7 @@ async def upload_paper(
     try:
         needs_zip_check = file_type.zip_member or file_type.odf_mimetype
         if needs_zip_check and not await anyio.to_thread.run_sync(
-            _zip_structure_ok, storage.path(stored.key), file_type
+            zip_structure_ok, storage.path(stored.key), file_type
         ):
             raise _mismatch(filename, file_type)
     except BaseException:

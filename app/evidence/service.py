@@ -1,0 +1,423 @@
+"""Evidence items: typed notes and links, editing, describing images, hiding, deleting,
+and the list a person may see on their group's board (with search).
+
+Every change is validated (app/evidence/fields.py, whose checks file uploads can share),
+audited, and committed with its audit entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.db import utcnow
+from app.deps import GroupContext
+from app.evidence.access import ItemContext
+from app.evidence.errors import EvidenceRejected
+from app.evidence.fields import (
+    IMAGE_KINDS,
+    CommonFields,
+    clean_alt_text,
+    clean_common,
+    clean_note,
+    clean_reason,
+    clean_url,
+)
+from app.evidence.models import Coding, EvidenceItem, EvidenceKind, Visibility
+from app.evidence.search import apply_search, normalise_query
+from app.evidence.searchtext import refresh_search_text
+from app.models import ProgrammeSession, User
+from app.services import audit
+from app.storage import Storage
+
+
+def _target(item: EvidenceItem) -> str:
+    return f"evidence:{item.id}"
+
+
+async def _create(
+    db: AsyncSession,
+    *,
+    gctx: GroupContext,
+    actor: User,
+    kind: EvidenceKind,
+    fields: CommonFields,
+    note_markdown: str = "",
+    link_url: str = "",
+) -> EvidenceItem:
+    item = EvidenceItem(
+        programme_id=gctx.ctx.programme.id,
+        group_id=gctx.group.id,
+        session_id=fields.session_id,
+        uploader_id=actor.id,
+        kind=kind.value,
+        title=fields.title,
+        description=fields.description,
+        from_trio=fields.from_trio,
+        visibility=fields.visibility,
+        note_markdown=note_markdown,
+        link_url=link_url,
+    )
+    refresh_search_text(item)
+    db.add(item)
+    await db.flush()
+    audit.record(
+        db,
+        actor=actor,
+        action="evidence.create",
+        programme_id=item.programme_id,
+        target=_target(item),
+        group_id=item.group_id,
+        kind=item.kind,
+        visibility=item.visibility,
+    )
+    await db.commit()
+    return item
+
+
+async def create_note(
+    db: AsyncSession,
+    *,
+    gctx: GroupContext,
+    actor: User,
+    title: str,
+    markdown: str,
+    description: str,
+    session_id: int | None,
+    from_trio: bool,
+    visibility: str,
+) -> EvidenceItem:
+    fields, cleaned = await clean_common(
+        db,
+        gctx=gctx,
+        title=title,
+        description=description,
+        session_id=session_id,
+        from_trio=from_trio,
+        visibility=visibility,
+        extra={"markdown": (clean_note, markdown)},
+    )
+    return await _create(
+        db,
+        gctx=gctx,
+        actor=actor,
+        kind=EvidenceKind.NOTE,
+        fields=fields,
+        note_markdown=cleaned["markdown"],
+    )
+
+
+async def create_link(
+    db: AsyncSession,
+    *,
+    gctx: GroupContext,
+    actor: User,
+    title: str,
+    url: str,
+    description: str,
+    session_id: int | None,
+    from_trio: bool,
+    visibility: str,
+) -> EvidenceItem:
+    fields, cleaned = await clean_common(
+        db,
+        gctx=gctx,
+        title=title,
+        description=description,
+        session_id=session_id,
+        from_trio=from_trio,
+        visibility=visibility,
+        extra={"url": (clean_url, url)},
+    )
+    return await _create(
+        db, gctx=gctx, actor=actor, kind=EvidenceKind.LINK, fields=fields, link_url=cleaned["url"]
+    )
+
+
+def _require_editor(item_ctx: ItemContext) -> None:
+    if not item_ctx.can_edit:
+        raise EvidenceRejected(
+            "item",
+            "Only whoever added this, the group's facilitators and the hosts can change it.",
+            403,
+        )
+
+
+def _require_organiser(item_ctx: ItemContext) -> None:
+    if not item_ctx.is_organiser:
+        raise EvidenceRejected(
+            "item", "Only this group's facilitators and the programme's hosts can do this.", 403
+        )
+
+
+async def update_item(
+    db: AsyncSession,
+    *,
+    item_ctx: ItemContext,
+    actor: User,
+    title: str,
+    description: str,
+    session_id: int | None,
+    from_trio: bool,
+    visibility: str,
+    markdown: str | None = None,
+    url: str | None = None,
+) -> EvidenceItem:
+    """Title, description, session, trio and who sees it; a note's text and a link's
+    address too. The uploader and the organisers."""
+    _require_editor(item_ctx)
+    item = item_ctx.item
+    extra: dict[str, tuple[Callable[[str], str], str]] = {}
+    if item.kind == EvidenceKind.NOTE and markdown is not None:
+        extra["markdown"] = (clean_note, markdown)
+    if item.kind == EvidenceKind.LINK and url is not None:
+        extra["url"] = (clean_url, url)
+    fields, cleaned = await clean_common(
+        db,
+        gctx=item_ctx.gctx,
+        title=title,
+        description=description,
+        session_id=session_id,
+        from_trio=from_trio,
+        visibility=visibility,
+        extra=extra,
+    )
+    note = cleaned.get("markdown")
+    link = cleaned.get("url")
+    changed = []
+    for name, value in (
+        ("title", fields.title),
+        ("description", fields.description),
+        ("session_id", fields.session_id),
+        ("from_trio", fields.from_trio),
+        ("visibility", fields.visibility),
+        ("note_markdown", note),
+        ("link_url", link),
+    ):
+        if value is not None and getattr(item, name) != value:
+            setattr(item, name, value)
+            changed.append(name)
+    if not changed:
+        return item
+    refresh_search_text(item)
+    audit.record(
+        db,
+        actor=actor,
+        action="evidence.update",
+        programme_id=item.programme_id,
+        target=_target(item),
+        group_id=item.group_id,
+        fields=changed,
+        visibility=item.visibility,
+    )
+    await db.commit()
+    return item
+
+
+async def set_alt_text(
+    db: AsyncSession, *, item_ctx: ItemContext, actor: User, alt_text: str
+) -> EvidenceItem:
+    """The description of an image or poster for people who cannot see it."""
+    _require_editor(item_ctx)
+    item = item_ctx.item
+    if item.kind not in IMAGE_KINDS:
+        raise EvidenceRejected("alt_text", "Only images and posters have an image description.")
+    item.alt_text = clean_alt_text(alt_text)
+    refresh_search_text(item)
+    audit.record(
+        db,
+        actor=actor,
+        action="evidence.alt_text",
+        programme_id=item.programme_id,
+        target=_target(item),
+        group_id=item.group_id,
+    )
+    await db.commit()
+    return item
+
+
+async def hide_item(
+    db: AsyncSession, *, item_ctx: ItemContext, actor: User, reason: str
+) -> EvidenceItem:
+    """Take an item off the group's board; it is kept, and organisers still see it."""
+    _require_organiser(item_ctx)
+    item = item_ctx.item
+    why = clean_reason(reason, required=True)
+    if item.is_hidden:
+        raise EvidenceRejected("reason", "This item is already hidden.", 409)
+    item.hidden_at = utcnow()
+    item.hidden_by_id = actor.id
+    item.hidden_reason = why
+    audit.record(
+        db,
+        actor=actor,
+        action="evidence.hide",
+        programme_id=item.programme_id,
+        target=_target(item),
+        group_id=item.group_id,
+        reason=why,
+    )
+    await db.commit()
+    return item
+
+
+async def unhide_item(
+    db: AsyncSession, *, item_ctx: ItemContext, actor: User, reason: str
+) -> EvidenceItem:
+    _require_organiser(item_ctx)
+    item = item_ctx.item
+    why = clean_reason(reason, required=False)
+    if not item.is_hidden:
+        raise EvidenceRejected("reason", "This item is not hidden.", 409)
+    previous = item.hidden_reason
+    item.hidden_at = None
+    item.hidden_by_id = None
+    item.hidden_reason = ""
+    audit.record(
+        db,
+        actor=actor,
+        action="evidence.unhide",
+        programme_id=item.programme_id,
+        target=_target(item),
+        group_id=item.group_id,
+        reason=why,
+        hidden_reason=previous,
+    )
+    await db.commit()
+    return item
+
+
+async def coding_count(db: AsyncSession, *, item_id: int) -> int:
+    count = await db.scalar(select(func.count()).where(Coding.item_id == item_id))
+    return int(count or 0)
+
+
+async def delete_problem(db: AsyncSession, *, item_ctx: ItemContext) -> str | None:
+    """Why this person may not delete the item, or None if they may: hosts always; whoever
+    added it while no one has coded it (facilitators hide items instead)."""
+    if item_ctx.gctx.ctx.is_host:
+        return None
+    if not item_ctx.is_uploader:
+        return (
+            "Only whoever added this and the programme's hosts can delete it. "
+            "Facilitators can hide it from the group instead."
+        )
+    if await coding_count(db, item_id=item_ctx.item.id):
+        return (
+            "This has been coded into themes, so only a host can delete it now. "
+            "Ask a facilitator to hide it if it should not be on the board."
+        )
+    return None
+
+
+async def delete_item(
+    db: AsyncSession, *, item_ctx: ItemContext, actor: User, storage: Storage
+) -> None:
+    problem = await delete_problem(db, item_ctx=item_ctx)
+    if problem is not None:
+        raise EvidenceRejected("item", problem, 403)
+    item = item_ctx.item
+    keys = [k for k in (item.storage_key, item.thumbnail_key) if k]
+    audit.record(
+        db,
+        actor=actor,
+        action="evidence.delete",
+        programme_id=item.programme_id,
+        target=_target(item),
+        group_id=item.group_id,
+        kind=item.kind,
+        title=item.title,
+        filename=item.filename,
+        sha256=item.sha256,
+        codings=await coding_count(db, item_id=item.id),
+    )
+    await db.delete(item)
+    await db.commit()
+    # After the commit: a failed commit must not leave a row pointing at a missing file.
+    for key in keys:
+        await storage.delete(key)
+
+
+def _visible_to(gctx: GroupContext) -> ColumnElement[bool]:
+    """`access.can_see` as SQL, for the board's query."""
+    in_group = EvidenceItem.group_id == gctx.group.id
+    if gctx.can_moderate:
+        return in_group
+    described = or_(
+        EvidenceItem.kind.not_in(IMAGE_KINDS),
+        EvidenceItem.thumbnail_key.is_(None),
+        func.trim(EvidenceItem.alt_text) != "",
+    )
+    shared = and_(EvidenceItem.visibility == Visibility.GROUP.value, described)
+    return and_(
+        in_group,
+        EvidenceItem.hidden_at.is_(None),
+        or_(EvidenceItem.uploader_id == gctx.ctx.user.id, shared),
+    )
+
+
+NO_SESSION = 0  # the filter value for items not tied to a session
+
+
+async def list_items(
+    db: AsyncSession,
+    *,
+    gctx: GroupContext,
+    session_id: int | None = None,
+    kind: str | None = None,
+    trio: bool | None = None,
+    q: str | None = None,
+) -> list[EvidenceItem]:
+    """The group's items this person may see, newest first, or best match first when
+    searching. `session_id=NO_SESSION` lists items not tied to a session."""
+    stmt = (
+        select(EvidenceItem)
+        .where(_visible_to(gctx))
+        .options(selectinload(EvidenceItem.uploader), selectinload(EvidenceItem.session))
+    )
+    if session_id == NO_SESSION:
+        stmt = stmt.where(EvidenceItem.session_id.is_(None))
+    elif session_id is not None:
+        stmt = stmt.where(EvidenceItem.session_id == session_id)
+    if kind:
+        stmt = stmt.where(EvidenceItem.kind == kind)
+    if trio is not None:
+        stmt = stmt.where(EvidenceItem.from_trio.is_(trio))
+    query = normalise_query(q or "")
+    if query:
+        searched = apply_search(stmt, dialect=db.get_bind().dialect.name, query=query)
+        if searched is None:
+            return []
+        stmt = searched
+    else:
+        stmt = stmt.order_by(EvidenceItem.created_at.desc(), EvidenceItem.id.desc())
+    rows = await db.scalars(stmt)
+    return list(rows.unique().all())
+
+
+async def programme_sessions(db: AsyncSession, *, programme_id: int) -> list[ProgrammeSession]:
+    rows = await db.scalars(
+        select(ProgrammeSession)
+        .where(ProgrammeSession.programme_id == programme_id)
+        .order_by(ProgrammeSession.starts_at, ProgrammeSession.id)
+    )
+    return list(rows.all())
+
+
+async def awaiting_description(db: AsyncSession, *, gctx: GroupContext) -> list[EvidenceItem]:
+    """This person's own images that wait for a description before the group sees them."""
+    rows = await db.scalars(
+        select(EvidenceItem)
+        .where(
+            EvidenceItem.group_id == gctx.group.id,
+            EvidenceItem.uploader_id == gctx.ctx.user.id,
+            EvidenceItem.hidden_at.is_(None),
+            EvidenceItem.kind.in_(IMAGE_KINDS),
+            EvidenceItem.thumbnail_key.is_not(None),
+            func.trim(EvidenceItem.alt_text) == "",
+        )
+        .order_by(EvidenceItem.created_at, EvidenceItem.id)
+    )
+    return list(rows.all())
