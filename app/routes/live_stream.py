@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Header, HTTPException, Query, WebSocket
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.responses import Response, StreamingResponse
 
-from app.deps import load_programme_context, user_from_cookie
+from app.deps import SessionDep, load_programme_context, user_from_cookie
 from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
 from app.live.chat import ChatRefused, send_message
 from app.live.deps import HubDep, SeatOf
@@ -193,6 +194,17 @@ def keeper_for(request: HTTPConnection, seat: Seat) -> SeatKeeper:
     return keeper
 
 
+async def release_database(db: AsyncSession) -> None:
+    """Give the request's database connection back before a stream or a long wait.
+
+    The session would otherwise stay open (and its connection checked out of the pool)
+    until the response ends: minutes for a stream, so a room of people on the fallback
+    transports emptied the pool and every other request waited for a connection. The seat
+    stays usable (closing expunges its objects without expiring them); the keeper works it
+    out again with a session of its own."""
+    await db.close()
+
+
 def cursors_from(cursors: str, last_event_id: str | None) -> Cursors:
     try:
         # After a dropped stream the browser resends the last id it saw, which carries
@@ -206,6 +218,7 @@ def cursors_from(cursors: str, last_event_id: str | None) -> Cursors:
 async def live_sse(
     request: HTTPConnection,
     seat: SeatOf,
+    db: SessionDep,
     hub: HubDep,
     cursors: CursorQuery = "",
     last_event_id: Annotated[str | None, Header(max_length=2000)] = None,
@@ -214,6 +227,7 @@ async def live_sse(
     ] = 300.0,
 ) -> Response:
     requested = cursors_from(cursors, last_event_id)
+    await release_database(db)
     connection = Connection(hub, member=str(seat.user_id))
     backlog = await follow_authorized(
         connection, requested, make_authorizer(keeper_for(request, seat))
@@ -229,11 +243,13 @@ async def live_sse(
 async def live_poll(
     request: HTTPConnection,
     seat: SeatOf,
+    db: SessionDep,
     hub: HubDep,
     cursors: CursorQuery = "",
     wait: Annotated[float, Query(ge=0, le=30)] = 25.0,
 ) -> Response:
     requested = cursors_from(cursors, None)
+    await release_database(db)
     connection = Connection(hub, member=str(seat.user_id))
     backlog = await follow_authorized(
         connection, requested, make_authorizer(keeper_for(request, seat))
