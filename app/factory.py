@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.staticfiles import StaticFiles
 
+from app.compression import CompressionMiddleware, StaticAssets
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import verify_csrf
@@ -20,6 +20,7 @@ from app.live.breakouts import BreakoutCloser
 from app.live.chat_writer import ChatWriter
 from app.live.events import build_registry
 from app.live.presence import Presence
+from app.live.speaking import Speaking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter
 from app.security import Signer
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         presence = Presence(broker=broker, live=live, sessionmaker=sessionmaker)
         hub.presence = presence
         presence.start()
+        speaking = Speaking(broker=broker, live=live)
+        speaking.start()
         breakout_closer = BreakoutCloser(sessionmaker, live)
         breakout_closer.start()
         chat_writer = ChatWriter(sessionmaker, live)
@@ -77,6 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "hub": hub,
                 "live": live,
                 "presence": presence,
+                "speaking": speaking,
+                # The tech check's sample captions: a few a minute per person.
+                "tech_check_limiter": RateLimiter(6, 60.0),
                 "breakout_closer": breakout_closer,
                 "chat_writer": chat_writer,
                 "captions": captions,
@@ -90,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await hub.stop()
             await breakout_closer.stop()
             await presence.stop()
+            await speaking.stop()
             captions.close()
             await broker.close()
             await engine.dispose()
@@ -111,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth,
         caption_pages,
         captions,
+        consoles,
         evidence,
         evidence_items,
         evidence_transcripts,
@@ -125,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         programmes,
         roster,
         sessions,
+        tech_check,
         themes,
     )
 
@@ -134,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(asr.ws_router)  # token-authorized WebSocket: no cookies, so no CSRF
     # The speaker's microphone WebSocket checks its Origin and cookie itself.
     app.include_router(captions.audio_router)
+    # The tech check's echo WebSocket checks its Origin and cookie itself.
+    app.include_router(tech_check.ws_router)
     # Uploads stream their form, so they check the CSRF token themselves as it arrives.
     app.include_router(evidence_uploads.router)
     csrf = [Depends(verify_csrf)]
@@ -147,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         groups,
         live,
         live_actions,
+        consoles,
+        tech_check,
         caption_pages,
         captions,
         evidence,
@@ -158,7 +171,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms
     app.include_router(api_router, prefix="/api/v1", dependencies=csrf)
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", StaticAssets(directory=STATIC_DIR), name="static")
+    # Innermost: gzip for text responses (not event streams); the limits and security
+    # headers outside it apply to every response as before.
+    app.add_middleware(CompressionMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
     )

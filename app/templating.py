@@ -18,6 +18,11 @@ TEMPLATE_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"
 
 
+def asset_digest(data: bytes) -> str:
+    """The content hash in a static URL's `?v=` (app/compression.py checks it)."""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
 class StaticUrls:
     """Content-hashed static URLs so browsers may cache assets for a long time."""
 
@@ -29,7 +34,7 @@ class StaticUrls:
         url = self._cache.get(name)
         if url is None:
             try:
-                digest = hashlib.sha256((self._root / name).read_bytes()).hexdigest()[:12]
+                digest = asset_digest((self._root / name).read_bytes())
             except OSError:
                 digest = "missing"
             url = f"/static/{name}?v={digest}"

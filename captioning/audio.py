@@ -17,6 +17,7 @@ import wave
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 SAMPLE_WIDTH = 2  # bytes per sample: 16-bit
 MIN_SAMPLE_RATE = 8000
@@ -176,11 +177,11 @@ class PcmAudio:
         return pcm_seconds(len(self.data), self.sample_rate)
 
 
-def read_wav(path: Path) -> PcmAudio:
-    """The samples of a WAV file that is already 16-bit mono PCM (others are refused with a
-    message saying how to convert them)."""
+def read_wav(source: Path | BinaryIO) -> PcmAudio:
+    """The samples of a WAV file (a path or an open binary file) that is already 16-bit
+    mono PCM (others are refused with a message saying how to convert them)."""
     try:
-        with wave.open(str(path), "rb") as wav:
+        with wave.open(str(source) if isinstance(source, Path) else source, "rb") as wav:
             channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
             if channels != 1 or width != SAMPLE_WIDTH:
                 raise AudioFormatError(

@@ -200,8 +200,13 @@ async def _receive_loop(
                     control("pong", n=frame.get("n") if isinstance(frame.get("n"), int) else 0)
                 ]
             elif kind == "hello":
+                # A page that changed room says hello again: answer as to the first, so it
+                # knows it is live (then the backlog of the channels it now follows).
                 cursors = parse_cursors(frame.get("cursors", {}))
-                replies = await follow_authorized(connection, cursors, authorize)
+                replies = [
+                    control("hello", transport="websocket"),
+                    *await follow_authorized(connection, cursors, authorize),
+                ]
             else:
                 replies = await handle_frame(frame)
         except FrameError as exc:
@@ -243,9 +248,14 @@ async def sse_stream(
                 yield _sse(control("reconnect", reason="resync: too far behind"), connection)
                 return
             for message in messages or ():
-                yield b": hb\n\n" if message == HEARTBEAT else _sse(message, connection)
+                # A heartbeat is an event without an id (the last id stands): the page only
+                # sees events, and reconnects when it has seen none for a minute.
+                yield _SSE_HEARTBEAT if message == HEARTBEAT else _sse(message, connection)
     finally:
         await connection.close()
+
+
+_SSE_HEARTBEAT = f"data: {HEARTBEAT}\n\n".encode()
 
 
 def _sse(message: str, connection: Connection) -> bytes:

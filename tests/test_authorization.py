@@ -167,6 +167,34 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
     ),
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/occupancy"): STAFF,
+    # Consoles: a group's for its facilitators and the hosts; the host console for hosts.
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/console"): frozenset(
+        {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
+    ),
+    (
+        "GET",
+        "/programmes/{programme_id}/sessions/{session_id}/live/console/{group_id}",
+    ): GROUP_A_MODERATORS,
+    (
+        "GET",
+        "/programmes/{programme_id}/sessions/{session_id}/live/console/{group_id}/room",
+    ): GROUP_A_MODERATORS,
+    (
+        "GET",
+        "/programmes/{programme_id}/sessions/{session_id}/live/console/{group_id}/people",
+    ): GROUP_A_MODERATORS,
+    (
+        "POST",
+        "/programmes/{programme_id}/sessions/{session_id}/live/console/{group_id}/notes",
+    ): GROUP_A_MODERATORS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/host"): HOSTS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/host/room"): HOSTS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/host/rooms"): HOSTS,
+    # The tech check: anyone signed in (a request for help goes to their own session).
+    ("GET", "/tech-check"): SIGNED_IN,
+    ("GET", "/tech-check/ping"): SIGNED_IN,
+    ("POST", "/tech-check/caption"): SIGNED_IN,
+    ("POST", "/tech-check/help"): SIGNED_IN,
     # Live captions. Transcripts: of one's current room by default (the plenary here).
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.vtt"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.srt"): MEMBERS,

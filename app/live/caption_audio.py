@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.live import channels
 from app.live.captions import MUTED_NOTICE, is_muted
 from app.live.channels import Seat
+from app.live.speaking import Microphone
 from captioning.engine import CaptionsUnavailable
 from captioning.ingest import (
     CLOSE_GOING_AWAY,
@@ -180,6 +181,12 @@ async def serve_speaker(
     seats.connection = connection
     stream: LiveCaptionStream | None = None
     ingest: AudioIngest | None = None
+    # Marks the speaker as speaking in their room while the stream is live (consoles).
+    mic = Microphone(
+        getattr(state, "speaking", None),
+        member=str(seat.user_id),
+        name=seat.ctx.user.name_with_pronouns,
+    )
     try:
         await connection.follow({channels.personal(seat.user_id): None, seat.current: None})
         async with state.sessionmaker() as db:
@@ -209,9 +216,11 @@ async def serve_speaker(
             ingest=ingest,
             connection=connection,
             limits=limits,
+            mic=mic,
         )
         ingest.sink.started(stream_id=stream.stream_id, channel=seat.current, start=start)
         await sender.send({"t": "started", "stream": stream.stream_id, "room": seat.current})
+        await mic.live_in(seat.current)
         ending = await speaking.run()
         if ending.finalize:
             try:
@@ -222,6 +231,7 @@ async def serve_speaker(
     except IngestError as exc:
         await sender.end(refusal(exc))
     finally:
+        await mic.silent()
         if stream is not None:
             stream.close()
         if ingest is not None:
@@ -240,6 +250,7 @@ class SpeakerSession:
         ingest: AudioIngest,
         connection: Connection,
         limits: AudioLimits,
+        mic: Microphone | None = None,
     ) -> None:
         self.sender = sender
         self.seats = seats
@@ -248,6 +259,7 @@ class SpeakerSession:
         self.ingest = ingest
         self.connection = connection
         self.limits = limits
+        self.mic = mic or Microphone(None, member=str(seat.user_id), name="")
         self.paused = False
 
     async def run(self) -> Ending:
@@ -319,10 +331,12 @@ class SpeakerSession:
         if kind == "pause":
             if not self.paused:
                 self.paused = True
+                await self.mic.silent()
                 self.stream.paused()
                 await self.stream.finish()
         elif kind == "resume":
             self.paused = False
+            await self.mic.live_in(self.seat.current)
         elif kind == "stop":
             await self.stream.finish()
             return Ending(CLOSE_NORMAL, "stopped", finalize=False)
@@ -373,6 +387,8 @@ class SpeakerSession:
         if seat.current != self.seat.current:
             await self.stream.move_to(room_of(seat))
             await self._refollow(seat)
+            if not self.paused:
+                await self.mic.live_in(seat.current)
             await self.sender.send({"t": "moved", "room": seat.current})
         self.stream.speaker = speaker_of(seat)
         self.seat = seat

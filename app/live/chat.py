@@ -312,9 +312,9 @@ async def report_message(
         ReportPayload(
             message_id=message.id,
             room=room_name,
-            author=author.display_name if author else "someone",
+            author=author.name_with_pronouns if author else "someone",
             excerpt=message.body[:200],
-            reporter=seat.ctx.user.display_name,
+            reporter=seat.ctx.user.name_with_pronouns,
             reason=reason,
         ),
         actor_id=seat.user_id,

@@ -109,6 +109,13 @@ class PresencePayload(BaseModel):
     show_names: bool
 
 
+class SpeakingPayload(BaseModel):
+    """Who has a live caption microphone in a room now (app/live/speaking.py)."""
+
+    channel: str
+    names: list[str]
+
+
 def build_registry() -> EventRegistry:
     registry = EventRegistry()
     for event_type in (
@@ -131,6 +138,9 @@ def build_registry() -> EventRegistry:
         EventType("report.created", ReportPayload, "live/events/report.html"),
         EventType(
             "presence", PresencePayload, "live/events/presence.html", persist=False, swap="replace"
+        ),
+        EventType(
+            "speaking", SpeakingPayload, "live/events/speaking.html", persist=False, swap="replace"
         ),
         EventType(
             "caption.partial",

@@ -34,6 +34,24 @@ def room_channel(session_id: int, group_id: int | None) -> str:
     return channels.plenary(session_id) if group_id is None else channels.room(session_id, group_id)
 
 
+def console_list_id(kind: str, group_id: int | None) -> str:
+    """The list a facilitator's console keeps this group's hands (or help requests) in;
+    the live page has no such list, and the event goes to its help desk's log."""
+    return f"console-{kind}-g{group_id}" if group_id is not None else f"console-{kind}-plenary"
+
+
+async def whose_group(db: AsyncSession, *, programme_id: int, request: HelpRequest) -> int | None:
+    """The group a request is for: the room it came from, or in the plenary the group of
+    the person who asked (as `may_handle` decides who may take it on)."""
+    if request.group_id is not None:
+        return request.group_id
+    return await db.scalar(
+        select(Membership.group_id).where(
+            Membership.user_id == request.requester_id, Membership.programme_id == programme_id
+        )
+    )
+
+
 async def _publish(
     db: AsyncSession,
     live: Live,
@@ -58,6 +76,7 @@ async def _publish(
         kind=request.kind,
         **detail,
     )
+    group_id = await whose_group(db, programme_id=seat.ctx.programme.id, request=request)
     outbox = live.outbox(db)
     timezone = seat.ctx.programme.timezone
     await outbox.add(
@@ -76,6 +95,7 @@ async def _publish(
         ),
         actor_id=seat.user_id,
         target=f"h{request.id}",
+        data={"into": console_list_id(request.kind, group_id)},
     )
     if request.kind == "hand":
         await outbox.add(
@@ -177,15 +197,8 @@ async def may_handle(db: AsyncSession, *, seat: Seat, request: HelpRequest) -> b
         return True
     if seat.ctx.role is not Role.FACILITATOR:
         return False
-    if request.group_id is not None:
-        return request.group_id in seat.facilitated
-    home = await db.scalar(
-        select(Membership.group_id).where(
-            Membership.user_id == request.requester_id,
-            Membership.programme_id == seat.ctx.programme.id,
-        )
-    )
-    return home is not None and home in seat.facilitated
+    group_id = await whose_group(db, programme_id=seat.ctx.programme.id, request=request)
+    return group_id is not None and group_id in seat.facilitated
 
 
 async def load_request(db: AsyncSession, *, seat: Seat, help_id: int) -> HelpRequest:

@@ -59,9 +59,12 @@ async def channel_view(db: AsyncSession, *, seat: Seat, channel: str) -> Channel
     return ChannelView(channel=channel, last_id=last_id, messages=messages, removed=removed)
 
 
-async def open_help(db: AsyncSession, *, seat: Seat) -> list[HelpPayload]:
+async def open_help(
+    db: AsyncSession, *, seat: Seat, group_id: int | None = None
+) -> list[HelpPayload]:
     """Open hands and help requests the person should see: all of them at the help desk,
-    their rooms' for a facilitator."""
+    their rooms' for a facilitator; with `group_id`, only those for that group (from its
+    room, or from its members in the plenary), as a facilitator's console shows them."""
     query = (
         select(HelpRequest)
         .options(selectinload(HelpRequest.requester))
@@ -80,6 +83,16 @@ async def open_help(db: AsyncSession, *, seat: Seat) -> list[HelpPayload]:
             or_(
                 HelpRequest.group_id.in_(facilitated),
                 and_(HelpRequest.group_id.is_(None), HelpRequest.requester_id.in_(members)),
+            )
+        )
+    if group_id is not None:
+        group_members = select(Membership.user_id).where(
+            Membership.programme_id == seat.ctx.programme.id, Membership.group_id == group_id
+        )
+        query = query.where(
+            or_(
+                HelpRequest.group_id == group_id,
+                and_(HelpRequest.group_id.is_(None), HelpRequest.requester_id.in_(group_members)),
             )
         )
     rows = (await db.scalars(query.order_by(HelpRequest.id))).all()

@@ -25,10 +25,23 @@ router = APIRouter(tags=["pages: live session"])
 
 BASE = "/programmes/{programme_id}/sessions/{session_id}/live"
 MessageIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# ?text=1 turns text-only mode on for this visit, ?text=0 off, whatever the profile says.
+TextQuery = Annotated[
+    str | None, Query(pattern="^[01]$", description="1: text only (chat and captions); 0: all")
+]
 
 
 def base_url(seat: Seat) -> str:
     return f"/programmes/{seat.ctx.programme.id}/sessions/{seat.session.id}/live"
+
+
+def text_only_mode(seat: Seat, text: str | None) -> dict[str, Any]:
+    """Text-only mode (for weak connections): only chat and captions, and nothing else
+    loaded. The person's low-bandwidth preference turns it on; ?text= overrides it for one
+    visit, and the room, redrawn when the person moves, keeps the override (room_url)."""
+    on = text == "1" if text is not None else seat.ctx.user.low_bandwidth
+    room_url = f"{base_url(seat)}/room?text={text}" if text is not None else None
+    return {"text_only": on, "room_url": room_url}
 
 
 def wants_fragment(request: Request) -> bool:
@@ -56,22 +69,30 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         "room_settings": await settings_of(db, seat.current),
         "linkify": linkify,
         **await controls_context(db, seat=seat, presence=request.state.presence),
+        "speaking_view": await request.state.speaking.payload(seat.current),
         **await caption_panel(db, seat=seat),
         "captions_status": public_status(request.state.captions),
     }
 
 
 @router.get(BASE)
-async def live_page(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+async def live_page(
+    request: Request, seat: SeatOf, db: SessionDep, text: TextQuery = None
+) -> Response:
     context = await room_context(db, seat, request)
+    context.update(text_only_mode(seat, text))
     context["title"] = f"{seat.session.title}: {context['room_title']}"
     return render(request, "live/page.html", context)
 
 
 @router.get(BASE + "/room")
-async def live_room(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+async def live_room(
+    request: Request, seat: SeatOf, db: SessionDep, text: TextQuery = None
+) -> Response:
     """The person's current room, to swap in without a reload when rooms open or close."""
-    return render(request, "live/_room.html", await room_context(db, seat, request))
+    context = await room_context(db, seat, request)
+    context.update(text_only_mode(seat, text))
+    return render(request, "live/_room.html", context)
 
 
 @router.get(BASE + "/panel")

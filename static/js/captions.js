@@ -1,6 +1,8 @@
 // Roundtable caption view: size, lines and colours change at once and are saved to the
 // profile; the view follows the newest caption unless the reader has scrolled up; full
 // screen on request. The captions page reloads when its person changes room.
+// It also loads the microphone's script (mic.js) when the person first presses one of its
+// buttons, so that people who never speak never download it.
 (function () {
   "use strict";
   var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
@@ -31,7 +33,19 @@
     });
   }
 
+  var micLoading = false;
+  function micButtons() {
+    var p = document.getElementById("mic"), live = document.getElementById("live"), agreed = false;
+    if (micLoading || !p || !live || !p.querySelector(".mic-consent")) return;
+    var ok = !!(navigator.mediaDevices && window.AudioWorkletNode);
+    try { agreed = localStorage.getItem("rtMicConsent:" + live.getAttribute("data-base")) === "1"; } catch (e) { /* ask */ }
+    p.querySelector(".mic-consent").hidden = !ok || agreed;
+    p.querySelector(".mic-controls").hidden = !ok || !agreed;
+    if (!ok) p.querySelector(".mic-message").textContent = "This browser cannot send your microphone for captioning.";
+  }
+
   function init() {
+    micButtons();
     if (has(document.body, "caption-page") && !document.querySelector("#room.caption-full")) return location.reload();
     var now = document.getElementById("captions");
     if (now === panel) return follow();
@@ -67,7 +81,19 @@
     if (b) b.hidden = !log.away;
   }, true);
   document.addEventListener("click", function (e) {
-    var b = e.target;
+    var b = e.target, mic = !micLoading && b.closest && b.closest("#mic button");
+    if (mic) {
+      micLoading = true;
+      document.getElementById("live").setAttribute("data-mic-pressed", has(mic, "mic-agree") ? "agree" : "toggle");
+      var script = document.createElement("script");
+      script.src = document.getElementById("mic").getAttribute("data-script");
+      script.onerror = function () {
+        micLoading = false;
+        all("#mic .mic-message", function (el) { el.textContent = "The microphone could not be started: check your connection and try again."; });
+      };
+      document.head.appendChild(script);
+      return;
+    }
     if (has(b, "caption-newest")) { b.hidden = true; follow(true); }
     if (!has(b, "caption-fullscreen")) return;
     if (document.fullscreenElement) document.exitFullscreen(); else panel.requestFullscreen();

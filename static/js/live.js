@@ -6,6 +6,8 @@
   var live = document.getElementById("live");
   if (!live) return;
   var base = live.getAttribute("data-base");
+  // Consoles draw their own view of the room (data-room-url) and redraw it all to resync.
+  var roomUrl = live.getAttribute("data-room-url");
   var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
   var cursors = {}, gen = 0, socket = null, stream = null, lastSeen = Date.now(), retry = 1000;
   var OPEN_TIMEOUT = 5000, STALE = 60000;
@@ -76,6 +78,7 @@
   }
 
   function resync(channel) {
+    if (roomUrl) return switchRoom();
     get(base + "/panel?channel=" + encodeURIComponent(channel)).then(function (r) {
       return r.ok ? r.text() : null;
     }).then(function (html) {
@@ -88,7 +91,7 @@
   }
 
   function switchRoom(ev) {
-    get(base + "/room").then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
+    get(roomUrl || base + "/room").then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
       if (!html) return;
       var room = $("room");
       var wasHere = room.getAttribute("data-room");

@@ -159,17 +159,24 @@
     draw();
   }
 
-  document.addEventListener("click", function (e) {
-    var b = e.target.closest && e.target.closest("#mic button");
-    if (!b) return;
-    if (b.classList.contains("mic-agree")) {
+  function press(agree) {
+    if (agree) {
       yes = true;
       try { localStorage.setItem(KEY, "1"); } catch (x) { /* agreed for this page only */ }
       start();
       $(".mic-toggle").focus();
     } else if (s) { stop(); say("Microphone muted."); } else start();
+  }
+
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest && e.target.closest("#mic button");
+    if (b) press(b.classList.contains("mic-agree"));
   });
   window.addEventListener("pagehide", stop);
   new MutationObserver(bind).observe(live, { childList: true });
   bind();
+  // captions.js loads this script when the person first presses one of these buttons.
+  var pressed = live.getAttribute("data-mic-pressed");
+  live.removeAttribute("data-mic-pressed");
+  if (pressed) press(pressed === "agree");
 })();
