@@ -71,10 +71,15 @@
 
     function sendAll() {
       var done = 0, failed = 0, index = 0;
+      var button = form.querySelector('button[type="submit"]');
+      button.disabled = true; // one batch at a time
+      input.disabled = true;
       var title = form.elements.title.value.trim();
       status.textContent = "Uploading " + rows.length + (rows.length === 1 ? " file…" : " files…");
       function next() {
         if (index >= rows.length) {
+          button.disabled = false;
+          input.disabled = false;
           status.textContent = done + " of " + rows.length + " uploaded" + (failed ? "; " + failed + " not sent (see below)." : ".");
           if (done) {
             var link = el("a", { href: form.action.replace(/\/upload$/, "") + "?done=uploaded" }, "See them on the board");
