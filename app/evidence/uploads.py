@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 from sqlalchemy import select
@@ -17,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.deps import GroupContext
 from app.evidence import images
+from app.evidence.audio import AudioRejected, probe_audio
 from app.evidence.errors import EvidenceRejected
 from app.evidence.fields import TITLE_MAX, clean_alt_text, clean_common, parse_session_id
 from app.evidence.filetypes import (
     KIND_FOR_FAMILY,
     PDF,
+    POSTER_FAMILIES,
     SNIFF_BYTES,
     Family,
     FileType,
@@ -150,10 +151,6 @@ class Batch:
                     await self.storage.delete(incoming.stored.key)
 
 
-def one_line(value: str) -> str:
-    return " ".join(value.split())
-
-
 def _last(fields: dict[str, list[str]], name: str) -> str:
     values = fields.get(name)
     return values[-1] if values else ""
@@ -229,7 +226,7 @@ async def _prepare(storage: Storage, incoming: IncomingFile, poster: bool) -> Pr
     assert stored is not None and file_type is not None
     path = storage.path(stored.key)
     name = incoming.filename
-    if poster and file_type.family not in (Family.IMAGE, Family.DOCUMENT):
+    if poster and file_type.family not in POSTER_FAMILIES:
         raise EvidenceRejected(
             "kind", f"“{name}” is a sound file; a poster is an image, a PDF or slides.", 415
         )
@@ -260,8 +257,6 @@ async def _prepare(storage: Storage, incoming: IncomingFile, poster: bool) -> Pr
         prepared.stored, prepared.file_type = cleaned, clean.file_type
         prepared.width, prepared.height = clean.width, clean.height
     elif file_type.family is Family.AUDIO:
-        from app.evidence.audio import AudioRejected, probe_audio
-
         try:
             info = await anyio.to_thread.run_sync(probe_audio, path)
         except AudioRejected as exc:
@@ -407,10 +402,3 @@ def _make_items(
         refresh_search_text(item)
         items.append(item)
     return items
-
-
-def stored_path(storage: Storage, key: str | None) -> Path | None:
-    if not key:
-        return None
-    path = storage.path(key)
-    return path if path.is_file() else None
