@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     invite_max_age_days: int = Field(default=30, ge=1, le=365)
     default_timezone: str = "Europe/London"
     max_upload_mb: int = Field(default=100, ge=1, le=10_000)
+    # Transcribing one sound item may use this much CPU time per second of its audio, plus
+    # the margin; past that the item fails instead of holding the queue.
+    transcription_cpu_per_audio_second: float = Field(default=2.0, gt=0)
+    transcription_cpu_margin_seconds: float = Field(default=60.0, ge=0)
     max_csv_rows: int = Field(default=5_000, ge=1)
     login_attempts_per_minute: int = Field(default=10, ge=1)
 

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import verify_csrf
 from app.errors import install_error_handlers
+from app.evidence.cpu_budget import CpuBudget
 from app.evidence.transcription import Transcriber
 from app.live.breakouts import BreakoutCloser
 from app.live.chat_writer import ChatWriter
@@ -62,7 +63,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         breakout_closer.start()
         chat_writer = ChatWriter(sessionmaker, live)
         await chat_writer.start()
-        transcriber = Transcriber(sessionmaker, captions, storage)
+        transcriber = Transcriber(
+            sessionmaker,
+            captions,
+            storage,
+            cpu_budget=CpuBudget(
+                per_audio_second=settings.transcription_cpu_per_audio_second,
+                margin_seconds=settings.transcription_cpu_margin_seconds,
+            ),
+        )
         transcriber.start()
         # Everything made so far lives as long as the process: keep it out of the garbage
         # collector's sweeps, which otherwise pause a busy live session now and then.

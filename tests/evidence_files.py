@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import wave
 import zipfile
 import zlib
 
@@ -74,3 +75,15 @@ def odt() -> bytes:
 
 
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+def wav(rate: int = 16000, data_bytes: int = 20_000) -> bytes:
+    """A mono 16-bit WAV holding `data_bytes` of a quiet hum, at any rate (even one no
+    recording has: Python's wave module writes what it is told)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x10\x00" * (data_bytes // 2))
+    return out.getvalue()

@@ -7,8 +7,11 @@ import math
 import random
 import struct
 from array import array
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import av
 import pytest
 
 from app.evidence.audio import (
@@ -18,6 +21,7 @@ from app.evidence.audio import (
     TOO_LONG,
     UNREADABLE,
     AudioRejected,
+    SampleRateRefused,
     iter_pcm16k,
     probe_audio,
     probe_audio_async,
@@ -212,10 +216,55 @@ def test_a_wav_with_no_samples_is_empty(tmp_path: Path) -> None:
 
 
 def test_more_than_three_hours_is_refused(tmp_path: Path) -> None:
-    # 8-bit samples at 1 kHz keep the file small; the file is sparse on disk.
-    rate, seconds = 1000, 3 * 3600 + 120
+    # 8-bit samples at the lowest rate taken keep the file small; it is sparse on disk.
+    rate, seconds = 8000, 3 * 3600 + 120
     path = tmp_path / "long.wav"
     with path.open("wb") as f:
         f.write(wav_header(rate, 1, rate * seconds))
         f.truncate(44 + rate * seconds)
     assert rejected(path) == TOO_LONG
+
+
+# --------------------------------------------------------------------------- sample rates
+
+
+def flac_at(path: Path, rate: int, seconds: float) -> Path:
+    """A FLAC file of silence at any rate (FLAC allows 1 Hz to 655 kHz)."""
+    with av.open(str(path), "w", format="flac") as out:
+        stream: Any = out.add_stream("flac", rate=rate, layout="mono")
+        samples = int(rate * seconds)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        frame.planes[0].update(bytes(2 * samples))
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 100, 7_999, 192_001, 1_000_000])
+def test_a_sample_rate_no_recording_has_is_refused(tmp_path: Path, rate: int) -> None:
+    # 20 KB declaring 1 Hz was once taken as a recording of 10,000 seconds.
+    path = tmp_path / "odd.wav"
+    path.write_bytes(wav_header(rate, 2, 20_000) + bytes(20_000))
+    with pytest.raises(SampleRateRefused) as caught:
+        probe_audio(path)
+    assert f"a sample rate of {rate:,} Hz" in caught.value.message
+    assert "8 to 192 kHz" in caught.value.message
+    # Decoding refuses it too (for items queued before uploads were checked).
+    with pytest.raises(SampleRateRefused):
+        list(iter_pcm16k(path))
+
+
+def test_a_flac_at_1_khz_is_refused(tmp_path: Path) -> None:
+    path = flac_at(tmp_path / "low.flac", 1000, 3.0)
+    with pytest.raises(SampleRateRefused):
+        probe_audio(path)
+
+
+@pytest.mark.parametrize("rate", [8_000, 192_000])
+def test_the_lowest_and_highest_sample_rates_are_taken(tmp_path: Path, rate: int) -> None:
+    path = tmp_path / "edge.wav"
+    path.write_bytes(wav_header(rate, 2, 2 * rate) + tone(seconds=1.0, rate=rate))
+    info = probe_audio(path)
+    assert (info.sample_rate, info.duration_seconds) == (rate, pytest.approx(1.0, abs=0.01))
+    assert sum(len(c) for c in iter_pcm16k(path)) == pytest.approx(32000, abs=64)

@@ -4,6 +4,8 @@ refused clearly (with nothing left behind) when wrong."""
 from __future__ import annotations
 
 import io
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -424,3 +426,95 @@ async def test_bad_form_fields_are_refused_with_the_field_named(
     assert response.status_code == 400, response.text
     assert f'id="error-{field}"' in response.text and words in response.text
     assert await items(db) == [] and files_in(settings.upload_dir) == []
+
+
+async def test_a_sound_file_declaring_1_hz_is_refused_at_upload(
+    db, browser_factory, settings
+) -> None:
+    # 20 KB at "1 Hz" was once taken as a 10,000 s recording and held the transcription
+    # queue for minutes.
+    w = await make_world(db)
+    participant = browser_factory(w.participant_a)
+    response = await upload(
+        participant, upload_url(w), [("note.wav", ef.wav(1), "audio/wav")], json=True
+    )
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("“note.wav”: This sound file declares a sample rate of 1 Hz")
+    assert "8 to 192 kHz" in detail
+    assert await items(db) == [] and files_in(settings.upload_dir) == []
+    # The lowest rate recordings have is taken.
+    response = await upload(participant, upload_url(w), [("phone.wav", ef.wav(8000), "")])
+    assert response.status_code == 303, response.text
+    [item] = await items(db)
+    assert item.duration_seconds == pytest.approx(1.25)
+
+
+def heic_photo() -> bytes:
+    from pillow_heif import from_pillow
+
+    out = io.BytesIO()
+    from_pillow(Image.new("RGB", (64, 48), (9, 90, 9))).save(out, quality=60)
+    return out.getvalue()
+
+
+def server_paths_in(text: str, settings, tmp_path: Path, *, keys: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+    """Any part of a server path in an answer: the upload folder, the test's folders, and
+    (with `keys`) the random names of stored files. Pages carry hex tokens of their own
+    (the form's CSRF token), so they are checked without `keys`."""
+    paths = (str(settings.upload_dir), str(tmp_path), tempfile.gettempdir(), ".part")
+    found = [p for p in paths if p in text]
+    return found + (re.findall(r"\b[0-9a-f]{32}\b", text) if keys else [])
+
+
+async def test_errors_about_broken_files_never_show_a_server_path(
+    db, browser_factory, settings, tmp_path
+) -> None:
+    w = await make_world(db)
+    participant = browser_factory(w.participant_a)
+    png = ef.png(size=(300, 300))
+    broken = [
+        # Cut inside its header: Pillow's message named the stored file's path.
+        ("poster.png", png[:40]),
+        ("flipchart.png", png[:-200]),
+        ("photo.jpg", ef.jpeg_with_location()[:300]),
+        ("photo.heic", heic_photo()[:200]),
+        ("sketch.gif", ef.image_bytes("GIF", (200, 200))[:120]),
+        ("wall.webp", ef.image_bytes("WEBP", (200, 200))[:60]),
+        ("note.wav", ef.wav(1)),
+        ("cut.wav", ef.wav(16000)[:-5000]),
+        ("talk.mp3", b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00garbage" * 400),
+        ("talk.ogg", b"OggS\x00\x02" + bytes(60) + b"junk" * 100),
+        ("letter.docx", ef.office("x.xml")),
+        ("minutes.odt", ef.office("content.xml")),
+        ("report.pdf", ef.PDF[:-8]),
+    ]
+    for name, content in broken:
+        for as_json in (True, False):
+            response = await upload(
+                participant, upload_url(w), [(name, content, "")], {"alt_text": "x"}, json=as_json
+            )
+            assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+            text = response.json()["detail"] if as_json else response.text
+            assert name in text, (name, text)
+            assert server_paths_in(text, settings, tmp_path, keys=as_json) == [], (name, text)
+    assert await items(db) == [] and files_in(settings.upload_dir) == []
+
+    # A session's papers and recordings, through the page and the API.
+    host = browser_factory(w.host)
+    papers = f"/programmes/{w.programme.id}/sessions/{w.session.id}/papers"
+    for name, kind, content in [
+        ("agenda.docx", "pre_reading", ef.office("x.xml")),
+        ("agenda.pdf", "pre_reading", png),
+        ("slides.pptx", "pre_reading", b"PK\x03\x04" + bytes(100)),
+        ("talk.mp3", "recording", b"not sound at all" * 10),
+    ]:
+        page = await host.submit(papers, {"kind": kind}, files={"file": (name, content)})
+        assert 400 <= page.status_code < 500 and name in page.text, (name, page.text)
+        assert server_paths_in(page.text, settings, tmp_path, keys=False) == [], page.text
+        api = await host.api(
+            "POST", f"/api/v1{papers}", data={"kind": kind}, files={"file": (name, content)}
+        )
+        assert 400 <= api.status_code < 500, (name, api.status_code, api.text)
+        assert server_paths_in(api.text, settings, tmp_path) == [], (name, api.text)
+    assert files_in(settings.upload_dir) == []

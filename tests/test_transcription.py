@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import utcnow
+from app.evidence.cpu_budget import CpuBudget
 from app.evidence.models import EvidenceItem
-from app.evidence.transcription import UNAVAILABLE, UNDECODABLE, Transcriber
+from app.evidence.transcription import TOO_COSTLY, UNAVAILABLE, UNDECODABLE, Transcriber
 from app.models import AuditEntry, User
 from app.routes.evidence_transcripts import NOT_AUDIO
 from tests.audio_fixtures import (  # noqa: F401 - the fixtures
@@ -29,6 +30,7 @@ from tests.audio_fixtures import (  # noqa: F401 - the fixtures
     speech_fixture,
     vosk_model_path_fixture,
 )
+from tests.evidence_files import wav
 from tests.factories import World, make_world
 from tests.sound_files import FORMATS, encode
 
@@ -313,6 +315,62 @@ async def test_a_corrupt_file_fails_with_a_message_and_organisers_can_try_again(
     refused = await facilitator.submit(retry_url)
     assert refused.status_code == 409
     assert "Only a transcription that failed" in refused.text
+
+
+async def test_a_recording_over_its_cpu_budget_fails_and_the_queue_moves_on(
+    db: AsyncSession,
+    state: dict[str, Any],
+    world: World,
+    speech: Speech,
+    vosk_model_path: Path,
+    tmp_path: Path,
+) -> None:
+    await state["transcriber"].stop()
+    pcm = clip_pcm(speech)
+    seconds = len(pcm) / 32000
+    path = encode(pcm, 16000, tmp_path / "talk.wav", "wav")
+    # As if its length had been misjudged at upload: several seconds of speech cost far more
+    # CPU than "0.1 s" of sound may take.
+    costly = await add_sound(db, state, world, path, title="costly", duration_seconds=0.1)
+    normal = await add_sound(db, state, world, path, title="normal", duration_seconds=seconds)
+    transcriber = Transcriber(
+        state["sessionmaker"],
+        state["captions"],
+        state["storage"],
+        cpu_budget=CpuBudget(per_audio_second=1.0, margin_seconds=0.3),
+    )
+    assert await transcriber.run_once()
+    failed = await reload(db, costly.id)
+    assert (failed.transcript_status, failed.transcript_error) == ("failed", TOO_COSTLY)
+    assert failed.transcript == ""
+    assert await transcriber.run_once()
+    done = await reload(db, normal.id)
+    assert done.transcript_status == "done", done.transcript_error
+    assert "quick brown fox" in done.transcript
+
+
+async def test_a_queued_recording_declaring_1_hz_fails_at_once(
+    db: AsyncSession,
+    state: dict[str, Any],
+    world: World,
+    speech: Speech,
+    vosk_model_path: Path,
+    tmp_path: Path,
+) -> None:
+    """Queued before uploads checked the sample rate: 20 KB "lasting" 10,000 s."""
+    await state["transcriber"].stop()
+    odd = tmp_path / "odd.wav"
+    odd.write_bytes(wav(rate=1, data_bytes=20_000))
+    absurd = await add_sound(db, state, world, odd, duration_seconds=10_000.0)
+    talk = encode(clip_pcm(speech, (SENTENCES[0],)), 16000, tmp_path / "talk.ogg", "ogg")
+    normal = await add_sound(db, state, world, talk)
+    transcriber = Transcriber(state["sessionmaker"], state["captions"], state["storage"])
+    assert await asyncio.wait_for(transcriber.run_once(), 10)
+    failed = await reload(db, absurd.id)
+    assert failed.transcript_status == "failed"
+    assert "declares a sample rate of 1 Hz" in failed.transcript_error
+    assert await transcriber.run_once()
+    assert (await reload(db, normal.id)).transcript_status == "done"
 
 
 # --------------------------------------------------------------------------- without a model

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 PCM_RATE = 16000  # what the Vosk models take
 PCM_BYTES_PER_SECOND = PCM_RATE * 2  # 16-bit mono
 MAX_DURATION_SECONDS = 3 * 3600.0
+# Real recordings have 8 to 192 kHz. A header declaring 1 Hz made a 20 KB file "a 10,000 s
+# recording" (and the decoder would make 320 MB of PCM of it), so other rates are refused.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
 # How much of each end of the file `probe_audio` decodes.
 CHECKED_SECONDS = 1.0
 # The length a header declares may exceed the last packet's end by encoder padding; more
@@ -73,6 +76,24 @@ class AudioRejected(Exception):
         self.message = message
 
 
+class SampleRateRefused(AudioRejected):
+    """The file declares a sample rate no recording has."""
+
+    def __init__(self, rate: int) -> None:
+        super().__init__(
+            f"This sound file declares a sample rate of {rate:,} Hz, but recordings have "
+            f"{MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz (8 to 192 kHz): it is damaged or "
+            "was made wrongly. Export it again as an ordinary recording and upload that."
+        )
+        self.rate = rate
+
+
+def check_sample_rate(rate: int | None) -> None:
+    """Refuse a declared rate outside 8-192 kHz (0 or None: not known yet, so not judged)."""
+    if rate and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise SampleRateRefused(int(rate))
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     duration_seconds: float
@@ -85,9 +106,9 @@ class AudioInfo:
 
 
 def probe_audio(path: Path | str) -> AudioInfo:
-    """What the file holds, or AudioRejected: no sound, undecodable, cut off, empty, or
-    longer than 3 hours. Reads the whole file but decodes only its first and last second.
-    Blocks: from async code use `probe_audio_async`."""
+    """What the file holds, or AudioRejected: no sound, undecodable, cut off, empty, a sample
+    rate outside 8-192 kHz, or longer than 3 hours. Reads the whole file but decodes only
+    its first and last second. Blocks: from async code use `probe_audio_async`."""
     path = Path(path)
     try:
         return _probe(path)
@@ -135,7 +156,17 @@ def _probe(path: Path) -> AudioInfo:
 def _audio_stream(container: Any) -> Any:
     if not container.streams.audio:
         raise AudioRejected(NO_SOUND)
-    return container.streams.audio[0]
+    stream = container.streams.audio[0]
+    check_sample_rate(stream.codec_context.sample_rate)
+    return stream
+
+
+def _samples(frames: list[Any]) -> int:
+    """How many samples the decoded frames hold; each frame's own rate is checked too (a
+    stream may change its rate half-way)."""
+    for frame in frames:
+        check_sample_rate(frame.sample_rate)
+    return sum(frame.samples for frame in frames)
 
 
 @dataclass
@@ -164,7 +195,7 @@ def _demux(container: Any, stream: Any) -> _Demuxed:
             raise AudioRejected(TOO_LONG)
         if at - start < CHECKED_SECONDS:
             try:
-                found.head_samples += sum(frame.samples for frame in decoder.decode(packet))
+                found.head_samples += _samples(decoder.decode(packet))
             except av.FFmpegError:
                 found.head_errors += 1
         tail.append(packet)
@@ -173,7 +204,7 @@ def _demux(container: Any, stream: Any) -> _Demuxed:
     if start is None:
         raise AudioRejected(EMPTY)
     try:
-        found.head_samples += sum(frame.samples for frame in decoder.decode(None))
+        found.head_samples += _samples(decoder.decode(None))
     except av.FFmpegError:
         found.head_errors += 1
     found.tail = list(tail)
@@ -402,6 +433,7 @@ class _Pcm16k:
         self._shape: tuple[str, str, int] | None = None
 
     def add(self, frame: Any) -> None:
+        check_sample_rate(frame.sample_rate)
         shape = (frame.format.name, frame.layout.name, frame.sample_rate)
         if shape != self._shape:
             self.flush()

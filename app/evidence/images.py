@@ -5,6 +5,7 @@ Everything here is blocking (Pillow); callers run it in a worker thread."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ MAX_FRAMES = 300  # animated GIF/WebP
 MAX_ANIMATION_PIXELS = 400_000_000  # frames x pixels
 THUMBNAIL_SIZE = (480, 480)
 JPEG_QUALITY = 88
+
+log = logging.getLogger(__name__)
 
 _heif_registered = False
 
@@ -82,8 +85,14 @@ def clean_image(source: Path, file_type: FileType, *, filename: str) -> CleanIma
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         _remove(cleaned, thumbnail)
         raise ImageRefused(_too_big(filename)) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Exception as exc:
+        # Pillow's decoders raise many kinds of error on bad data (OSError, ValueError,
+        # SyntaxError, EOFError, even IndexError), and their text may name the stored
+        # file's path: the person is told only what they can act on.
         _remove(cleaned, thumbnail)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # the server's disk, not the picture (decoders' errors carry no errno)
+        log.info("image %s refused: %r", source.name, exc)
         raise ImageRefused(
             f"“{filename}” could not be read as an image: it may be incomplete or damaged "
             f"({_reason(exc)}). Try saving or exporting it again."
@@ -91,9 +100,13 @@ def clean_image(source: Path, file_type: FileType, *, filename: str) -> CleanIma
     return CleanImage(cleaned, out_type, width, height, thumbnail)
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().rstrip(".") or type(exc).__name__
-    return text[:120]
+def _reason(exc: Exception) -> str:
+    """What went wrong, in words of our own (never the exception's text)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "its content is not a picture we can open"
+    if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
+        return "it ends too soon"
+    return "part of the picture could not be decoded"
 
 
 def _too_big(filename: str) -> str:

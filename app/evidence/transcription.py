@@ -13,6 +13,9 @@ Progress (0..1) is written at most every `progress_interval` seconds; each write
 touches `updated_at`, which is how an item left 'running' by a process that died is told
 from one still in progress: after `stale_after` without a write it is queued again.
 
+Each item has a CPU-time budget (app/evidence/cpu_budget.py): one that costs far more than
+its length should fails, instead of holding the queue.
+
 Failures end in 'failed' with a message for people; organisers may queue the item again.
 """
 
@@ -35,9 +38,11 @@ from app.evidence.audio import (
     PCM_BYTES_PER_SECOND,
     PCM_RATE,
     AudioRejected,
+    SampleRateRefused,
     iter_pcm16k,
     probe_audio,
 )
+from app.evidence.cpu_budget import CpuBudget, CpuMeter, metered_engine
 from app.evidence.models import EvidenceItem, EvidenceKind, TranscriptStatus
 from app.evidence.searchtext import refresh_search_text
 from app.models import User
@@ -62,6 +67,11 @@ UNDECODABLE = "We could not decode this sound file, so it could not be transcrib
 NO_FILE = "The sound file of this item is missing, so it could not be transcribed."
 TOO_LONG = "This recording is too long to transcribe (at most 3 hours)."
 UNEXPECTED = "Something went wrong while transcribing this recording. An organiser can try again."
+TOO_COSTLY = (
+    "Transcribing this recording took far more computing time than a recording of its "
+    "length should, so we stopped, to let other recordings through. The file may be damaged "
+    "or unusually made: export it again as an ordinary recording (WAV or MP3) and upload that."
+)
 
 QUEUED, RUNNING = TranscriptStatus.QUEUED.value, TranscriptStatus.RUNNING.value
 DONE, FAILED = TranscriptStatus.DONE.value, TranscriptStatus.FAILED.value
@@ -98,11 +108,13 @@ class Transcriber:
         poll_interval: float = POLL_SECONDS,
         progress_interval: float = PROGRESS_SECONDS,
         stale_after: timedelta = STALE_AFTER,
+        cpu_budget: CpuBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.engine = engine
         self.storage = storage
+        self.cpu_budget = cpu_budget or CpuBudget()
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
         self.stale_after = stale_after
@@ -237,9 +249,13 @@ class Transcriber:
                 duration = (await _in_thread(probe_audio, path)).duration_seconds
             except AudioRejected as exc:
                 log.info("item %d could not be decoded: %s", item_id, exc)
-                raise TranscriptionFailed(UNDECODABLE) from None
+                raise TranscriptionFailed(_undecodable(exc)) from None
+        meter = CpuMeter()
+        allowed_cpu = self.cpu_budget.allowed(duration)
         try:
-            stream = RecognizerStream(self.engine, PCM_RATE, words=True, budget=FILE_BUDGET)
+            stream = RecognizerStream(
+                metered_engine(self.engine, meter), PCM_RATE, words=True, budget=FILE_BUDGET
+            )
         except (CaptionsUnavailable, StreamConfigError) as exc:
             log.warning("cannot transcribe item %d: %s", item_id, exc)
             raise TranscriptionFailed(UNAVAILABLE) from None
@@ -248,11 +264,22 @@ class Transcriber:
         heard = 0.0
         last_write = self._clock()
         try:
-            while (chunk := await _in_thread(next, chunks, None)) is not None:
+            while (chunk := await _in_thread(meter.run, next, chunks, None)) is not None:
                 answer = await stream.accept(chunk)
                 if answer.get("text"):
                     utterances.append(answer["text"])
                 heard += len(chunk) / PCM_BYTES_PER_SECOND
+                if meter.seconds > allowed_cpu:
+                    log.warning(
+                        "transcribing item %d stopped: %.1f s of CPU for %.1f s of audio so far "
+                        "(%.1f s allowed for its %.1f s)",
+                        item_id,
+                        meter.seconds,
+                        heard,
+                        allowed_cpu,
+                        duration,
+                    )
+                    raise TranscriptionFailed(TOO_COSTLY)
                 if self._clock() - last_write >= self.progress_interval:
                     await self._write_progress(item_id, min(0.99, heard / duration))
                     last_write = self._clock()
@@ -261,7 +288,7 @@ class Transcriber:
                 utterances.append(answer["text"])
         except AudioRejected as exc:
             log.info("item %d could not be decoded: %s", item_id, exc)
-            raise TranscriptionFailed(UNDECODABLE) from None
+            raise TranscriptionFailed(_undecodable(exc)) from None
         except CaptionsUnavailable as exc:
             log.warning("transcribing item %d stopped: %s", item_id, exc)
             raise TranscriptionFailed(UNAVAILABLE) from None
@@ -314,6 +341,10 @@ class Transcriber:
                 item.transcript_edited_at = None
                 refresh_search_text(item)
             await db.commit()
+
+
+def _undecodable(exc: AudioRejected) -> str:
+    return exc.message if isinstance(exc, SampleRateRefused) else UNDECODABLE
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
