@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     invite_max_age_days: int = Field(default=30, ge=1, le=365)
     default_timezone: str = "Europe/London"
     max_upload_mb: int = Field(default=100, ge=1, le=10_000)
+    # A request body that sends nothing for this long, or less than the minimum rate on
+    # average over a window, is ended with 408 (app/bodylimits.py).
+    upload_idle_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    upload_min_bytes_per_second: int = Field(default=1024, ge=0)
+    upload_rate_window_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_uploads_per_person: int = Field(default=3, ge=1, le=100)
     # Transcribing one sound item may use this much CPU time per second of its audio, plus
     # the margin; past that the item fails instead of holding the queue.
     transcription_cpu_per_audio_second: float = Field(default=2.0, gt=0)

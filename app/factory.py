@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from app.bodylimits import BodyLimits, BodyLimitsMiddleware
 from app.compression import CompressionMiddleware, StaticAssets
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
@@ -186,6 +187,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CompressionMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
+    )
+    # Bodies that stall or trickle are ended, and uploads per person are counted.
+    app.add_middleware(
+        BodyLimitsMiddleware,
+        limits=BodyLimits.from_settings(settings),
+        signer=signer,
+        session_max_age_seconds=settings.session_max_age_days * 86400,
     )
     app.add_middleware(
         BrowserSecurityMiddleware, signer=signer, secure_cookies=settings.cookies_secure

@@ -7,6 +7,7 @@ field), so nothing is written for a forged request."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
+from app.bodylimits import BodyRefused, release_connection
 from app.deps import GroupContext, GroupOf, SessionDep, SettingsDep
 from app.evidence import filetypes
 from app.evidence.errors import EvidenceRejected
@@ -106,6 +108,9 @@ async def upload(
     header_token = request.headers.get(CSRF_HEADER)
     if header_token is not None and not _csrf_ok(request, header_token):
         raise HTTPException(status_code=403, detail=CSRF_REFUSED)
+    # Who is asking has been checked; no connection is held while the files arrive (a
+    # slow upload would otherwise keep it for as long as it trickles).
+    await release_connection(db)
     storage = request.state.storage
     batch = Batch(storage=storage, max_bytes=settings.max_upload_mb * MB)
 
@@ -138,6 +143,13 @@ async def upload(
         if isinstance(exc, MalformedForm):
             exc = EvidenceRejected("files", str(exc), 400)
         return await _refused(request, db, gctx, settings.max_upload_mb, fields, exc)
+    except BodyRefused as refusal:
+        # Stalled, too slow, or too many at once: nothing more is read.
+        await batch.discard()
+        rejected = EvidenceRejected("files", str(refusal.detail), refusal.status_code)
+        return await _refused(
+            request, db, gctx, settings.max_upload_mb, fields, rejected, headers=refusal.headers
+        )
     except ClientDisconnect:
         await batch.discard()  # a cancelled upload leaves nothing behind
         return Response(status_code=400)
@@ -182,9 +194,12 @@ async def _refused(
     max_upload_mb: int,
     fields: dict[str, list[str]],
     exc: EvidenceRejected,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     if wants_json(request):
-        return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=exc.status)
+        return JSONResponse(
+            {"detail": exc.message, "field": exc.field}, status_code=exc.status, headers=headers
+        )
     values = {
         name: values[-1]
         for name, values in fields.items()
@@ -195,6 +210,8 @@ async def _refused(
     context = await upload_form_context(
         db, gctx, max_upload_mb=max_upload_mb, values=values, errors={exc.field: exc.message}
     )
-    return render(
+    response = render(
         request, "evidence/upload.html", {"gctx": gctx, **context}, status_code=exc.status
     )
+    response.headers.update(headers or {})
+    return response

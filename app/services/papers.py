@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
+from app.bodylimits import release_connection
 from app.evidence.filetypes import zip_structure_ok
 from app.models import Paper, ProgrammeSession, User
 from app.services import audit
@@ -259,6 +260,8 @@ async def upload_paper(
         raise PaperRejected(
             "file", f"“{filename}” is not a file type we accept here. Accepted: {names}.", 415
         )
+    # Copying a large recording to storage takes a while: no connection is held meanwhile.
+    await release_connection(db)
     try:
         stored = await storage.save(
             _checked_chunks(upload, filename=filename, file_type=file_type), max_bytes=max_bytes
