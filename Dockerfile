@@ -55,6 +55,7 @@ COPY migrations ./migrations
 COPY app ./app
 COPY realtime ./realtime
 COPY captioning ./captioning
+COPY scripts/run-server ./scripts/run-server
 COPY templates ./templates
 COPY static ./static
 COPY --from=assets /build/vendor ./static/vendor
@@ -69,4 +70,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # characters): the app refuses to start in production without it. Behind a reverse proxy
 # on another host, set FORWARDED_ALLOW_IPS to its address so client addresses and HTTPS
 # are taken from its X-Forwarded-* headers.
-CMD ["sh", "-c", "python -m alembic upgrade head && exec python -m uvicorn app.main:app --host 0.0.0.0 --port \"$PORT\" --proxy-headers --ws websockets-sansio --ws-ping-interval 20 --ws-ping-timeout 20 --ws-per-message-deflate false"]
+CMD ["sh", "-c", "python -m alembic upgrade head && HOST=0.0.0.0 PYTHON=python exec scripts/run-server"]

@@ -30,7 +30,7 @@ from app.db import make_engine, make_sessionmaker
 from app.models import Membership, Programme, User
 from app.security import MIN_PASSWORD_LENGTH, Signer, hash_password
 from app.services import asr_tokens, audit
-from app.services.invitations import issue_invitation
+from app.services.invitations import InvitationRefused, issue_invitation
 from app.services.seed import (
     DEMO_PASSWORD,
     HOST_EMAIL,
@@ -172,15 +172,18 @@ async def invite_member(
     )
     if user is None or membership is None:
         raise CommandError(f"{email} is not a member of “{programme.title}” (id {programme_id}).")
-    invite = await issue_invitation(
-        db,
-        signer=Signer(settings.secret_key),
-        base_url=settings.base_url,
-        user=user,
-        programme_id=programme_id,
-        created_by=None,
-        valid_days=settings.invite_max_age_days,
-    )
+    try:
+        invite = await issue_invitation(
+            db,
+            signer=Signer(settings.secret_key),
+            base_url=settings.base_url,
+            user=user,
+            programme_id=programme_id,
+            created_by=None,
+            valid_days=settings.invite_max_age_days,
+        )
+    except InvitationRefused as refused:
+        raise CommandError(refused.message) from refused
     audit.record(
         db,
         actor=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,14 @@ class Settings(BaseSettings):
     transcription_cpu_margin_seconds: float = Field(default=60.0, ge=0)
     max_csv_rows: int = Field(default=5_000, ge=1)
     login_attempts_per_minute: int = Field(default=10, ge=1)
+    # Wrong passwords from one address, whatever accounts they name, and from everyone.
+    login_failures_per_address_per_minute: int = Field(default=30, ge=1)
+    login_failures_per_minute: int = Field(default=300, ge=1)
+    # Password checks (argon2) run in this many threads; at most this many more may wait.
+    password_check_threads: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1, le=64
+    )
+    password_check_queue: int = Field(default=16, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

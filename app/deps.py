@@ -15,7 +15,15 @@ from starlette.requests import HTTPConnection
 from app.config import Settings
 from app.errors import NotSignedIn
 from app.models import Group, GroupFacilitator, Membership, Programme, ProgrammeSession, Role, User
-from app.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Signer
+from app.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    PasswordWorker,
+    Signer,
+)
+from app.sessions import read_claims, session_user
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -38,7 +46,13 @@ async def get_db(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_passwords(request: HTTPConnection) -> PasswordWorker:
+    passwords: PasswordWorker = request.state.passwords
+    return passwords
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+PasswordsDep = Annotated[PasswordWorker, Depends(get_passwords)]
 SignerDep = Annotated[Signer, Depends(get_signer)]
 SessionDep = Annotated[AsyncSession, Depends(get_db)]
 
@@ -67,15 +81,11 @@ async def verify_csrf(request: Request) -> None:
 async def user_from_cookie(
     db: AsyncSession, *, signer: Signer, settings: Settings, cookie: str | None
 ) -> User | None:
-    if not cookie:
-        return None
-    claims = signer.read_session_cookie(cookie, settings.session_max_age_days * 86400)
+    """The person a session cookie signs in, while that session lasts."""
+    claims = read_claims(cookie, signer=signer, settings=settings)
     if claims is None:
         return None
-    user = await db.get(User, claims.user_id)
-    if user is None or user.auth_epoch != claims.epoch:
-        return None
-    return user
+    return await session_user(db, claims)
 
 
 async def optional_user(
@@ -145,6 +155,9 @@ async def load_programme_context(
             Membership.user_id == user.id, Membership.programme_id == programme_id
         )
     )
+    if membership is not None and not membership.is_active:
+        # Invited but not accepted yet: no access until the person says yes.
+        membership = None
     if membership is not None:
         role = Role(membership.role)
         if user.is_admin:

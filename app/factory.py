@@ -24,8 +24,8 @@ from app.live.events import build_registry
 from app.live.presence import Presence
 from app.live.speaking import Speaking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
-from app.ratelimit import RateLimiter
-from app.security import Signer
+from app.ratelimit import RateLimiter, SignInLimits
+from app.security import PasswordWorker, Signer
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
 from captioning.engine import CaptionEngine
@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
         transcriber.start()
+        passwords = PasswordWorker(
+            threads=settings.password_check_threads, max_waiting=settings.password_check_queue
+        )
         # Everything made so far lives as long as the process: keep it out of the garbage
         # collector's sweeps, which otherwise pause a busy live session now and then.
         # (Not in tests, where many apps come and go in one process.)
@@ -98,10 +101,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "captions": captions,
                 "storage": storage,
                 "transcriber": transcriber,
-                "login_limiter": RateLimiter(settings.login_attempts_per_minute, 60.0),
+                "signin_limits": SignInLimits(
+                    per_account=settings.login_attempts_per_minute,
+                    per_address=settings.login_failures_per_address_per_minute,
+                    everyone=settings.login_failures_per_minute,
+                ),
+                "passwords": passwords,
             }
         finally:
             await transcriber.stop()
+            passwords.close()
             await chat_writer.stop()
             await hub.stop()
             await breakout_closer.stop()
@@ -139,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         live,
         live_actions,
         live_stream,
+        memberships,
         profile,
         programmes,
         roster,
@@ -161,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         auth,
         home,
+        memberships,
         profile,
         programmes,
         sessions,

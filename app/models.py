@@ -36,6 +36,14 @@ class Role(enum.StrEnum):
 ROLE_VALUES = ", ".join(f"'{r.value}'" for r in Role)
 
 
+class MembershipStatus(enum.StrEnum):
+    # A member of the programme, with the access their role gives.
+    ACTIVE = "active"
+    # Added by a roster import to an account that already exists elsewhere: no access until
+    # the person accepts, signed in as themselves.
+    INVITED = "invited"
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -124,12 +132,20 @@ class Membership(Base):
     group_id: Mapped[int | None] = mapped_column(
         ForeignKey("groups.id", ondelete="SET NULL"), index=True
     )
+    status: Mapped[str] = mapped_column(
+        String(20), default=MembershipStatus.ACTIVE.value, server_default="active"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("user_id", "programme_id"),
         CheckConstraint(f"role IN ({ROLE_VALUES})", name="role_known"),
+        CheckConstraint("status IN ('active', 'invited')", name="status_known"),
     )
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == MembershipStatus.ACTIVE.value
 
     user: Mapped[User] = relationship(back_populates="memberships")
     programme: Mapped[Programme] = relationship(back_populates="memberships")
@@ -212,11 +228,28 @@ class Invitation(Base):
     nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Links work once: the first sign-in with it marks it used.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+class EndedSession(Base):
+    """A signed-in browser session that was ended (signed out) before its cookie expires.
+
+    Session cookies are signed and carry a random id; the id of an ended session is kept here,
+    hashed, until the cookie would have expired anyway, and every cookie is checked against
+    it, so a copied cookie stops working the moment its owner signs out."""
+
+    __tablename__ = "ended_sessions"
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # After this the cookie is expired in any case and the row can go.
+    forget_after: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class AuditEntry(Base):

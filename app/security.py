@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -30,20 +32,71 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
+    """Whether `password` matches. Without a hash (no such account, or no password) the same
+    work is done against a dummy hash, so the answer takes as long either way."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        matched = _hasher.verify(password_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
+    return matched and password_hash is not None
+
+
+class PasswordWorkerBusy(Exception):
+    """Too many password checks are waiting; the person should try again in a moment."""
+
+    retry_after = 5
+
+
+class PasswordWorker:
+    """Argon2 hashing and checking, off the event loop and bounded.
+
+    Argon2 is slow on purpose (a quarter of a second of one core here). Run on the event loop,
+    40 wrong passwords at once froze the whole server, live chat included, for ten seconds.
+    Here it runs in a small pool of threads (argon2-cffi releases the GIL), one fewer than
+    the cores so the event loop keeps one, and at most `max_waiting` checks may queue: past
+    that a sign-in is refused at once with "try again in a moment" instead of waiting in a
+    queue that only grows."""
+
+    def __init__(self, *, threads: int, max_waiting: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+        self._slots = asyncio.Semaphore(threads + max_waiting)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._slots.locked():
+            raise PasswordWorkerBusy()
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        result: bool = await self._run(verify_password, password, password_hash)
+        return result
+
+    async def hash(self, password: str) -> str:
+        result: str = await self._run(hash_password, password)
+        return result
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def new_session_id() -> str:
+    return secrets.token_urlsafe(18)
+
+
 @dataclass(frozen=True)
 class SessionClaims:
+    """What a session cookie says: who, under which sign-out-everywhere epoch, which session
+    (a random id, so that one session can be ended on the server), and the invitation link
+    it was made with, if any (a new link for the person ends it)."""
+
     user_id: int
     epoch: int
+    session_id: str = field(default_factory=new_session_id)
+    invitation_id: int | None = None
 
 
 class Signer:
@@ -55,7 +108,10 @@ class Signer:
         self._invites = URLSafeTimedSerializer(secret_key, salt="roundtable.invite")
 
     def session_cookie(self, claims: SessionClaims) -> str:
-        return self._sessions.dumps({"u": claims.user_id, "e": claims.epoch})
+        data: dict[str, Any] = {"u": claims.user_id, "e": claims.epoch, "s": claims.session_id}
+        if claims.invitation_id is not None:
+            data["i"] = claims.invitation_id
+        return self._sessions.dumps(data)
 
     def read_session_cookie(self, value: str, max_age_seconds: int) -> SessionClaims | None:
         try:
@@ -64,10 +120,18 @@ class Signer:
             return None
         if not isinstance(data, dict):
             return None
-        user_id, epoch = data.get("u"), data.get("e")
+        user_id, epoch, session_id = data.get("u"), data.get("e"), data.get("s")
+        invitation_id = data.get("i")
         if not isinstance(user_id, int) or not isinstance(epoch, int):
             return None
-        return SessionClaims(user_id=user_id, epoch=epoch)
+        # Cookies from before sessions had ids cannot be ended one by one: they are refused.
+        if not isinstance(session_id, str) or not 8 <= len(session_id) <= 64:
+            return None
+        if invitation_id is not None and not isinstance(invitation_id, int):
+            return None
+        return SessionClaims(
+            user_id=user_id, epoch=epoch, session_id=session_id, invitation_id=invitation_id
+        )
 
     def csrf_token(self, csrf_cookie: str) -> str:
         """The token forms carry: an HMAC of the browser's random CSRF cookie."""

@@ -5,6 +5,7 @@ route cannot ship without a decision about who may use it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,10 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/signin"): EVERYONE,
     ("POST", "/signin"): EVERYONE,
     ("GET", "/invite/{token}"): EVERYONE,
+    ("POST", "/invite/{token}"): EVERYONE,
+    # Only the invited person can answer; everyone else finds nothing there.
+    ("POST", "/memberships/{membership_id}/accept"): frozenset(),
+    ("POST", "/memberships/{membership_id}/decline"): frozenset(),
     ("POST", "/signout"): EVERYONE,
     ("POST", "/signout-everywhere"): SIGNED_IN,
     ("GET", "/accessibility"): EVERYONE,
@@ -558,3 +563,71 @@ async def test_route_admits_exactly_its_policy(
         if role not in allowed and not refused:
             failures.append(f"{role} should be refused but got {response.status_code} {location}")
     assert not failures, f"{method} {path}:\n" + "\n".join(failures)
+
+
+# Invitation links across programmes: who a host may put on their roster (and what that
+# does), and for whom they may then make a link that signs in. Host of the other programme
+# ("Another programme") against each kind of account; and the programme's own host against
+# its own members. (victim, importer) -> (membership status after import, link made?)
+LINK_POLICY: dict[tuple[str, str], tuple[str, bool]] = {
+    (ADMIN, "other_host"): ("invited", False),
+    (HOST, "other_host"): ("invited", False),  # hosts a programme, has a password
+    (FACILITATOR, "other_host"): ("invited", False),  # has a password
+    (IT, "other_host"): ("invited", False),  # has a password
+    (PARTICIPANT, "other_host"): ("invited", False),  # a member elsewhere: no link power
+    (OBSERVER, "other_host"): ("invited", False),
+    ("newcomer", "other_host"): ("active", True),  # no account yet: a link is how they join
+    (FACILITATOR, HOST): ("active", False),  # own programme, but has a password
+    (IT, HOST): ("active", False),
+    (PARTICIPANT, HOST): ("active", True),  # own programme, no password: links are for them
+    (OBSERVER, HOST): ("active", True),
+}
+
+
+@pytest.mark.parametrize(("victim", "importer"), list(LINK_POLICY), ids=str)
+async def test_imports_and_links_across_programmes(
+    victim: str, importer: str, browser_factory: Any, db: Any
+) -> None:
+    from app.models import Role, User
+    from tests.factories import PASSWORD, add_member, make_user
+
+    w = await make_world(db)
+    if importer == "other_host":
+        host = await make_user(db, name="Other Host", password=PASSWORD)
+        await add_member(db, w.other_programme, host, Role.HOST)
+        programme_id = w.other_programme.id
+    else:
+        host, programme_id = w.host, w.programme.id
+    email = "newcomer@example.org" if victim == "newcomer" else actors_of(w)[victim].email
+    await db.commit()
+    hosting = browser_factory(host)
+    data = f"name,email,role,group\r\nSomeone,{email},participant,Oak\r\n".encode()
+    if victim in (FACILITATOR, IT) and importer == HOST:
+        data = f"name,email\r\nSomeone,{email}\r\n".encode()  # the row keeps their role
+    imported = await hosting.submit(
+        f"/programmes/{programme_id}/roster/import",
+        {},
+        files={"file": ("roster.csv", data, "text/csv")},
+    )
+    assert imported.status_code == 200, imported.text
+    user = await db.scalar(select(User).where(User.email == email))
+    membership = await db.scalar(
+        select(Membership)
+        .where(Membership.user_id == user.id, Membership.programme_id == programme_id)
+        .execution_options(populate_existing=True)
+    )
+    expected_status, link_made = LINK_POLICY[(victim, importer)]
+    assert membership.status == expected_status
+    answer = await hosting.submit(f"/programmes/{programme_id}/members/{membership.id}/invitation")
+    links = re.findall(r'<code class="invite-link">http://testserver([^<]+)</code>', answer.text)
+    assert bool(links) is link_made, answer.status_code
+    if not link_made:
+        assert answer.status_code == 409
+        return
+    # The link signs in as that person, and reaches only their own programme.
+    visitor = browser_factory()
+    assert (await visitor.submit(links[0])).status_code == 303
+    me = (await visitor.get("/api/v1/me")).json()
+    assert me["is_admin"] is False and (await visitor.get("/admin")).status_code == 403
+    elsewhere = w.programme.id if programme_id != w.programme.id else w.other_programme.id
+    assert (await visitor.get(f"/programmes/{elsewhere}")).status_code == 404

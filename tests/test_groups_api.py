@@ -200,6 +200,7 @@ async def test_roster_upload_summary_and_every_bad_row(
         "updated": 0,
         "unchanged": 0,
         "new_accounts": 2,
+        "requested": 0,
         "groups_created": ["Group C"],
     }
     again = await host.api("POST", url, files={"file": ("r.csv", good, "text/csv")})
@@ -275,7 +276,8 @@ async def test_invitations_api(db: AsyncSession, browser_factory: Any) -> None:
     assert (link["name"], link["group"]) == ("Priya Participant", "Group A")
     assert link["link"].startswith("http://testserver/invite/")
     everyone = await host.api("POST", url, json={"all_without_live_link": True})
-    assert len(everyone.json()["invitations"]) == 5  # not the host, not Priya again
+    # Not the host, not Priya again, and nobody with a password (staff): Pat and Olu.
+    assert len(everyone.json()["invitations"]) == 2
     assert (await host.api("POST", url, json={"all_without_live_link": True})).json() == {
         "invitations": []
     }
@@ -294,10 +296,16 @@ async def test_invitations_api(db: AsyncSession, browser_factory: Any) -> None:
 
     # The newest link works; the one it replaced does not.
     again = (await host.api("POST", url, json={"membership_ids": [priya]})).json()["invitations"][0]
-    old = await browser_factory().get(link["link"].removeprefix("http://testserver"))
+    old = await browser_factory().submit(link["link"].removeprefix("http://testserver"))
     assert old.status_code == 400
-    new = await browser_factory().get(again["link"].removeprefix("http://testserver"))
+    new = await browser_factory().submit(again["link"].removeprefix("http://testserver"))
     assert new.status_code == 303
+
+    # A facilitator signs in with their password: asking for a link for them is refused.
+    fola = await membership_id(db, w.facilitator_a.id, w.programme.id)
+    refused = await host.api("POST", url, json={"membership_ids": [fola]})
+    assert refused.status_code == 409
+    assert "has a password" in refused.json()["detail"]
 
 
 async def test_openapi_documents_the_models(browser: Any) -> None:

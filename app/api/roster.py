@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, HTTPException, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import JSONResponse, Response
 
 from app.deps import HostOf, SessionDep, SettingsDep, SignerDep
+from app.services.invitations import InvitationRefused
 from app.services.invite_batches import issue_links, unknown_membership_ids
 from app.services.roster import MAX_ROSTER_BYTES, RosterRejected, import_roster
 
@@ -25,6 +26,10 @@ class ImportOut(BaseModel):
     updated: int = Field(description="Members whose role, group or facilitation changed")
     unchanged: int
     new_accounts: int = Field(description="Of those added, people new to Roundtable")
+    requested: int = Field(
+        description="Of those added, people with an account elsewhere who have been asked to "
+        "join: they become members when they accept"
+    )
     groups_created: list[str]
 
 
@@ -73,6 +78,7 @@ async def api_import_roster(
         updated=summary.updated,
         unchanged=summary.unchanged,
         new_accounts=summary.new_accounts,
+        requested=summary.requested,
         groups_created=summary.groups_created,
     )
 
@@ -131,15 +137,18 @@ async def api_issue_invitations(
                 {"detail": message, "errors": [{"field": "membership_ids", "message": message}]},
                 status_code=422,
             )
-    links = await issue_links(
-        db,
-        programme=ctx.programme,
-        actor=ctx.user,
-        signer=signer,
-        base_url=settings.base_url,
-        valid_days=settings.invite_max_age_days,
-        membership_ids=body.membership_ids,
-    )
+    try:
+        links = await issue_links(
+            db,
+            programme=ctx.programme,
+            actor=ctx.user,
+            signer=signer,
+            base_url=settings.base_url,
+            valid_days=settings.invite_max_age_days,
+            membership_ids=body.membership_ids,
+        )
+    except InvitationRefused as refused:
+        raise HTTPException(status_code=409, detail=refused.message) from refused
     response.headers["Cache-Control"] = "no-store"
     return InvitationsOut(
         invitations=[

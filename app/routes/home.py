@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.deps import CurrentUser, SessionDep
+from app.services.membership_requests import pending_for
 from app.services.programmes import my_programmes
 from app.templating import render
 
@@ -15,7 +16,12 @@ router = APIRouter(tags=["pages: home"])
 @router.get("/")
 async def home(request: Request, user: CurrentUser, db: SessionDep) -> Response:
     programmes = await my_programmes(db, user=user)
-    return render(request, "home.html", {"programmes": programmes, "title": "My programmes"})
+    pending = await pending_for(db, user=user)
+    return render(
+        request,
+        "home.html",
+        {"programmes": programmes, "pending": pending, "title": "My programmes"},
+    )
 
 
 @router.get("/accessibility")

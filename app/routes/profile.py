@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import CurrentUser, SessionDep, SettingsDep, SignerDep
+from app.deps import CurrentUser, PasswordsDep, SessionDep, SettingsDep, SignerDep
+from app.security import PasswordWorkerBusy
 from app.services.profile import (
     ACCESS_NEEDS,
     ProfileChanges,
@@ -103,16 +104,28 @@ async def save_password(
     db: SessionDep,
     settings: SettingsDep,
     signer: SignerDep,
+    passwords: PasswordsDep,
     current_password: Annotated[str, Form(max_length=200)] = "",
     new_password: Annotated[str, Form(max_length=1000)] = "",
     confirm_password: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     try:
         await change_password(
-            db, user=user, current=current_password, new=new_password, confirm=confirm_password
+            db,
+            user=user,
+            passwords=passwords,
+            current=current_password,
+            new=new_password,
+            confirm=confirm_password,
         )
     except ProfileError as exc:
         return _page(request, user, password_errors=exc.errors)
+    except PasswordWorkerBusy as exc:
+        raise HTTPException(
+            status_code=503,
+            detail="Many people are signing in right now. Please try again in a few seconds.",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
     response = RedirectResponse("/profile?saved=password", status_code=303)
     # This browser stays signed in under the new epoch; every other one is signed out.
     sign_in(response, user=user, signer=signer, settings=settings)

@@ -14,6 +14,7 @@ from app.config import Settings
 from app.deps import HostMembershipOf, HostOf, ProgrammeContext, SessionDep, SettingsDep, SignerDep
 from app.models import Role
 from app.services.grouping import AssignSummary, GroupingError, auto_assign, get_group, move_member
+from app.services.invitations import InvitationRefused
 from app.services.invite_batches import IssuedLink, issue_links, links_csv
 from app.services.roster import (
     MAX_ROSTER_BYTES,
@@ -141,6 +142,12 @@ async def import_roster_form(
         f"The roster has been imported: {summary.created} added, {summary.updated} updated, "
         f"{summary.unchanged} unchanged."
     ]
+    if summary.requested:
+        flash.append(
+            f"{summary.requested} of the people added already have a Roundtable account of their "
+            "own, so they have been asked to join: they become members when they accept, and "
+            "they sign in as they usually do (no invitation link is needed or possible)."
+        )
     return await render_roster(request, ctx, db, flash=flash, import_summary=summary)
 
 
@@ -245,15 +252,18 @@ async def invite_one_form(
     settings: SettingsDep,
     signer: SignerDep,
 ) -> Response:
-    links = await issue_links(
-        db,
-        programme=ctx.programme,
-        actor=ctx.user,
-        signer=signer,
-        base_url=settings.base_url,
-        valid_days=settings.invite_max_age_days,
-        membership_ids=[membership.id],
-    )
+    try:
+        links = await issue_links(
+            db,
+            programme=ctx.programme,
+            actor=ctx.user,
+            signer=signer,
+            base_url=settings.base_url,
+            valid_days=settings.invite_max_age_days,
+            membership_ids=[membership.id],
+        )
+    except InvitationRefused as refused:
+        return await render_roster(request, ctx, db, status_code=409, flash=[refused.message])
     flash = [
         "A new invitation link has been made; any earlier link for this person no longer works."
     ]
@@ -279,7 +289,13 @@ async def invite_everyone_form(
     )
     if not links:
         return await render_roster(
-            request, ctx, db, flash=["Everyone already has a live invitation link."]
+            request,
+            ctx,
+            db,
+            flash=[
+                "Everyone who signs in with a link already has a live one. People with a "
+                "password, or in other programmes too, sign in their own way."
+            ],
         )
     if output == "csv":
         body = links_csv(links, timezone=ctx.programme.timezone)

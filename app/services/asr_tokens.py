@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.asr_models import AsrToken
 from app.db import utcnow
-from app.models import Membership, Role, User
+from app.models import Membership, MembershipStatus, Role, User
 from app.security import sha256_hex
 from app.services import audit
 
@@ -73,7 +73,11 @@ async def may_issue_tokens(db: AsyncSession, *, user: User) -> bool:
         return True
     hosting = await db.scalar(
         select(Membership.id)
-        .where(Membership.user_id == user.id, Membership.role == Role.HOST.value)
+        .where(
+            Membership.user_id == user.id,
+            Membership.role == Role.HOST.value,
+            Membership.status == MembershipStatus.ACTIVE.value,
+        )
         .limit(1)
     )
     return hosting is not None

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.models import Membership, Programme, ProgrammeSession, User
+from app.models import Membership, MembershipStatus, Programme, ProgrammeSession, User
 from app.services.schedule import programme_zone
 
 PRODID = "-//Roundtable//Roundtable sessions//EN"
@@ -102,7 +102,7 @@ async def sessions_for_person(
         select(ProgrammeSession, Programme)
         .join(Programme, Programme.id == ProgrammeSession.programme_id)
         .join(Membership, Membership.programme_id == Programme.id)
-        .where(Membership.user_id == user.id)
+        .where(Membership.user_id == user.id, Membership.status == MembershipStatus.ACTIVE.value)
         .order_by(ProgrammeSession.starts_at, ProgrammeSession.id)
     )
     return [(session, programme) for session, programme in rows.tuples().all()]

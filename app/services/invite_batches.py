@@ -16,7 +16,7 @@ from app.models import Membership, Programme, User
 from app.security import Signer
 from app.services import audit
 from app.services.csv_export import to_csv
-from app.services.invitations import issue_invitation
+from app.services.invitations import InvitationRefused, issue_invitation, link_refusal
 from app.services.roster_views import list_members
 from app.templating import local_time
 
@@ -46,7 +46,11 @@ async def issue_links(
 ) -> list[IssuedLink]:
     """New links for the given members of `programme` (ids of other programmes' members are
     ignored: check them first), or, when `membership_ids` is None, for every member except
-    `actor` who has no live link. Commits."""
+    `actor` who has no live link and whom a link may sign in (people with a password, or in
+    other programmes, sign in their own way). Commits.
+
+    Raises InvitationRefused, having made no link, when a member named in `membership_ids`
+    is someone a link may not sign in."""
     members = await list_members(db, programme=programme, with_invitations=True)
     if membership_ids is None:
         chosen = [
@@ -63,17 +67,27 @@ async def issue_links(
             select(User).where(User.id.in_([m.person.user_id for m in chosen]))
         )
     }
+    if membership_ids is not None:
+        # All or nothing: check everyone named before making any link.
+        for member in chosen:
+            user = users[member.person.user_id]
+            refusal = await link_refusal(db, user=user, programme_id=programme.id)
+            if refusal is not None:
+                raise InvitationRefused(refusal, refusal.for_host(user.display_name))
     issued = []
     for member in chosen:
-        invite = await issue_invitation(
-            db,
-            signer=signer,
-            base_url=base_url,
-            user=users[member.person.user_id],
-            programme_id=programme.id,
-            created_by=actor,
-            valid_days=valid_days,
-        )
+        try:
+            invite = await issue_invitation(
+                db,
+                signer=signer,
+                base_url=base_url,
+                user=users[member.person.user_id],
+                programme_id=programme.id,
+                created_by=actor,
+                valid_days=valid_days,
+            )
+        except InvitationRefused:
+            continue  # nothing was written for this person: they sign in their own way
         group = member.group_name or "; ".join(name for _, name in member.facilitator_of)
         issued.append(
             IssuedLink(
@@ -86,6 +100,8 @@ async def issue_links(
                 expires_at=datetime.fromisoformat(invite.expires_at_iso),
             )
         )
+    if not issued:
+        return []
     audit.record(
         db,
         actor=actor,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import User
-from app.security import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from app.security import MIN_PASSWORD_LENGTH, PasswordWorker
 from app.services import audit
 
 ACCESS_NEEDS = {
@@ -74,10 +74,17 @@ async def update_profile(db: AsyncSession, *, user: User, changes: ProfileChange
 
 
 async def change_password(
-    db: AsyncSession, *, user: User, current: str, new: str, confirm: str
+    db: AsyncSession,
+    *,
+    user: User,
+    passwords: PasswordWorker,
+    current: str,
+    new: str,
+    confirm: str,
 ) -> None:
+    """Raises ProfileError, or PasswordWorkerBusy when too many passwords are being checked."""
     errors: dict[str, str] = {}
-    if user.password_hash and not verify_password(current, user.password_hash):
+    if user.password_hash and not await passwords.verify(current, user.password_hash):
         errors["current_password"] = "Your current password is not right."
     if len(new) < MIN_PASSWORD_LENGTH:
         errors["new_password"] = f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters."
@@ -87,7 +94,7 @@ async def change_password(
         errors["confirm_password"] = "The two new passwords are not the same."
     if errors:
         raise ProfileError(errors)
-    user.password_hash = hash_password(new)
+    user.password_hash = await passwords.hash(new)
     # Other devices signed in with the old password are signed out.
     user.auth_epoch += 1
     audit.record(db, actor=user, action="auth.password_change", target=f"user:{user.id}")

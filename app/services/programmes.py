@@ -13,6 +13,7 @@ from app.models import (
     Group,
     GroupFacilitator,
     Membership,
+    MembershipStatus,
     Programme,
     ProgrammeSession,
     Role,
@@ -153,7 +154,14 @@ async def my_programmes(db: AsyncSession, *, user: User) -> list[MyProgramme]:
     group, facilitators and the next session."""
     memberships = {
         m.programme_id: m
-        for m in (await db.scalars(select(Membership).where(Membership.user_id == user.id))).all()
+        for m in (
+            await db.scalars(
+                select(Membership).where(
+                    Membership.user_id == user.id,
+                    Membership.status == MembershipStatus.ACTIVE.value,
+                )
+            )
+        ).all()
     }
     query = select(Programme).order_by(Programme.created_at.desc(), Programme.id.desc())
     if not user.is_admin:

@@ -3,6 +3,12 @@
 The file is read by `app.services.roster_csv`; here each row is matched to an existing account
 (by e-mail, ignoring case), checked against the programme (roles, group capacity after the
 import), and only when every row is good is anything written.
+
+An import changes this programme's memberships only. A row naming an account that already
+belongs to someone who signs in with a password, an administrator, or a member of another
+programme does not make them a member: it asks them to join (a membership with status
+"invited"), and they accept, signed in as themselves. So a host can never gain power over
+an account by naming it in a file.
 """
 
 from __future__ import annotations
@@ -13,7 +19,15 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Group, GroupFacilitator, Membership, Programme, Role, User
+from app.models import (
+    Group,
+    GroupFacilitator,
+    Membership,
+    MembershipStatus,
+    Programme,
+    Role,
+    User,
+)
 from app.services import audit
 from app.services.roster_csv import (
     MAX_ROSTER_BYTES,
@@ -40,6 +54,9 @@ class ImportSummary:
     updated: int = 0  # members whose role, group or facilitation changed
     unchanged: int = 0
     new_accounts: int = 0  # of `created`, people who had no account before
+    # Of `created`, people with an account of their own elsewhere, asked to join: they become
+    # members when they accept.
+    requested: int = 0
     groups_created: list[str] = field(default_factory=list)
 
 
@@ -52,6 +69,8 @@ class _Plan:
     membership: Membership | None  # None: a new member
     role: Role
     group_key: str | None  # casefolded group name, None: leave as it is
+    # A new membership for an account that must agree to it (see the module's docstring).
+    needs_consent: bool = False
 
 
 async def import_roster(
@@ -96,6 +115,8 @@ class _ProgrammeState:
     memberships: dict[int, Membership]  # user id -> membership in this programme
     groups: dict[str, Group]  # casefolded name -> group
     facilitations: set[tuple[int, int]]  # (group id, user id) in this programme
+    # Accounts in the file that are active members of another programme.
+    members_elsewhere: set[int] = field(default_factory=set)
 
     @property
     def group_keys(self) -> dict[int, str]:
@@ -132,12 +153,29 @@ class _ProgrammeState:
             .join(Group, Group.id == GroupFacilitator.group_id)
             .where(Group.programme_id == programme.id)
         )
+        user_ids = sorted(u.id for u in users.values())
+        elsewhere: set[int] = set()
+        for start in range(0, len(user_ids), _CHUNK):
+            elsewhere.update(
+                await db.scalars(
+                    select(Membership.user_id).where(
+                        Membership.user_id.in_(user_ids[start : start + _CHUNK]),
+                        Membership.programme_id != programme.id,
+                        Membership.status == MembershipStatus.ACTIVE.value,
+                    )
+                )
+            )
         return cls(
             users=users,
             memberships=memberships,
             groups=groups,
             facilitations={(g, u) for g, u in links.tuples()},
+            members_elsewhere=elsewhere,
         )
+
+    def needs_consent(self, user: User) -> bool:
+        """Whether adding this existing account must wait for its owner to accept."""
+        return bool(user.password_hash) or user.is_admin or user.id in self.members_elsewhere
 
 
 def _plan_rows(
@@ -178,7 +216,14 @@ def _plan_rows(
             continue
         group_key = row.group.casefold() if row.group else None
         plans.append(
-            _Plan(row=row, user=user, membership=membership, role=role, group_key=group_key)
+            _Plan(
+                row=row,
+                user=user,
+                membership=membership,
+                role=role,
+                group_key=group_key,
+                needs_consent=user is not None and membership is None and state.needs_consent(user),
+            )
         )
     return plans, errors
 
@@ -300,6 +345,7 @@ async def _apply(
         changed = await _apply_row(db, plan, state, programme=programme)
         if plan.membership is None:
             summary.created += 1
+            summary.requested += plan.needs_consent
         elif changed:
             summary.updated += 1
         else:
@@ -316,7 +362,16 @@ async def _apply_row(
     user_id = plan.user.id
     membership = plan.membership
     if membership is None:
-        membership = Membership(user_id=user_id, programme_id=programme.id, role=plan.role.value)
+        membership = Membership(
+            user_id=user_id,
+            programme_id=programme.id,
+            role=plan.role.value,
+            status=(
+                MembershipStatus.INVITED.value
+                if plan.needs_consent
+                else MembershipStatus.ACTIVE.value
+            ),
+        )
         db.add(membership)
         state.memberships[user_id] = membership
     changed = False

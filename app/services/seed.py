@@ -342,6 +342,9 @@ async def seed_demo(
                 group_id=group.id if group is not None and role is Role.PARTICIPANT else None,
             )
         )
+        if user.password_hash:
+            continue  # staff sign in with the demo password; a link cannot sign them in
+        await db.flush()  # the membership exists before its link is made
         invite = await issue_invitation(
             db,
             signer=signer,

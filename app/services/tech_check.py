@@ -25,7 +25,7 @@ from app.live.channels import seat_for
 from app.live.chat import ChatRefused
 from app.live.models import HelpRequest
 from app.live.text import clean_message
-from app.models import Membership, ProgrammeSession, User
+from app.models import Membership, MembershipStatus, ProgrammeSession, User
 from captioning.audio import SAMPLE_WIDTH, AudioFormatError, PcmAudio, read_wav
 from captioning.engine import CaptionEngine
 from captioning.stream import FILE_BUDGET, RecognizerStream, StreamConfigError
@@ -114,7 +114,11 @@ async def help_target(db: AsyncSession, *, user: User, session_id: int | None) -
     session = await db.scalar(
         select(ProgrammeSession)
         .join(Membership, Membership.programme_id == ProgrammeSession.programme_id)
-        .where(Membership.user_id == user.id, ProgrammeSession.ends_at > utcnow())
+        .where(
+            Membership.user_id == user.id,
+            Membership.status == MembershipStatus.ACTIVE.value,
+            ProgrammeSession.ends_at > utcnow(),
+        )
         .order_by(ProgrammeSession.starts_at, ProgrammeSession.id)
         .limit(1)
     )
