@@ -253,3 +253,34 @@ async def test_trickling_uploads_hold_no_database_connection_and_are_ended_clear
     kept = files_in(settings.upload_dir)
     assert len(kept) == 3, kept
     assert not [p for p in kept if p.name.endswith(".part")]
+
+
+async def test_a_trickling_tech_check_sample_holds_no_database_connection(
+    db: Any, live_server: LiveServer
+) -> None:
+    w = await make_world(db)
+    sample = ef.wav(rate=16000, data_bytes=64_000)  # 2 s
+    reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
+    head = (
+        f"POST /tech-check/caption HTTP/1.1\r\nHost: 127.0.0.1:{live_server.port}\r\n"
+        f"Cookie: {live_server.cookie_header(w.participant_a)}\r\n"
+        f"X-CSRF-Token: {live_server.csrf_token()}\r\n"
+        f"Content-Type: audio/wav\r\nContent-Length: {len(sample)}\r\n\r\n"
+    ).encode()
+    try:
+        writer.write(head + sample[:100])
+        await writer.drain()
+        await asyncio.sleep(0.3)  # signed in and checked, now reading the body
+        # Sampled while the body is still arriving (it is cut off after a second of nothing);
+        # background workers may take a connection for a moment, the route must hold none.
+        pool = live_server.server.lifespan.state["engine"].pool
+        samples = []
+        for _ in range(10):
+            samples.append(pool.checkedout())
+            await asyncio.sleep(0.04)
+        assert samples.count(0) >= 8, samples
+        # It is cut off as the uploads are (the tech check has its own small sample).
+        status = (await asyncio.wait_for(reader.readline(), 5)).split()[1]
+        assert status == b"408"
+    finally:
+        writer.close()

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Form, Query, Request, WebSocket
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
+from app.bodylimits import release_connection
 from app.deps import CurrentUser, SessionDep, user_from_cookie
 from app.live.captions import public_status
 from app.live.chat import ChatRefused
@@ -102,7 +103,7 @@ def refusal(message: str, status: int, **headers: str) -> JSONResponse:
 
 
 @router.post(PAGE + "/caption")
-async def sample_caption(request: Request, user: CurrentUser) -> Response:
+async def sample_caption(request: Request, user: CurrentUser, db: SessionDep) -> Response:
     """A WAV recording of at most ten seconds in; what the speech model heard out, as
     {"text": …, "seconds": …}. Refusals are {"detail": …} with a 4xx status."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -117,6 +118,8 @@ async def sample_caption(request: Request, user: CurrentUser) -> Response:
             429,
             **{"Retry-After": str(wait)},
         )
+    # The sample takes seconds to arrive; the sign-in check's connection goes back first.
+    await release_connection(db)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
