@@ -20,6 +20,16 @@ class Settings(BaseSettings):
     secret_key: str = PLACEHOLDER_SECRET
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'roundtable.db'}"
     redis_url: str | None = None
+    # Back-pressure under bursts (docs/capacity.md): connections each process keeps, how
+    # long a request waits for one before a 503 with Retry-After, how long a SQLite write
+    # waits for another's; chat messages waiting for the writer, and how long a sender
+    # waits for their message's commit.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    sqlite_busy_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    chat_queue_limit: int = Field(default=2000, ge=1, le=100_000)
+    chat_wait_seconds: float = Field(default=10.0, gt=0, le=60)
     upload_dir: Path = PROJECT_ROOT / "var" / "uploads"
     vosk_model_path: Path = PROJECT_ROOT / "var" / "models" / "model-en-us"
     static_vendor_dir: Path = PROJECT_ROOT / "node_modules"

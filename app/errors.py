@@ -1,16 +1,26 @@
-"""Errors a person can understand: HTML pages for the browser, JSON for the API."""
+"""Errors a person can understand: HTML pages for the browser, JSON for the API, a line of
+text for the page's own requests (htmx); and "too busy right now" as 503 with Retry-After,
+never as a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 from urllib.parse import quote
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from app.db import RETRY_AFTER_SECONDS, is_overloaded
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +36,14 @@ STATUS_TITLES = {
     422: "Please check what you entered",
     429: "Too many requests; please wait a moment",
     500: "Something went wrong on our side",
+    503: "Very busy right now",
 }
+BUSY_MESSAGE = (
+    "So many people are doing something at this moment that this was not done yet. "
+    "Please try again in a few seconds."
+)
+# WebSocket close code "try again later" (RFC 6455 registry).
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class NotSignedIn(Exception):
@@ -47,6 +64,19 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
+def _loaded_user(request: Request) -> Any:
+    """The signed-in person for the page's layout, unless the failure rolled their session
+    back: reading an expired attribute would query the database again (which may be what
+    failed) and fail on the error page itself. The page is then drawn as for a visitor."""
+    user = getattr(request.state, "user", None)
+    if user is None:
+        return None
+    state = sa_inspect(user, raiseerr=False)
+    if state is not None and (state.expired_attributes or state.detached):
+        return None
+    return user
+
+
 def _page(
     request: Request, status: int, message: str, extra: dict[str, Any] | None = None
 ) -> Response:
@@ -59,14 +89,70 @@ def _page(
         "title": title,
         "message": message,
         "status": status,
-        "user": getattr(request.state, "user", None),
+        "user": _loaded_user(request),
         "csrf_token": getattr(request.state, "csrf_token", ""),
         **(extra or {}),
     }
     return templates.TemplateResponse(request, "error.html", ctx, status_code=status)
 
 
+async def busy_response(conn: HTTPConnection) -> Response | None:
+    """503 with Retry-After, in the form the asker reads: JSON for the API, a line of text
+    for the page's scripts (which show it and try again by themselves), a page otherwise.
+    A WebSocket is closed with 1013, "try again later"."""
+    if isinstance(conn, WebSocket):
+        # Accepted first: refused in the handshake, a browser could not tell "busy" from
+        # "blocked", and the page would give up on WebSockets for the rest of the visit.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            if conn.application_state == WebSocketState.CONNECTING:
+                await conn.accept()
+            if conn.application_state == WebSocketState.CONNECTED:
+                await conn.close(CLOSE_TRY_AGAIN_LATER, "busy: reconnect in a few seconds")
+        return None
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    request = conn if isinstance(conn, Request) else Request(conn.scope)
+    if wants_json(request):
+        return JSONResponse({"detail": BUSY_MESSAGE}, status_code=503, headers=headers)
+    if request.headers.get("hx-request") == "true":
+        return PlainTextResponse(BUSY_MESSAGE, status_code=503, headers=headers)
+    response = _page(request, 503, BUSY_MESSAGE)
+    response.headers.update(headers)
+    return response
+
+
+class ClientFaultsAsWarnings(logging.Filter):
+    """uvicorn logs a client's text frame that is not UTF-8 as an exception, traceback and
+    all, though it closes only that connection (1007) and nothing on the server failed: the
+    record becomes a warning without the traceback. (Compatibility: remove when uvicorn's
+    websockets-sansio protocol logs it as a warning itself.)"""
+
+    MESSAGES = frozenset({"Invalid UTF-8 sequence received from client."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.MESSAGES:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+# One instance, so that adding it again (an app per test) adds nothing.
+CLIENT_FAULTS_AS_WARNINGS = ClientFaultsAsWarnings()
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    logging.getLogger("uvicorn.error").addFilter(CLIENT_FAULTS_AS_WARNINGS)
+
+    async def _database_busy(conn: HTTPConnection, exc: Exception) -> Response | None:
+        if not is_overloaded(exc):
+            raise exc  # a real fault: the handler of last resort logs it (500)
+        log.warning("refused %s: the database is too busy (%s)", conn.url.path, type(exc).__name__)
+        return await busy_response(conn)
+
+    # One handler for requests and WebSockets, which Starlette's types keep apart.
+    handler = cast(Callable[[Request, Exception], Awaitable[Response]], _database_busy)
+    app.add_exception_handler(PoolTimeout, handler)
+    app.add_exception_handler(OperationalError, handler)
+
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
         if wants_json(request):

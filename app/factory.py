@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from app.bodylimits import BodyLimits, BodyLimitsMiddleware
 from app.compression import CompressionMiddleware, StaticAssets
 from app.config import Settings
-from app.db import make_engine, make_sessionmaker
+from app.db import PoolSizes, make_engine, make_sessionmaker, make_writer_engine
 from app.deps import verify_csrf
 from app.errors import install_error_handlers
 from app.evidence.cpu_budget import CpuBudget
@@ -45,7 +45,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = make_engine(settings.async_database_url)
+        engine = make_engine(
+            settings.async_database_url,
+            PoolSizes(
+                size=settings.db_pool_size,
+                overflow=settings.db_pool_overflow,
+                timeout=settings.db_pool_timeout_seconds,
+            ),
+            sqlite_busy_seconds=settings.sqlite_busy_timeout_seconds,
+        )
         sessionmaker = make_sessionmaker(engine)
         templates = make_templates()
         broker = make_broker(settings.redis_url)
@@ -62,7 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         speaking.start()
         breakout_closer = BreakoutCloser(sessionmaker, live)
         breakout_closer.start()
-        chat_writer = ChatWriter(sessionmaker, live)
+        writer_engine = make_writer_engine(
+            settings.async_database_url, sqlite_busy_seconds=settings.sqlite_busy_timeout_seconds
+        )
+        chat_writer = ChatWriter(
+            make_sessionmaker(writer_engine),
+            live,
+            queue_limit=settings.chat_queue_limit,
+            wait_seconds=settings.chat_wait_seconds,
+        )
         await chat_writer.start()
         transcriber = Transcriber(
             sessionmaker,
@@ -119,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             captions.close()
             await broker.close()
             await engine.dispose()
+            await writer_engine.dispose()
 
     app = FastAPI(
         title="Roundtable",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -20,11 +19,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from realtime.connection import HEARTBEAT, Connection, SlowConsumer
 from realtime.events import control
+from realtime.frames import FrameError, parse_frame
 
 logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_SECONDS = 10.0
-MAX_FRAME_BYTES = 8 * 1024
 MAX_CHANNELS = 16
 MAX_FRAMES_PER_10S = 40
 MAX_BAD_FRAMES = 10
@@ -36,13 +35,6 @@ Cursors = dict[str, int | None]
 Authorizer = Callable[[Cursors], Awaitable[tuple[Cursors, list[str]]]]
 # Handles an action frame (anything but hello/ping); returns control messages to send back.
 FrameHandler = Callable[[dict[str, Any]], Awaitable[list[str]]]
-
-
-class FrameError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def parse_cursors(raw: object) -> Cursors:
@@ -72,7 +64,7 @@ def parse_cursor_text(text: str) -> Cursors:
         channel, sep, value = part.rpartition("=")
         if not sep:
             raise FrameError("bad_cursors", "cursors look like channel=id,channel=id")
-        if value and not value.isdigit():
+        if value and not (value.isascii() and value.isdigit()):  # int() refuses "²"
             raise FrameError("bad_cursors", f"the id for {channel[:100]} must be a whole number")
         raw[channel] = int(value) if value else None
     return parse_cursors(raw)
@@ -80,18 +72,6 @@ def parse_cursor_text(text: str) -> Cursors:
 
 def cursor_text(cursors: Mapping[str, int]) -> str:
     return ",".join(f"{c}={i}" for c, i in sorted(cursors.items()))
-
-
-def parse_frame(text: str) -> dict[str, Any]:
-    if len(text.encode()) > MAX_FRAME_BYTES:
-        raise FrameError("too_big", f"frames are at most {MAX_FRAME_BYTES} bytes")
-    try:
-        frame = json.loads(text)
-    except ValueError as exc:
-        raise FrameError("bad_json", "frames must be JSON objects") from exc
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise FrameError("bad_frame", 'frames are JSON objects with a "type"')
-    return frame
 
 
 async def follow_authorized(
@@ -130,8 +110,11 @@ async def serve_websocket(
         except FrameError as exc:
             await _close(websocket, 1003 if exc.code != "too_big" else 1009, exc.message)
             return
-        for message in [control("hello", transport="websocket"), *backlog]:
-            await websocket.send_text(message)
+        try:
+            for message in [control("hello", transport="websocket"), *backlog]:
+                await websocket.send_text(message)
+        except WebSocketDisconnect:
+            return  # gone before its hello was answered
 
         sender = asyncio.create_task(_send_loop(websocket, connection))
         receiver = asyncio.create_task(

@@ -1,7 +1,10 @@
-"""Shared fixtures: a migrated database per test, a fresh app, and a browser-like client."""
+"""Shared fixtures: a migrated database per test, a fresh app, and a browser-like client;
+a watch on every server the suite runs, which fails the run if any of them logged an
+unhandled exception; figures that tests report (the burst test's p99) at the end."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +28,91 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-tests"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("TEST_REDIS_URL")
+
+
+# What uvicorn logs when an exception escapes the app (any route, any transport).
+ASGI_FAILURE = "Exception in ASGI application"
+
+
+class ServerLogWatch:
+    """Collects every ASGI_FAILURE of the suite: in-process servers (uvicorn's "uvicorn.error"
+    logger, watched by a filter, which survives the logging set-up each uvicorn.Config
+    does, unlike a handler) and server processes (tests/procs.py registers their logs).
+    Clients of in-process apps without a server (httpx.ASGITransport) get the exception
+    raised into the test itself."""
+
+    def __init__(self) -> None:
+        self.test = "(outside any test)"
+        self.seen: list[str] = []
+        self.process_logs: dict[Path, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if ASGI_FAILURE in record.getMessage():
+            error = record.exc_info[1] if record.exc_info else None
+            self.seen.append(f"{self.test}: {type(error).__name__}: {str(error)[:200]}")
+        return True
+
+    def watch_process_log(self, path: Path) -> None:
+        self.process_logs.setdefault(path, self.test)
+
+    def failures(self) -> list[str]:
+        found = list(self.seen)
+        for path, test in self.process_logs.items():
+            try:
+                text = path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            if ASGI_FAILURE in text:
+                tail = text[text.index(ASGI_FAILURE) :].splitlines()
+                error = next((line for line in tail if "Error" in line), tail[-1])
+                found.append(f"{test} (server process, {path.name}): {error.strip()[:200]}")
+        return found
+
+
+SERVER_LOG = ServerLogWatch()
+FIGURES: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger("uvicorn.error").addFilter(SERVER_LOG.filter)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    SERVER_LOG.test = item.nodeid
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_logs_are_clean() -> Iterator[None]:
+    """Fails the run (an error at the end) if any server of the suite logged an unhandled
+    exception, whatever test or route it came from, and even if that test passed."""
+    yield
+    failures = SERVER_LOG.failures()
+    if failures:
+        listed = "\n  ".join(failures[:20])
+        pytest.fail(
+            f"{len(failures)} unhandled exception(s) in the servers' logs "
+            f"({ASGI_FAILURE!r}):\n  {listed}",
+            pytrace=False,
+        )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report_figure() -> Any:
+    """A line of figures for the end of the run (and the test's own output)."""
+
+    def report(line: str) -> None:
+        print(line)
+        FIGURES.append(line)
+
+    return report
 
 
 def alembic_upgrade(database_url: str) -> None:

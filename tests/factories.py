@@ -95,6 +95,18 @@ async def make_session(
     return session
 
 
+async def add_participants(
+    db: AsyncSession, programme: Programme, count: int, *, name: str = "Participant"
+) -> list[User]:
+    """`count` participants of the programme in no group (so in the plenary): a crowd."""
+    people = []
+    for n in range(count):
+        person = await make_user(db, name=f"{name} {n}")
+        await add_member(db, programme, person, Role.PARTICIPANT)
+        people.append(person)
+    return people
+
+
 class World:
     """One programme with a person in every role, two groups and a session."""
 

@@ -16,7 +16,7 @@ import httpx
 from app.config import PROJECT_ROOT
 from app.models import User
 from app.security import CSRF_COOKIE, SESSION_COOKIE, SessionClaims, Signer
-from tests.conftest import TEST_SECRET
+from tests.conftest import SERVER_LOG, TEST_SECRET
 
 
 def free_port() -> int:
@@ -45,6 +45,8 @@ class AppProcess:
         self.ws = f"ws://127.0.0.1:{self.port}"
         self.signer = Signer(TEST_SECRET)
         self.log_path = workdir / f"{name}-{self.port}.log"
+        # Read at the end of the run: no unhandled exception may be in it.
+        SERVER_LOG.watch_process_log(self.log_path)
         self.env = {
             **os.environ,
             "ENVIRONMENT": "test",

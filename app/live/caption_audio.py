@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app.db import is_overloaded
 from app.live import channels
 from app.live.captions import MUTED_NOTICE, is_muted
 from app.live.channels import Seat
@@ -31,6 +32,7 @@ from captioning.ingest import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_SERVER_ERROR,
+    MAX_START_BYTES,
     AudioIngest,
     FrameSink,
     IngestError,
@@ -46,12 +48,16 @@ from captioning.stream import (
     StreamLimitExceeded,
 )
 from captioning.vosk_protocol import close_reason
+from realtime import frames
 from realtime.connection import HEARTBEAT, Connection, SlowConsumer
 
 log = logging.getLogger(__name__)
 
 # Events after which the speaker's room is worked out again (as for the live WebSocket).
 SEAT_CHANGING_EVENTS = ("breakout.opened", "breakout.closed", "room.changed")
+# WebSocket close code "try again later": the database was too busy to go on.
+CLOSE_TRY_AGAIN_LATER = 1013
+BUSY = "the server is too busy to caption you right now: reconnect in a few seconds"
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,30 @@ class Ending:
     reason: str = ""
     finalize: bool = True
     tell: dict[str, Any] | None = None
+
+
+def checked_text(text: str | None) -> str | None:
+    """A text message, refused before it reaches the JSON decoder if its nesting, numbers,
+    keys or text are hostile (realtime/frames.py): deep nesting made the decoder raise
+    RecursionError, and an escaped lone surrogate cannot go into a close reason. (Its
+    length is parse_json_object's to refuse, in characters.)"""
+    if text is None or len(text) > MAX_START_BYTES:
+        return text
+    try:
+        frames.loads(text, max_bytes=4 * MAX_START_BYTES)
+    except frames.FrameError as exc:
+        if exc.code == "bad_json":
+            return text  # not JSON at all: parse_json_object says how to start
+        log.warning("refused a speaker's text message: %s", exc.code)
+        raise IngestError(
+            "bad_message", f"text messages must be plain JSON: {exc.message}"
+        ) from None
+    return text
+
+
+def busy_ending(exc: Exception, *, finalize: bool = False) -> Ending:
+    log.warning("ended a caption stream: the database is too busy (%s)", type(exc).__name__)
+    return refusal(IngestError("busy", BUSY, close_code=CLOSE_TRY_AGAIN_LATER), finalize=finalize)
 
 
 def refusal(exc: IngestError, *, finalize: bool = False) -> Ending:
@@ -146,7 +176,7 @@ async def admit(
         raise IngestError("idle", "idle: no start message", close_code=CLOSE_GOING_AWAY) from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
-    start = parse_start(message.get("text"))
+    start = parse_start(checked_text(message.get("text")))
     seat = await seats.get()
     if seat is None:
         raise IngestError("not_allowed", "you are not part of this session", close_code=1008)
@@ -175,6 +205,11 @@ async def serve_speaker(
         await sender.end(refusal(exc))
         return
     except WebSocketDisconnect:
+        return
+    except Exception as exc:
+        if not is_overloaded(exc):
+            raise
+        await sender.end(busy_ending(exc))
         return
     # Follow the speaker's own channel before looking for a mute, so none is missed.
     connection = Connection(state.hub, member=str(seat.user_id), stale_on=SEAT_CHANGING_EVENTS)
@@ -230,6 +265,10 @@ async def serve_speaker(
         await sender.end(ending)
     except IngestError as exc:
         await sender.end(refusal(exc))
+    except Exception as exc:
+        if not is_overloaded(exc):
+            raise
+        await sender.end(busy_ending(exc))
     finally:
         await mic.silent()
         if stream is not None:
@@ -291,7 +330,9 @@ class SpeakerSession:
             return refusal(IngestError("unavailable", str(exc), close_code=CLOSE_SERVER_ERROR))
         except (WebSocketDisconnect, OSError):
             return Ending(None)
-        except Exception:
+        except Exception as exc:
+            if is_overloaded(exc):
+                return busy_ending(exc)
             log.exception("live captions failed")
             failed = IngestError("failed", "captions failed", close_code=CLOSE_SERVER_ERROR)
             return refusal(failed)
@@ -326,7 +367,7 @@ class SpeakerSession:
         await self.stream.feed(self.ingest.take(data))
 
     async def _command(self, text: str) -> Ending | None:
-        message = parse_json_object(text)
+        message = parse_json_object(checked_text(text) or "")
         kind = message.get("type")
         if kind == "pause":
             if not self.paused:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -9,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import UTCDateTime, utcnow
+from app.db import RETRY_AFTER_SECONDS, UTCDateTime, is_overloaded, utcnow
 from app.live import channels
 from app.live.channels import Seat
 from app.live.events import ChatMessagePayload, MessageRemovedPayload, ReportPayload
@@ -28,13 +30,46 @@ RATE_LIMIT_SECONDS = 5
 
 
 class ChatRefused(Exception):
-    """A message or action that cannot be done, with the reason to show the person."""
+    """A message or action that cannot be done, with the reason to show the person, and
+    for a refusal that passes (429, 503) how many seconds to wait before trying again."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "refused") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str = "refused",
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+
+
+BUSY_MESSAGE = "So many messages are arriving at once that yours has not been sent yet."
+
+
+def busy(message: str = BUSY_MESSAGE) -> ChatRefused:
+    """The server is too busy for this now; the page sends it again after Retry-After."""
+    return ChatRefused(message, status=503, code="busy", retry_after=RETRY_AFTER_SECONDS)
+
+
+@contextlib.contextmanager
+def refused_when_busy() -> Iterator[None]:
+    """A database too busy to answer in time becomes a refusal the sender is told about
+    (and may retry), not a failure; any other error stays one."""
+    try:
+        yield
+    except Exception as exc:
+        if is_overloaded(exc):
+            raise busy() from exc
+        raise
 
 
 def time_label(seat: Seat, when) -> str:  # type: ignore[no-untyped-def]
@@ -121,15 +156,17 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sen
             f"(at most {RATE_LIMIT_COUNT} messages in {RATE_LIMIT_SECONDS} seconds).",
             status=429,
             code="rate_limited",
+            retry_after=RATE_LIMIT_SECONDS,
         )
     if slow_seconds and not moderator and last_here is not None:
         waited = (now - last_here).total_seconds()
         if waited < slow_seconds:
+            wait = int(slow_seconds - waited) + 1
             raise ChatRefused(
-                f"Slow mode is on: you can send another message in "
-                f"{int(slow_seconds - waited) + 1} seconds.",
+                f"Slow mode is on: you can send another message in {wait} seconds.",
                 status=429,
                 code="slow_mode",
+                retry_after=wait,
             )
 
 
@@ -176,6 +213,11 @@ async def send_message(
             return existing.id, False
         message = await _send_private(db, live, seat=seat, body=body, client_id=client_id)
         return message.id, True
+    # The request's own connection goes back to the pool before the wait: the writer has
+    # one of its own, and a room of senders waiting for it must not hold the pool (when
+    # they did, a burst emptied it and the writer then waited on the very requests that
+    # were waiting on it). The seat stays usable: closing detaches it, it is not expired.
+    await db.close()
     return await writer.send(seat=seat, channel=channel, body=body, client_id=client_id)
 
 

@@ -5,7 +5,14 @@ one: one transaction, one insert of messages, one reservation of event ids per c
 and one commit for all of them. A busy session therefore costs a few statements per
 batch instead of several per message, and a quiet one still writes each message at once.
 The rules of the room (mutes, locks, rate limit, slow mode) are still checked for each
-message, and a message is acknowledged only after its batch commits."""
+message, and a message is acknowledged only after its batch commits.
+
+Back-pressure: the writer has a database connection of its own (app/db.py), so it never
+waits behind the requests that wait for it. At most `queue_limit` messages wait; past that
+a message is refused at once with 503 and Retry-After. A sender waits at most
+`wait_seconds` for the commit; past that they are told it is still on its way (503), and
+the page's retry, with the same client id, gets the message once it is stored. A batch the
+database is too busy for is tried again a few times before its senders are told so."""
 
 from __future__ import annotations
 
@@ -20,15 +27,24 @@ from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import utcnow
+from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
 from app.live.channels import Seat
-from app.live.chat import ChatRefused, check_may_send, message_payload
+from app.live.chat import ChatRefused, busy, check_may_send, message_payload
 from app.live.models import ChatMessage
 from realtime.publish import Live
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+# A batch the database is too busy for is tried again after these pauses (seconds).
+BUSY_RETRY_PAUSES = (0.05, 0.2, 0.5)
+STILL_SENDING = "Your message is taking a while to send; it has not been lost."
+
+
+def not_sent() -> ChatRefused:
+    return ChatRefused("Not sent.", status=503, retry_after=RETRY_AFTER_SECONDS)
+
+
 # Core statements built once, so SQLAlchemy compiles them once (the ORM's bulk path would
 # compile again for each batch).
 _messages = cast(Table, ChatMessage.__table__)
@@ -50,12 +66,28 @@ class _Pending:
         return (self.seat.user_id, self.client_id)
 
 
+def _retrieve(future: asyncio.Future[tuple[int, bool]]) -> None:
+    """A sender who stopped waiting never reads the outcome; reading it here keeps asyncio
+    from logging a refusal nobody retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
 class ChatWriter:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], live: Live) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        live: Live,
+        *,
+        queue_limit: int = 2000,
+        wait_seconds: float = 10.0,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._live = live
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.queue_limit = queue_limit
+        self.wait_seconds = wait_seconds
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chat-writer")
@@ -70,7 +102,9 @@ class ChatWriter:
             pending = self._queue.get_nowait()
             if not pending.future.done():
                 pending.future.set_exception(
-                    ChatRefused("The server is restarting; please send again.", status=503)
+                    ChatRefused(
+                        "The server is restarting.", status=503, retry_after=RETRY_AFTER_SECONDS
+                    )
                 )
 
     async def send(
@@ -79,21 +113,31 @@ class ChatWriter:
         """Queue a checked, cleaned message; returns its id and whether it is new once it
         is committed and published."""
         if self._task is None or self._task.done():
-            raise ChatRefused("Chat is not available right now; please try again.", status=503)
+            raise ChatRefused(
+                "Chat is not available right now.", status=503, retry_after=RETRY_AFTER_SECONDS
+            )
+        if self._queue.qsize() >= self.queue_limit:
+            raise busy()
         pending = _Pending(seat=seat, channel=channel, body=body, client_id=client_id)
+        pending.future.add_done_callback(_retrieve)
         self._queue.put_nowait(pending)
-        return await pending.future
+        try:
+            # Shielded: a sender who stops waiting (or leaves) does not take the message
+            # out of its batch; a retry with the same client id finds it stored.
+            return await asyncio.wait_for(asyncio.shield(pending.future), self.wait_seconds)
+        except TimeoutError:
+            raise busy(STILL_SENDING) from None
 
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            batch = [p for p in batch if not p.future.done()]  # the sender gave up
+            batch = [p for p in batch if not p.future.done()]  # refused while it waited
             if not batch:
                 continue
             try:
-                await self._write(batch)
+                await self._write_when_possible(batch)
             except Exception:
                 logger.exception("writing a batch of %d chat messages failed", len(batch))
                 if len(batch) > 1:
@@ -101,14 +145,35 @@ class ChatWriter:
                     for pending in batch:
                         await self._write_alone(pending)
                 else:
-                    self._fail(batch[0], ChatRefused("Not sent; please try again.", status=503))
+                    self._fail(batch[0], not_sent())
+
+    async def _write_when_possible(self, batch: list[_Pending]) -> None:
+        """Write the batch, trying again while the database is only too busy; then its
+        senders are told to try again themselves."""
+        for pause in (*BUSY_RETRY_PAUSES, None):
+            try:
+                await self._write(batch)
+                return
+            except Exception as exc:
+                if not is_overloaded(exc):
+                    raise
+                if pause is None:
+                    logger.warning(
+                        "the database stayed too busy for %d chat messages: %s",
+                        len(batch),
+                        type(exc).__name__,
+                    )
+                    for pending in batch:
+                        self._fail(pending, busy())
+                    return
+                await asyncio.sleep(pause)
 
     async def _write_alone(self, pending: _Pending) -> None:
         try:
-            await self._write([pending])
+            await self._write_when_possible([pending])
         except Exception:
             logger.exception("writing a chat message failed")
-            self._fail(pending, ChatRefused("Not sent; please try again.", status=503))
+            self._fail(pending, not_sent())
 
     @staticmethod
     def _fail(pending: _Pending, exc: Exception) -> None:

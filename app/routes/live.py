@@ -114,9 +114,12 @@ async def live_panel(
 
 
 def refused(request: Request, seat: Seat, exc: ChatRefused) -> Response:
+    # Retry-After on a refusal that passes (429, 503): the page waits, says so, and retries.
     if wants_fragment(request):
-        return Response(exc.message, status_code=exc.status, media_type="text/plain")
-    raise HTTPException(status_code=exc.status, detail=exc.message)
+        return Response(
+            exc.message, status_code=exc.status, media_type="text/plain", headers=exc.headers
+        )
+    raise HTTPException(status_code=exc.status, detail=exc.message, headers=exc.headers)
 
 
 @router.post(BASE + "/chat")

@@ -30,13 +30,18 @@ Number = Annotated[str, Form(max_length=12)]
 Choice = Annotated[str, Form(max_length=20)]
 
 
+def is_digits(value: str) -> bool:
+    """0-9 only: str.isdigit() also accepts digits int() refuses ("²")."""
+    return value.isascii() and value.isdigit()
+
+
 def whole_number(value: str, *, what: str, low: int, high: int, default: int | None = None) -> int:
     value = value.strip()
     if not value and default is not None:
         return default
     if not value:
         raise ChatRefused(f"Enter the {what} (a whole number from {low} to {high}).")
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not is_digits(value) or not low <= int(value) <= high:
         raise ChatRefused(f"The {what} must be a whole number from {low} to {high}.")
     return int(value)
 
@@ -46,7 +51,7 @@ def optional_id(value: str, *, what: str) -> int | None:
     value = value.strip()
     if value in ("", "plenary"):
         return None
-    if not value.isdigit() or not 1 <= int(value) < 2**31:
+    if not is_digits(value) or not 1 <= int(value) < 2**31:
         raise ChatRefused(f"Choose a {what} from the list.")
     return int(value)
 

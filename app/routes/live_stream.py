@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.deps import SessionDep, load_programme_context, user_from_cookie
 from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
-from app.live.chat import ChatRefused, send_message
+from app.live.chat import ChatRefused, refused_when_busy, send_message
 from app.live.deps import HubDep, SeatOf
 from app.models import ProgrammeSession
 from app.security import SESSION_COOKIE
@@ -122,25 +122,35 @@ def make_frame_handler(conn: HTTPConnection, keeper: SeatKeeper):  # type: ignor
             or not isinstance(client_id, str)
         ):
             raise FrameError("bad_frame", "chat.send needs text, channel and client_id strings")
-        seat = await keeper.get()
-        if seat is None:
-            return [
-                control("error", code="not_allowed", message="You are no longer in this session.")
-            ]
         try:
-            async with conn.state.sessionmaker() as db:
-                message_id, _new = await send_message(
-                    db,
-                    conn.state.live,
-                    writer=conn.state.chat_writer,
-                    seat=seat,
-                    channel=channel,
-                    text=text,
-                    client_id=client_id,
-                    private=frame.get("private") is True,
-                )
+            with refused_when_busy():  # a busy database: "busy" with retry_after, not a close
+                seat = await keeper.get()
+                if seat is None:
+                    return [
+                        control(
+                            "error",
+                            code="not_allowed",
+                            message="You are no longer in this session.",
+                        )
+                    ]
+                async with conn.state.sessionmaker() as db:
+                    message_id, _new = await send_message(
+                        db,
+                        conn.state.live,
+                        writer=conn.state.chat_writer,
+                        seat=seat,
+                        channel=channel,
+                        text=text,
+                        client_id=client_id,
+                        private=frame.get("private") is True,
+                    )
         except ChatRefused as exc:
-            return [control("error", code=exc.code, message=exc.message, client_id=client_id[:64])]
+            extra = {"retry_after": exc.retry_after} if exc.retry_after is not None else {}
+            return [
+                control(
+                    "error", code=exc.code, message=exc.message, client_id=client_id[:64], **extra
+                )
+            ]
         return [control("ack", client_id=client_id, id=message_id)]
 
     return handle
@@ -214,6 +224,18 @@ def cursors_from(cursors: str, last_event_id: str | None) -> Cursors:
         raise HTTPException(status_code=400, detail=exc.message) from exc
 
 
+async def follow_or_close(
+    connection: Connection, requested: Cursors, keeper: SeatKeeper
+) -> list[str]:
+    """Follow what the stream asks for; refused (a database too busy: 503), the connection
+    is closed again rather than left following channels for nobody."""
+    try:
+        return await follow_authorized(connection, requested, make_authorizer(keeper))
+    except BaseException:
+        await connection.close()
+        raise
+
+
 @router.get(BASE + "/sse")
 async def live_sse(
     request: HTTPConnection,
@@ -229,9 +251,7 @@ async def live_sse(
     requested = cursors_from(cursors, last_event_id)
     await release_database(db)
     connection = Connection(hub, member=str(seat.user_id))
-    backlog = await follow_authorized(
-        connection, requested, make_authorizer(keeper_for(request, seat))
-    )
+    backlog = await follow_or_close(connection, requested, keeper_for(request, seat))
     return StreamingResponse(
         sse_stream(connection, backlog, max_seconds=duration),
         media_type="text/event-stream",
@@ -251,9 +271,7 @@ async def live_poll(
     requested = cursors_from(cursors, None)
     await release_database(db)
     connection = Connection(hub, member=str(seat.user_id))
-    backlog = await follow_authorized(
-        connection, requested, make_authorizer(keeper_for(request, seat))
-    )
+    backlog = await follow_or_close(connection, requested, keeper_for(request, seat))
     messages = await long_poll(connection, backlog, wait=wait)
     cursor_map = {c: i for c, i in connection.cursors.items()}
     body = '{"events":[' + ",".join(messages) + '],"cursors":' + json.dumps(cursor_map) + "}"

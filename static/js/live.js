@@ -200,9 +200,24 @@
   // Sending: the composer is an htmx form; here we keep each send's id and show refusals.
   function newId() { return Date.now().toString(36) + Math.random().toString(36).slice(2, 10); }
   // Other control forms show the server's short answer (or refusal) in their own .result.
+  // 429 "slow down" and 503 "busy" come with Retry-After: say so, and send the same form again
+  // (spread out, so a room does not retry in step; the composer keeps its client id).
+  function retryLater(form, xhr, text) {
+    var wait = +xhr.getResponseHeader("Retry-After"), n = +form.getAttribute("data-tries") || 0;
+    var box = form.elements.text, typed = box && box.value;
+    if ((xhr.status !== 429 && xhr.status !== 503) || !(wait > 0) || n >= 5) return text;
+    form.setAttribute("data-tries", n + 1);
+    wait += Math.random();
+    setTimeout(function () { if (form.isConnected && (!box || box.value === typed)) form.requestSubmit(); }, wait * 1000);
+    return text + " Trying again in " + Math.round(wait) + " seconds…";
+  }
   document.addEventListener("htmx:afterRequest", function (e) {
     var form = e.detail.elt, xhr = e.detail.xhr, ok = e.detail.successful;
     var text = xhr && xhr.status ? xhr.responseText : "Not sent: you seem to be offline. Try again.";
+    if (form && form.tagName === "FORM") {
+      if (ok) form.removeAttribute("data-tries");
+      else if (xhr && xhr.status) text = retryLater(form, xhr, text);
+    }
     var out = form && form.querySelector && form.querySelector(".result");
     if (out) {
       out.textContent = text || "Done.";
