@@ -253,7 +253,7 @@ async def readable_room(db: AsyncSession, *, seat: Seat, channel: str) -> str:
     channel = channel.strip() or seat.current
     match = channels.CHANNEL_PATTERN.match(channel)
     sid = seat.session.id
-    if match is None or match.group(1) != str(sid) or match.group(2) in ("staff", "help"):
+    if match is None or match.group(1) != str(sid) or not channels.is_room(channel):
         raise ChatRefused("We could not find that room in this session.", status=404)
     group_id = channels.room_group_id(channel)
     if group_id is not None:

@@ -1,11 +1,12 @@
 """Channel names, and who may follow and post in each: checked on the server for every
 connection, subscription and action.
 
-  s{session}:plenary   everyone in the programme
-  s{session}:g{group}  a group's breakout room
-  s{session}:staff     the facilitators' backchannel (facilitators and hosts)
-  s{session}:help      the help desk (facilitators, IT support and hosts)
-  u{user}              one person's own channel"""
+  s{session}:plenary       everyone in the programme
+  s{session}:g{group}      a group's breakout room
+  s{session}:staff         the facilitators' backchannel (facilitators and hosts)
+  s{session}:help          the help desk: every hand and request (IT support and hosts)
+  s{session}:help:u{user}  a facilitator's own help desk: those of the groups they facilitate
+  u{user}                  one person's own channel"""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from app.deps import ProgrammeContext
 from app.live.models import Breakout, RoomAssignment
 from app.models import Group, GroupFacilitator, ProgrammeSession, Role
 
-CHANNEL_PATTERN = re.compile(r"^(?:s(\d{1,10}):(plenary|staff|help|g(\d{1,10}))|u(\d{1,10}))$")
+# Groups: 1 session, 2 kind, 3 a room's group, 4 a facilitator's desk, 5 a person's own.
+CHANNEL_PATTERN = re.compile(
+    r"^(?:s(\d{1,10}):(plenary|staff|help|g(\d{1,10})|help:u(\d{1,10}))|u(\d{1,10}))$"
+)
 
 
 def plenary(session_id: int) -> str:
@@ -38,6 +42,10 @@ def helpdesk(session_id: int) -> str:
     return f"s{session_id}:help"
 
 
+def facilitator_desk(session_id: int, user_id: int) -> str:
+    return f"s{session_id}:help:u{user_id}"
+
+
 def personal(user_id: int) -> str:
     return f"u{user_id}"
 
@@ -45,6 +53,12 @@ def personal(user_id: int) -> str:
 def room_group_id(channel: str) -> int | None:
     match = CHANNEL_PATTERN.match(channel)
     return int(match.group(3)) if match and match.group(3) else None
+
+
+def is_room(channel: str) -> bool:
+    """The plenary or a breakout room: where people are, talk and are captioned."""
+    match = CHANNEL_PATTERN.match(channel)
+    return bool(match and (match.group(2) == "plenary" or match.group(3)))
 
 
 @dataclass
@@ -74,6 +88,17 @@ class Seat:
         return self.ctx.role in (Role.HOST, Role.FACILITATOR, Role.IT_SUPPORT)
 
     @property
+    def help_desk(self) -> str | None:
+        """Where this person's hands and help requests arrive: IT support and hosts see every
+        one, a facilitator those of the groups they facilitate (on a desk of their own, so
+        that no other group's requests reach them), anyone else none."""
+        if self.is_host or self.ctx.role is Role.IT_SUPPORT:
+            return helpdesk(self.session.id)
+        if self.ctx.role is Role.FACILITATOR:
+            return facilitator_desk(self.session.id, self.user_id)
+        return None
+
+    @property
     def may_moderate_current(self) -> bool:
         return self.may_moderate(self.current)
 
@@ -90,8 +115,8 @@ class Seat:
             channels.update(room(sid, gid) for gid in self.room_groups)
         if self.is_host or self.ctx.role is Role.FACILITATOR:
             channels.add(staff(sid))
-        if self.is_staff:
-            channels.add(helpdesk(sid))
+        if self.help_desk is not None:
+            channels.add(self.help_desk)
         return channels
 
     def may_post(self, channel: str) -> bool:

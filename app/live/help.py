@@ -1,9 +1,11 @@
 """Raised hands and requests for help.
 
 A hand is for the room: its facilitator (at the help desk) and the people in the room see
-it. A request for help goes to the help desk at once (the facilitators, IT support and
-the hosts follow it), with who asked and from which room. The person who asked follows
-what happens on their own channel."""
+it. A request for help goes to the help desk at once, with who asked and from which room:
+IT support and the hosts see every request (`s{session}:help`), each facilitator those of
+the groups they facilitate, on a desk of their own (`s{session}:help:u{user}`), the same
+that the panels and consoles show (app/live/snapshot.py: open_help). The person who asked
+follows what happens on their own channel."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from app.live.chat import ChatRefused
 from app.live.events import HandPayload, HelpPayload, NoticePayload
 from app.live.models import HelpRequest
 from app.live.text import clean_message
-from app.models import Group, Membership, Role, User
+from app.models import Group, GroupFacilitator, Membership, Role, User
 from app.services import audit
 from realtime.publish import Live
 
@@ -52,6 +54,25 @@ async def whose_group(db: AsyncSession, *, programme_id: int, request: HelpReque
     )
 
 
+async def facilitator_desks(
+    db: AsyncSession, *, session_id: int, programme_id: int, group_id: int | None
+) -> list[str]:
+    """The desks of the group's facilitators (hosts who facilitate see the whole help desk)."""
+    if group_id is None:
+        return []
+    facilitators = await db.scalars(
+        select(GroupFacilitator.user_id)
+        .join(
+            Membership,
+            (Membership.user_id == GroupFacilitator.user_id)
+            & (Membership.programme_id == programme_id),
+        )
+        .where(GroupFacilitator.group_id == group_id, Membership.role == Role.FACILITATOR.value)
+        .order_by(GroupFacilitator.user_id)
+    )
+    return [channels.facilitator_desk(session_id, user_id) for user_id in facilitators]
+
+
 async def _publish(
     db: AsyncSession,
     live: Live,
@@ -76,27 +97,36 @@ async def _publish(
         kind=request.kind,
         **detail,
     )
-    group_id = await whose_group(db, programme_id=seat.ctx.programme.id, request=request)
+    programme_id = seat.ctx.programme.id
+    group_id = await whose_group(db, programme_id=programme_id, request=request)
     outbox = live.outbox(db)
     timezone = seat.ctx.programme.timezone
-    await outbox.add(
-        channels.helpdesk(seat.session.id),
-        "help.update",
-        HelpPayload(
-            id=request.id,
-            kind=request.kind,
-            who=who,
-            room=await _room_name(db, request.group_id),
-            note=request.note,
-            status=request.status,
-            at=request.created_at,
-            time_label=clock(request.created_at, timezone),
-            claimed_by=claimer.name_with_pronouns if claimer else "",
-        ),
-        actor_id=seat.user_id,
-        target=f"h{request.id}",
-        data={"into": console_list_id(request.kind, group_id)},
+    payload = HelpPayload(
+        id=request.id,
+        kind=request.kind,
+        who=who,
+        room=await _room_name(db, request.group_id),
+        note=request.note,
+        status=request.status,
+        at=request.created_at,
+        time_label=clock(request.created_at, timezone),
+        claimed_by=claimer.name_with_pronouns if claimer else "",
     )
+    desks = [
+        channels.helpdesk(seat.session.id),
+        *await facilitator_desks(
+            db, session_id=seat.session.id, programme_id=programme_id, group_id=group_id
+        ),
+    ]
+    for desk in desks:
+        await outbox.add(
+            desk,
+            "help.update",
+            payload,
+            actor_id=seat.user_id,
+            target=f"h{request.id}",
+            data={"into": console_list_id(request.kind, group_id)},
+        )
     if request.kind == "hand":
         await outbox.add(
             room_channel(seat.session.id, request.group_id),

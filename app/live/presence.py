@@ -36,8 +36,7 @@ LEAVE_GRACE_SECONDS = 8.0
 
 def tracked(channel: str) -> bool:
     """People are counted in the plenary and the breakout rooms, not on other channels."""
-    match = channels.CHANNEL_PATTERN.match(channel)
-    return bool(match and (match.group(2) == "plenary" or match.group(3)))
+    return channels.is_room(channel)
 
 
 def element_id(channel: str) -> str:

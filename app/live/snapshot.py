@@ -34,7 +34,7 @@ async def channel_view(db: AsyncSession, *, seat: Seat, channel: str) -> Channel
     # The id first, then the messages: anything newer than the id also arrives live, and
     # the page replaces an element it already has instead of showing it twice.
     last_id = await event_log.head(db, channel)
-    if channel == channels.helpdesk(seat.session.id):
+    if channel == seat.help_desk:
         items = await open_help(db, seat=seat)
         return ChannelView(channel=channel, last_id=last_id, messages=[], removed=set(), help=items)
     query = select(ChatMessage).options(selectinload(ChatMessage.author))
@@ -62,9 +62,10 @@ async def channel_view(db: AsyncSession, *, seat: Seat, channel: str) -> Channel
 async def open_help(
     db: AsyncSession, *, seat: Seat, group_id: int | None = None
 ) -> list[HelpPayload]:
-    """Open hands and help requests the person should see: all of them at the help desk,
-    their rooms' for a facilitator; with `group_id`, only those for that group (from its
-    room, or from its members in the plenary), as a facilitator's console shows them."""
+    """Open hands and help requests the person should see (as their help desk receives
+    them, app/live/help.py): all of them for IT support and hosts, their groups' for a
+    facilitator (from the groups' rooms, or from their members in the plenary); with
+    `group_id`, only those for that group, as a facilitator's console shows them."""
     query = (
         select(HelpRequest)
         .options(selectinload(HelpRequest.requester))

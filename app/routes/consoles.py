@@ -85,8 +85,12 @@ def deadline_of(seat: Seat) -> Any:
 
 
 async def followed(db: SessionDep, seat: Seat) -> dict[str, Any]:
-    """The channels a console follows: the same as the person's live page."""
-    help_channel = channels.helpdesk(seat.session.id)
+    """The channels a console follows: the same as the person's live page (a facilitator's
+    help desk has their groups' hands and requests, a host's every one)."""
+    help_channel = seat.help_desk
+    if help_channel is None:
+        # Consoles are for facilitators and hosts, who all have one.
+        raise HTTPException(status_code=403, detail="Consoles are for facilitators and hosts.")
     return {
         "current": await channel_view(db, seat=seat, channel=seat.current),
         "personal": await channel_view(db, seat=seat, channel=channels.personal(seat.user_id)),

@@ -53,8 +53,8 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
     personal = channels.personal(seat.user_id)
     views[personal] = await channel_view(db, seat=seat, channel=personal)
     staff_views = {}
-    for channel in (channels.staff(seat.session.id), channels.helpdesk(seat.session.id)):
-        if channel in seat.followable():
+    for channel in (channels.staff(seat.session.id), seat.help_desk):
+        if channel is not None and channel in seat.followable():
             staff_views[channel] = await channel_view(db, seat=seat, channel=channel)
     return {
         "seat": seat,
@@ -64,7 +64,7 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         "personal": views[personal],
         "staff_views": staff_views,
         "staff_channel": channels.staff(seat.session.id),
-        "help_channel": channels.helpdesk(seat.session.id),
+        "help_channel": seat.help_desk,
         "client_id": secrets.token_hex(8),
         "room_settings": await settings_of(db, seat.current),
         "linkify": linkify,
