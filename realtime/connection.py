@@ -2,12 +2,17 @@
 has of each, and a bounded queue of what is still to send.
 
 Events reach the client in order and exactly once per channel: ids at or below the cursor
-are dropped, and a jump in ids is filled from the event log before going on."""
+are dropped, and a jump in ids is filled from the event log before going on.
+
+A connection can be asked to check itself again (a "recheck" on its signal channel, sent
+when what its person may see has changed, and now and then on its own): the app's `recheck`
+says what it follows from then on, or ends it (AccessEnded)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
 from realtime import log as event_log
 from realtime.events import control
@@ -17,11 +22,24 @@ QUEUE_SIZE = 256
 _OVERFLOW = ("", -1, "")
 _CATCH_UP = ("", -2, "")
 _HEARTBEAT = ("", -3, "")
+_RECHECK = ("", -4, "")
 HEARTBEAT = control("hb")
+
+# Given the connection's cursors, the channels (and cursors) it follows from now on; raises
+# AccessEnded when it may follow nothing any more.
+Recheck = Callable[[dict[str, int]], Awaitable[Mapping[str, int | None]]]
 
 
 class SlowConsumer(Exception):
     """The client fell too far behind; it must reconnect and resync."""
+
+
+class AccessEnded(Exception):
+    """The person may no longer use this connection; the transport tells the client and ends it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Connection:
@@ -32,15 +50,30 @@ class Connection:
         member: str,
         queue_size: int = QUEUE_SIZE,
         stale_on: tuple[str, ...] = (),
+        signals: str | None = None,
+        recheck: Recheck | None = None,
+        recheck_every: float | None = None,
     ) -> None:
         self.hub = hub
         self.member = member
         # Event types (or type prefixes) after which what the server knows about this
-        # client's place may be out of date; `stale` is set when one passes by.
+        # client's place may be out of date; `stale` is set when one passes by, and when the
+        # connection is asked to check itself again.
         self._stale_markers = tuple(f'"t":"{kind}' for kind in stale_on)
         self.stale = False
         self.cursors: dict[str, int] = {}
         self.channels: set[str] = set()
+        # A channel listened to for rechecks whatever the client follows (its person's own).
+        self._signals = signals
+        self._recheck = recheck
+        self._recheck_every = recheck_every
+        self._recheck_queued = False
+        self.checked_at = time.monotonic()
+        # Channels this connection is a listener of in the hub: what it follows, and signals.
+        self.listening: set[str] = set()
+        # A recheck (from the sending side) and a hello (from the receiving side) may both
+        # change what is followed; one at a time.
+        self._following = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue(queue_size)
         self.overflowed = False
 
@@ -57,8 +90,32 @@ class Connection:
             self._queue.put_nowait(_OVERFLOW)
 
     def offer_heartbeat(self) -> None:
+        # The heartbeat's timer also makes a connection that hears nothing check itself now
+        # and then, in case a recheck was lost on the way (a broker reconnect).
+        if (
+            self._recheck_every is not None
+            and time.monotonic() - self.checked_at >= self._recheck_every
+        ):
+            self.recheck_soon()
         if not self.overflowed and self._queue.empty():
             self._queue.put_nowait(_HEARTBEAT)
+
+    # Called by the hub, synchronously, when a recheck arrives on a channel listened to.
+    def recheck_soon(self) -> None:
+        """Check this connection before sending anything queued after now."""
+        self.stale = True
+        if self.overflowed or self._recheck_queued:
+            return
+        try:
+            self._queue.put_nowait(_RECHECK)
+        except asyncio.QueueFull:
+            # Never skip a recheck: a client this far behind reconnects, and is checked then.
+            self.overflowed = True
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(_OVERFLOW)
+            return
+        self._recheck_queued = True
 
     def request_catch_up(self) -> None:
         if not self.overflowed and not self._queue.full():
@@ -70,9 +127,22 @@ class Connection:
         Subscribes first, then reads the log, so nothing falls between the two. Returns
         what the client must receive before live events: missed events, or a resync for
         a channel whose cursor is too old to replay."""
+        async with self._following:
+            return await self.follow_held(cursors)
+
+    @property
+    def following(self) -> asyncio.Lock:
+        """Held while what the connection follows is decided and changed: a recheck and a
+        client's hello never interleave (one would undo the other)."""
+        return self._following
+
+    async def follow_held(self, cursors: Mapping[str, int | None]) -> list[str]:
+        """`follow`, for a caller holding `following`."""
         wanted = set(cursors)
-        await self.hub.join(self, wanted - self.channels)
-        await self.hub.leave(self, self.channels - wanted)
+        listening = wanted | ({self._signals} if self._signals else set())
+        await self.hub.join(self, listening - self.listening)
+        await self.hub.leave(self, self.listening - listening)
+        self.listening = listening
         self.channels = wanted
         self.hub.connections.add(self)
         for channel in list(self.cursors):
@@ -113,7 +183,21 @@ class Connection:
             return await self._catch_up()
         if seq == -3:
             return [HEARTBEAT]
+        if seq == -4:
+            return await self._run_recheck()
         return await self._accept(channel, seq, wire)
+
+    async def _run_recheck(self) -> list[str]:
+        """Ask the app what this connection follows now (it may raise AccessEnded), and
+        follow that: what was missed on a channel new to it comes with the answer."""
+        self._recheck_queued = False
+        self.checked_at = time.monotonic()
+        if self._recheck is None:
+            # Nothing to ask: `stale` tells the connection's owner to look for itself.
+            return []
+        async with self._following:
+            wanted = await self._recheck(dict(self.cursors))
+            return await self.follow_held(wanted)
 
     def pending(self) -> bool:
         return not self._queue.empty()
@@ -171,3 +255,4 @@ class Connection:
 
     async def close(self) -> None:
         await self.hub.leave(self)
+        self.listening = set()

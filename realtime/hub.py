@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 25.0
+# Not an event: a message asking every connection listening on the channel to check itself
+# again (realtime.connection.Connection.recheck_soon). Events travel as "{id}|{wire}".
+RECHECK = "!recheck"
 
 
 class PresenceHooks(Protocol):
@@ -63,6 +66,10 @@ class Hub:
         connections = self._local.get(channel)
         if not connections:
             return
+        if message == RECHECK:
+            for connection in tuple(connections):
+                connection.recheck_soon()
+            return
         seq_text, _, wire = message.partition("|")
         try:
             seq = int(seq_text)
@@ -105,7 +112,7 @@ class Hub:
 
     async def leave(self, connection: Connection, channels: set[str] | None = None) -> None:
         if channels is None:
-            channels = set(connection.channels)
+            channels = set(connection.listening)
             self.connections.discard(connection)
         removed: set[str] = set()
         for channel in channels:

@@ -16,6 +16,7 @@ from app.db import utcnow
 from realtime import log as event_log
 from realtime.broker import Broker
 from realtime.events import EventRegistry, render_fragment, wire
+from realtime.hub import RECHECK
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class Live:
         html = render_fragment(self.env, event_type, model)
         message = wire(channel=channel, seq=0, event_type=event_type, html=html, **kw)
         await self.broker.publish(channel, f"0|{message}")
+
+    async def recheck(self, channel: str) -> None:
+        """Ask every connection listening on `channel`, in every process, to check itself
+        again now (what it may follow, whether it may go on); nothing reaches the client."""
+        await self.broker.publish(channel, RECHECK)
 
 
 @dataclass

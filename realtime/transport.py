@@ -2,9 +2,13 @@
 over plain HTTP where WebSockets are blocked. Sending from the browser is an ordinary POST
 on the fallbacks, or a frame on the WebSocket.
 
-Close codes: 1003 data we cannot accept, 1008 policy (not allowed, too many frames),
-1009 frame too big, 1011 server error, 4000 "resync": the client fell behind and must
-reconnect with its cursors."""
+Close codes: 1003 data we cannot accept, 1008 policy (not allowed, too many frames, no
+longer allowed), 1009 frame too big, 1011 server error, 4000 "resync": the client fell
+behind and must reconnect with its cursors.
+
+When a connection's person may no longer use it (AccessEnded), every transport first sends
+`{"t":"reload","reason":…}`, which tells the page to load itself again (and so to sign in,
+or to say the session is closed to them), then ends: the WebSocket with 1008."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from realtime.connection import HEARTBEAT, Connection, SlowConsumer
+from realtime.connection import HEARTBEAT, AccessEnded, Connection, SlowConsumer
 from realtime.events import control
 from realtime.frames import FrameError, parse_frame
 
@@ -77,9 +81,10 @@ def cursor_text(cursors: Mapping[str, int]) -> str:
 async def follow_authorized(
     connection: Connection, cursors: Cursors, authorize: Authorizer
 ) -> list[str]:
-    allowed, refusals = await authorize(cursors)
-    out = [control("error", code="not_allowed", message=m) for m in refusals]
-    out.extend(await connection.follow(allowed))
+    async with connection.following:
+        allowed, refusals = await authorize(cursors)
+        out = [control("error", code="not_allowed", message=m) for m in refusals]
+        out.extend(await connection.follow_held(allowed))
     return out
 
 
@@ -130,6 +135,10 @@ async def serve_websocket(
             failure = task.exception()
             if isinstance(failure, SlowConsumer):
                 await _close(websocket, CLOSE_RESYNC, "resync: too far behind")
+            elif isinstance(failure, AccessEnded):
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await websocket.send_text(reload_message(failure))
+                await _close(websocket, 1008, failure.reason)
             elif isinstance(failure, _Close):
                 await _close(websocket, failure.code, failure.reason)
             elif failure is not None and not isinstance(
@@ -203,6 +212,10 @@ async def _receive_loop(
             await websocket.send_text(reply)
 
 
+def reload_message(ended: AccessEnded) -> str:
+    return control("reload", reason=ended.reason)
+
+
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     if websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
@@ -230,6 +243,9 @@ async def sse_stream(
             except SlowConsumer:
                 yield _sse(control("reconnect", reason="resync: too far behind"), connection)
                 return
+            except AccessEnded as ended:
+                yield _sse(reload_message(ended), connection)
+                return
             for message in messages or ():
                 # A heartbeat is an event without an id (the last id stands): the page only
                 # sees events, and reconnects when it has seen none for a minute.
@@ -248,13 +264,10 @@ def _sse(message: str, connection: Connection) -> bytes:
 async def long_poll(connection: Connection, backlog: list[str], *, wait: float = 25.0) -> list[str]:
     """One long-poll: what was missed, else wait up to `wait` seconds for something new,
     then gather whatever else arrives within a moment."""
+    out = list(backlog)
     try:
-        out = list(backlog)
         if not out:
-            try:
-                first = await connection.next(timeout=wait)
-            except SlowConsumer:
-                return [control("reconnect", reason="resync: too far behind")]
+            first = await connection.next(timeout=wait)
             out.extend(first or [])
             if first:
                 await asyncio.sleep(0.05)
@@ -262,5 +275,8 @@ async def long_poll(connection: Connection, backlog: list[str], *, wait: float =
         return out
     except SlowConsumer:
         return [control("reconnect", reason="resync: too far behind")]
+    except AccessEnded as ended:
+        # What arrived before the access ended was the person's to see.
+        return [*out, reload_message(ended)]
     finally:
         await connection.close()

@@ -18,6 +18,7 @@ from app.deps import (
     StaffOf,
     UserIdPath,
 )
+from app.live.deps import LiveDep
 from app.models import Role
 from app.services.grouping import (
     MAX_CAPACITY,
@@ -286,12 +287,12 @@ async def api_update_group(
     responses=REFUSED,
 )
 async def api_add_facilitator(
-    user_id: UserIdPath, ctx: HostOf, group: HostGroupOf, db: SessionDep
+    user_id: UserIdPath, ctx: HostOf, group: HostGroupOf, db: SessionDep, live: LiveDep
 ) -> Any:
     """Make a facilitator or host of the programme a facilitator of the group (idempotent)."""
     try:
         await add_facilitator(
-            db, programme=ctx.programme, actor=ctx.user, group=group, user_id=user_id
+            db, live=live, programme=ctx.programme, actor=ctx.user, group=group, user_id=user_id
         )
     except GroupingError as exc:
         return problem(exc.message, "user_id")
@@ -303,11 +304,11 @@ async def api_add_facilitator(
     response_model=GroupOut,
 )
 async def api_remove_facilitator(
-    user_id: UserIdPath, ctx: HostOf, group: HostGroupOf, db: SessionDep
+    user_id: UserIdPath, ctx: HostOf, group: HostGroupOf, db: SessionDep, live: LiveDep
 ) -> GroupOut:
     """Stop someone facilitating the group (idempotent)."""
     await remove_facilitator(
-        db, programme=ctx.programme, actor=ctx.user, group=group, user_id=user_id
+        db, live=live, programme=ctx.programme, actor=ctx.user, group=group, user_id=user_id
     )
     return await _group_out(db, ctx.programme, group.id)
 
@@ -352,7 +353,7 @@ async def api_list_members(ctx: StaffOf, db: SessionDep) -> list[MemberOut]:
     responses=REFUSED,
 )
 async def api_update_member(
-    body: MemberPatch, ctx: HostOf, membership: HostMembershipOf, db: SessionDep
+    body: MemberPatch, ctx: HostOf, membership: HostMembershipOf, db: SessionDep, live: LiveDep
 ) -> Any:
     """Change someone's role and/or group. `group_id: null` takes them out of any group."""
     group = None
@@ -370,11 +371,21 @@ async def api_update_member(
     try:
         if body.role is not None:
             await set_role(
-                db, programme=ctx.programme, actor=ctx.user, membership=membership, role=body.role
+                db,
+                live=live,
+                programme=ctx.programme,
+                actor=ctx.user,
+                membership=membership,
+                role=body.role,
             )
         if moving:
             await move_member(
-                db, programme=ctx.programme, actor=ctx.user, membership=membership, group=group
+                db,
+                live=live,
+                programme=ctx.programme,
+                actor=ctx.user,
+                membership=membership,
+                group=group,
             )
     except GroupingError as exc:
         return problem(exc.message, "role" if exc.field == "role" else "group_id")
@@ -387,7 +398,9 @@ async def api_update_member(
 
 
 @router.post("/programmes/{programme_id}/auto-assign", response_model=AutoAssignOut)
-async def api_auto_assign(body: AutoAssignIn, ctx: HostOf, db: SessionDep) -> AutoAssignOut:
+async def api_auto_assign(
+    body: AutoAssignIn, ctx: HostOf, db: SessionDep, live: LiveDep
+) -> AutoAssignOut:
     """Place participants in balanced groups of at most the capacity (see the roster page)."""
     summary = await auto_assign(
         db,
@@ -395,5 +408,6 @@ async def api_auto_assign(body: AutoAssignIn, ctx: HostOf, db: SessionDep) -> Au
         actor=ctx.user,
         mode=body.mode,
         assign_facilitators=body.assign_facilitators,
+        live=live,
     )
     return AutoAssignOut.of(summary)

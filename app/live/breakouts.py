@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
 from app.live import channels
+from app.live.access import access_changed
 from app.live.channels import Seat
 from app.live.chat import ChatRefused
 from app.live.events import BreakoutPayload, BroadcastPayload, NoticePayload, RoomChangedPayload
@@ -185,6 +186,7 @@ async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) 
             moved=True,
         )
     await outbox.commit()
+    await access_changed(live, user_ids=[user_id for user_id, _ in placed], reason="placed")
     return breakout
 
 
@@ -356,6 +358,12 @@ async def finish(
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    # Those moved for this breakout no longer belong in the rooms they were moved to.
+    moved = list(
+        await db.scalars(
+            select(RoomAssignment.user_id).where(RoomAssignment.session_id == session.id)
+        )
+    )
     await db.execute(delete(RoomAssignment).where(RoomAssignment.session_id == session.id))
     audit.record(
         db,
@@ -378,6 +386,7 @@ async def finish(
         outbox, rooms, "breakout.closed", payload, actor_id=actor.id if actor else None
     )
     await outbox.commit()
+    await access_changed(live, user_ids=moved, reason="breakout closed")
     return True
 
 

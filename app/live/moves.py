@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
+from app.live.access import access_changed
 from app.live.breakouts import require_host, require_open, tell_person
 from app.live.channels import Seat
 from app.live.chat import ChatRefused
@@ -53,6 +54,8 @@ async def set_room(
     outbox = live.outbox(db)
     await tell_person(outbox, user_id, text, actor_id=seat.user_id, moved=True)
     await outbox.commit()
+    # Their open connections leave the old room and follow the new one, even if silent.
+    await access_changed(live, user_ids=[user_id], reason=action)
 
 
 async def find_group(db: AsyncSession, *, seat: Seat, group_id: int | None) -> Group | None:

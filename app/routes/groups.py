@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import GroupOf, HostGroupOf, HostOf, MemberOf, SessionDep, UserIdPath
+from app.live.deps import LiveDep
 from app.models import Role
 from app.routes.roster import render_roster, roster_url
 from app.services.grouping import (
@@ -149,6 +150,7 @@ async def add_facilitator_form(
     ctx: HostOf,
     group: HostGroupOf,
     db: SessionDep,
+    live: LiveDep,
     user_id: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
     raw = user_id.strip()
@@ -158,7 +160,7 @@ async def add_facilitator_form(
         return await render_roster(request, ctx, db, status_code=400, errors=errors)
     try:
         await add_facilitator(
-            db, programme=ctx.programme, actor=ctx.user, group=group, user_id=int(raw)
+            db, live=live, programme=ctx.programme, actor=ctx.user, group=group, user_id=int(raw)
         )
     except GroupingError as exc:
         return await render_roster(request, ctx, db, status_code=400, errors={field: exc.message})
@@ -169,10 +171,10 @@ async def add_facilitator_form(
 
 @router.post("/programmes/{programme_id}/groups/{group_id}/facilitators/{user_id}/remove")
 async def remove_facilitator_form(
-    ctx: HostOf, group: HostGroupOf, user_id: UserIdPath, db: SessionDep
+    ctx: HostOf, group: HostGroupOf, user_id: UserIdPath, db: SessionDep, live: LiveDep
 ) -> Response:
     await remove_facilitator(
-        db, programme=ctx.programme, actor=ctx.user, group=group, user_id=user_id
+        db, live=live, programme=ctx.programme, actor=ctx.user, group=group, user_id=user_id
     )
     return RedirectResponse(
         roster_url(ctx.programme.id, "facilitator_removed", f"group-{group.id}"), status_code=303

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -16,13 +17,16 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response, StreamingResponse
 
 from app.deps import SessionDep, load_programme_context, user_from_cookie
+from app.live import channels
+from app.live.access import refollow
 from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
 from app.live.chat import ChatRefused, refused_when_busy, send_message
 from app.live.deps import HubDep, SeatOf
-from app.models import ProgrammeSession
+from app.models import ProgrammeSession, User
 from app.security import SESSION_COOKIE
-from realtime.connection import Connection
+from realtime.connection import AccessEnded, Connection
 from realtime.events import control
+from realtime.hub import Hub
 from realtime.transport import (
     Cursors,
     FrameError,
@@ -42,24 +46,38 @@ CursorQuery = Annotated[str, Query(max_length=2000, description="channel=id,chan
 # Events after which a connection's seat is worked out again: rooms opened or closed,
 # the person moved.
 SEAT_CHANGING_EVENTS = ("breakout.opened", "breakout.closed", "room.changed")
+# Changes of access reach connections at once (app/live/access.py); this is the longest a
+# connection goes unchecked if such a message is lost (a broker reconnect), or a session
+# cookie expires while it is open.
 SEAT_MAX_AGE_SECONDS = 120.0
+SIGNED_OUT = "signed out: sign in again"
+NOT_IN_SESSION = "you are no longer part of this session"
 
 
 class SeatKeeper:
     """One connection's view of where the person is and what they may do.
 
     Working the seat out takes several queries, so it is kept, and worked out again after
-    an event that can move the person, and at least every SEAT_MAX_AGE_SECONDS (so that
-    someone removed from the programme loses access within that time)."""
+    an event that can move the person, when the connection is asked to check itself
+    (`recheck`), and at least every SEAT_MAX_AGE_SECONDS. Each time, the session cookie the
+    connection was opened with is checked first: signing out ends the connection too."""
 
     def __init__(
         self, conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
     ) -> None:
         self.conn = conn
         self.key = (programme_id, session_id, user_id)
+        # The cookie this connection was opened with (the browser may have another by now).
+        self.cookie = conn.cookies.get(SESSION_COOKIE)
         self.seat: Seat | None = None
         self.loaded_at = 0.0
         self.connection: Connection | None = None
+        # Why the seat is None, for the client.
+        self.ended = NOT_IN_SESSION
+
+    @property
+    def user_id(self) -> int:
+        return self.key[2]
 
     def keep(self, seat: Seat) -> None:
         self.seat, self.loaded_at = seat, time.monotonic()
@@ -67,11 +85,48 @@ class SeatKeeper:
     async def get(self) -> Seat | None:
         stale = self.connection is not None and self.connection.stale
         if self.seat is None or stale or time.monotonic() - self.loaded_at > SEAT_MAX_AGE_SECONDS:
-            if self.connection is not None:
-                self.connection.stale = False
-            self.seat = await load_seat(self.conn, *self.key)
-            self.loaded_at = time.monotonic()
+            await self._reload()
         return self.seat
+
+    async def _reload(self) -> None:
+        if self.connection is not None:
+            self.connection.stale = False
+        seat, ended = None, NOT_IN_SESSION
+        async with self.conn.state.sessionmaker() as db:
+            user = await user_from_cookie(
+                db,
+                signer=self.conn.state.signer,
+                settings=self.conn.state.settings,
+                cookie=self.cookie,
+            )
+            if user is None or user.id != self.user_id:
+                ended = SIGNED_OUT
+            else:
+                seat = await seat_in(db, user, *self.key[:2])
+        self.seat, self.ended, self.loaded_at = seat, ended, time.monotonic()
+
+    async def recheck(self, cursors: Mapping[str, int]) -> Cursors:
+        """What the connection follows now that the person's access may have changed;
+        AccessEnded when they are signed out or no longer in the session."""
+        before = self.seat
+        await self._reload()
+        if self.seat is None:
+            raise AccessEnded(self.ended)
+        return refollow(before, self.seat, cursors)
+
+    def connection_for(self, hub: Hub, *, stale_on: tuple[str, ...] = ()) -> Connection:
+        """The connection this keeper checks: it hears rechecks on the person's own channel
+        whatever it follows."""
+        connection = Connection(
+            hub,
+            member=str(self.user_id),
+            stale_on=stale_on,
+            signals=channels.personal(self.user_id),
+            recheck=self.recheck,
+            recheck_every=SEAT_MAX_AGE_SECONDS,
+        )
+        self.connection = connection
+        return connection
 
 
 def make_authorizer(keeper: SeatKeeper):  # type: ignore[no-untyped-def]
@@ -92,23 +147,25 @@ def make_authorizer(keeper: SeatKeeper):  # type: ignore[no-untyped-def]
     return authorize
 
 
+async def seat_in(db: AsyncSession, user: User, programme_id: int, session_id: int) -> Seat | None:
+    try:
+        ctx = await load_programme_context(db, user, programme_id)
+    except HTTPException:
+        return None
+    session = await db.get(ProgrammeSession, session_id)
+    if session is None or session.programme_id != programme_id:
+        return None
+    return await seat_for(db, ctx=ctx, session=session)
+
+
 async def load_seat(
     conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
 ) -> Seat | None:
-    from app.models import User
-
     async with conn.state.sessionmaker() as db:
         user = await db.get(User, user_id)
         if user is None:
             return None
-        try:
-            ctx = await load_programme_context(db, user, programme_id)
-        except HTTPException:
-            return None
-        session = await db.get(ProgrammeSession, session_id)
-        if session is None or session.programme_id != programme_id:
-            return None
-        return await seat_for(db, ctx=ctx, session=session)
+        return await seat_in(db, user, programme_id, session_id)
 
 
 def make_frame_handler(conn: HTTPConnection, keeper: SeatKeeper):  # type: ignore[no-untyped-def]
@@ -187,8 +244,7 @@ async def live_websocket(websocket: WebSocket, programme_id: int, session_id: in
         return
     keeper = SeatKeeper(websocket, programme_id, session_id, user.id)
     keeper.keep(seat)
-    connection = Connection(state.hub, member=str(user.id), stale_on=SEAT_CHANGING_EVENTS)
-    keeper.connection = connection
+    connection = keeper.connection_for(state.hub, stale_on=SEAT_CHANGING_EVENTS)
     await serve_websocket(
         websocket,
         connection,
@@ -250,8 +306,9 @@ async def live_sse(
 ) -> Response:
     requested = cursors_from(cursors, last_event_id)
     await release_database(db)
-    connection = Connection(hub, member=str(seat.user_id))
-    backlog = await follow_or_close(connection, requested, keeper_for(request, seat))
+    keeper = keeper_for(request, seat)
+    connection = keeper.connection_for(hub)
+    backlog = await follow_or_close(connection, requested, keeper)
     return StreamingResponse(
         sse_stream(connection, backlog, max_seconds=duration),
         media_type="text/event-stream",
@@ -270,8 +327,9 @@ async def live_poll(
 ) -> Response:
     requested = cursors_from(cursors, None)
     await release_database(db)
-    connection = Connection(hub, member=str(seat.user_id))
-    backlog = await follow_or_close(connection, requested, keeper_for(request, seat))
+    keeper = keeper_for(request, seat)
+    connection = keeper.connection_for(hub)
+    backlog = await follow_or_close(connection, requested, keeper)
     messages = await long_poll(connection, backlog, wait=wait)
     cursor_map = {c: i for c, i in connection.cursors.items()}
     body = '{"events":[' + ",".join(messages) + '],"cursors":' + json.dumps(cursor_map) + "}"

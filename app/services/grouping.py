@@ -3,7 +3,8 @@ creating, renaming and sizing groups, and choosing each group's facilitators.
 
 Only participants are placed in groups; facilitators are linked to the groups they facilitate
 (GroupFacilitator) and hosts may facilitate too. Each function commits its change together with
-an audit entry.
+an audit entry, then tells the open live connections of the people whose access it changed
+(app/live/access.py), so nobody goes on seeing a room or a help desk that is no longer theirs.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import heapq
 import random
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.live.access import access_changed
 from app.models import Group, GroupFacilitator, Membership, Programme, Role, User
 from app.services import audit
+from realtime.publish import Live
 
 AssignMode = Literal["fill", "reshuffle"]
 MIN_CAPACITY = 2
@@ -47,6 +50,14 @@ class AssignSummary:
     groups_created: list[str] = field(default_factory=list)
     facilitators_assigned: int = 0
     sizes: list[tuple[str, int]] = field(default_factory=list)  # groups with people, in order
+
+
+async def _tell(live: Live | None, user_ids: Iterable[int], reason: str) -> None:
+    """After the commit, the open live connections of those whose access changed check
+    themselves again. Every route passes `live`; None is for code that runs without an app
+    (the tests of placement itself), where nobody is connected."""
+    if live is not None:
+        await access_changed(live, user_ids=user_ids, reason=reason)
 
 
 async def get_group(db: AsyncSession, *, programme_id: int, group_id: int) -> Group | None:
@@ -79,13 +90,15 @@ async def auto_assign(
     mode: AssignMode,
     assign_facilitators: bool = True,
     rng: random.Random | None = None,
+    live: Live | None = None,
 ) -> AssignSummary:
     """Place participants in balanced groups of at most their capacity.
 
     "fill" keeps everyone's group and places only the unassigned: first in groups that already
     have people and room, then in empty groups, then in new groups, always into the smallest.
     "reshuffle" takes everyone out first and places them all again in random order.
-    Sizes differ by at most one wherever capacities allow, using as few groups as possible."""
+    Sizes differ by at most one wherever capacities allow, using as few groups as possible.
+    """
     rng = rng or secrets.SystemRandom()
     memberships = list(
         await db.scalars(
@@ -102,6 +115,7 @@ async def auto_assign(
         )
     )
     participants = [m for m in memberships if m.role == Role.PARTICIPANT.value]
+    groups_before = {m.user_id: m.group_id for m in participants}
     if mode == "reshuffle":
         for m in participants:
             m.group_id = None
@@ -141,10 +155,13 @@ async def auto_assign(
         groups += new_groups
         summary.groups_created = [g.name for g in new_groups]
     _water_fill(to_place, active, sizes, room)
+    changed = {m.user_id for m in participants if m.group_id != groups_before[m.user_id]}
     if assign_facilitators:
-        summary.facilitators_assigned = await _spread_facilitators(
+        given = await _spread_facilitators(
             db, programme=programme, memberships=memberships, groups=groups, sizes=sizes
         )
+        summary.facilitators_assigned = len(given)
+        changed.update(given)
     summary.sizes = [(g.name, sizes[g.id]) for g in groups if sizes[g.id]]
     audit.record(
         db,
@@ -158,6 +175,7 @@ async def auto_assign(
         facilitators_assigned=summary.facilitators_assigned,
     )
     await db.commit()
+    await _tell(live, changed, "groups.auto_assign")
     return summary
 
 
@@ -185,12 +203,13 @@ async def _spread_facilitators(
     memberships: list[Membership],
     groups: list[Group],
     sizes: dict[int, int],
-) -> int:
+) -> list[int]:
     """Give each group with people and no facilitator one of the programme's facilitators,
-    round-robin, starting with whoever facilitates fewest groups."""
+    round-robin, starting with whoever facilitates fewest groups. Returns who was given a
+    group, once for each group."""
     facilitator_ids = [m.user_id for m in memberships if m.role == Role.FACILITATOR.value]
     if not facilitator_ids:
-        return 0
+        return []
     links = (
         await db.execute(
             select(GroupFacilitator.group_id, GroupFacilitator.user_id)
@@ -205,14 +224,14 @@ async def _spread_facilitators(
         if user_id in load:
             load[user_id] += 1
     order = {uid: i for i, uid in enumerate(facilitator_ids)}
-    assigned = 0
+    assigned: list[int] = []
     for group in groups:
         if group.id in covered or not sizes.get(group.id):
             continue
         chosen = min(load, key=lambda uid: (load[uid], order[uid]))
         db.add(GroupFacilitator(group_id=group.id, user_id=chosen))
         load[chosen] += 1
-        assigned += 1
+        assigned.append(chosen)
     return assigned
 
 
@@ -223,6 +242,7 @@ async def move_member(
     actor: User,
     membership: Membership,
     group: Group | None,
+    live: Live | None = None,
 ) -> None:
     """Put a participant in `group`, or take them out of any group (None)."""
     if membership.group_id == (group.id if group else None):
@@ -252,7 +272,9 @@ async def move_member(
         from_group_id=previous,
         to_group_id=membership.group_id,
     )
+    user_id = membership.user_id
     await db.commit()
+    await _tell(live, [user_id], "groups.move_member")
 
 
 def clean_group_name(raw: str) -> str:
@@ -370,7 +392,13 @@ async def update_group(
 
 
 async def add_facilitator(
-    db: AsyncSession, *, programme: Programme, actor: User, group: Group, user_id: int
+    db: AsyncSession,
+    *,
+    programme: Programme,
+    actor: User,
+    group: Group,
+    user_id: int,
+    live: Live | None = None,
 ) -> None:
     membership = await db.scalar(
         select(Membership).where(
@@ -395,10 +423,17 @@ async def add_facilitator(
         user_id=user_id,
     )
     await db.commit()
+    await _tell(live, [user_id], "groups.add_facilitator")
 
 
 async def remove_facilitator(
-    db: AsyncSession, *, programme: Programme, actor: User, group: Group, user_id: int
+    db: AsyncSession,
+    *,
+    programme: Programme,
+    actor: User,
+    group: Group,
+    user_id: int,
+    live: Live | None = None,
 ) -> bool:
     """False when the person was not facilitating the group."""
     link = await db.get(GroupFacilitator, (group.id, user_id))
@@ -414,11 +449,18 @@ async def remove_facilitator(
         user_id=user_id,
     )
     await db.commit()
+    await _tell(live, [user_id], "groups.remove_facilitator")
     return True
 
 
 async def set_role(
-    db: AsyncSession, *, programme: Programme, actor: User, membership: Membership, role: Role
+    db: AsyncSession,
+    *,
+    programme: Programme,
+    actor: User,
+    membership: Membership,
+    role: Role,
+    live: Live | None = None,
 ) -> None:
     """Change a member's role. Leaving the participant role leaves their group; leaving the
     facilitator and host roles ends their facilitation of groups."""
@@ -455,4 +497,6 @@ async def set_role(
         role_from=current.value,
         role_to=role.value,
     )
+    user_id = membership.user_id
     await db.commit()
+    await _tell(live, [user_id], "members.set_role")

@@ -42,6 +42,8 @@
       case "error": say("composer-error", ev.message || "Something went wrong."); return;
       case "resync": resync(ev.c); return;
       case "reconnect": connect(); return;
+      // Signed out or no longer in the session: the page, reloaded, says so.
+      case "reload": stop(); location.reload(); return;
     }
     var el = box(ev.c);
     if (ev.i) {
