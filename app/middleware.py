@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.numbers import is_digits
 from app.security import CSRF_COOKIE, Signer
 
 CONTENT_SECURITY_POLICY = (
@@ -84,7 +85,7 @@ class BodySizeLimitMiddleware:
             return
         declared = HTTPConnection(scope).headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not is_digits(declared):
                 await _plain_error(scope, send, 400, "The Content-Length header is not a number.")
                 return
             if int(declared) > self.max_bytes:

@@ -50,6 +50,8 @@ from captioning.stream import (
     check_max_alternatives,
     check_phrase_list,
 )
+from realtime import frames
+from realtime.frames import FrameError
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +132,22 @@ def apply_config(current: StreamSettings, config: object) -> StreamSettings:
     return replace(current, **changes)
 
 
+# A configuration message is small; this leaves room for a long list of phrases.
+MAX_TEXT_FRAME_BYTES = 64 * 1024
+
+
 def parse_text(text: str) -> tuple[str, Any]:
     """A text frame as ("config", {...}), ("eof", None) or ("reset", None).
 
     Any JSON spelling is accepted: {"eof" : 1}, {"eof":1} and {"eof": true} alike."""
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise ProtocolError(CLOSE_UNSUPPORTED, f"text frames must be JSON: {HOW_TO_TALK}") from None
+        # Size and nesting are checked before decoding: deep nesting would otherwise recurse
+        # without bound inside the JSON decoder.
+        message = frames.loads(text, max_bytes=MAX_TEXT_FRAME_BYTES)
+    except FrameError as exc:
+        raise ProtocolError(
+            CLOSE_UNSUPPORTED, f"text frames must be JSON ({exc.message}): {HOW_TO_TALK}"
+        ) from None
     if isinstance(message, dict):
         kinds = [k for k in ("config", "eof", "reset") if k in message]
         if len(kinds) == 1:

@@ -34,8 +34,11 @@ HOSTILE_STRINGS = [
     "null",
     '=HYPERLINK("http://example.invalid")',
     "\u202eevil",
+    # Digits that str.isdigit() accepts and int() refuses.
+    "²",
+    "①",
 ]
-HOSTILE_IDS = ["0", "-1", "99999999999999999999999", "abc", "1.5", "%2e%2e", "2147483648"]
+HOSTILE_IDS = ["0", "-1", "99999999999999999999999", "abc", "1.5", "%2e%2e", "2147483648", "²"]
 STACK_TRACE_MARKERS = ("Traceback (most recent call last)", 'File "/', "sqlalchemy.exc")
 
 

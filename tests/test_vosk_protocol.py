@@ -256,6 +256,7 @@ BAD_INPUT = [
     ('{"config": {"phrase_list": "one two"}}', 1003, "list of phrases"),
     ('{"config": {"model": "/srv/other-model"}}', 1008, "the server chooses the model"),
     ("hello", 1003, "text frames must be JSON"),
+    ("[" * 50_000 + "]" * 50_000, 1003, "text frames must be JSON"),
     ('{"eof": 0}', 1003, "unknown message"),
     ('{"start": 1}', 1003, "unknown message"),
     (b"\x00" * (1024 * 1024 + 1), 1009, "frame too big"),

@@ -20,6 +20,7 @@ from app.evidence import themes as theme_service
 from app.evidence.excerpts import ExcerptProblem, locate_excerpt
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.models import User
+from app.numbers import is_digits
 from app.services import audit
 
 MEMO_MAX = theme_service.MEMO_COLUMN_MAX
@@ -110,7 +111,7 @@ def parse_ids(raw: Sequence[str]) -> list[int]:
         value = value.strip()
         if not value:
             continue
-        if not value.isdigit() or len(value) > 10:
+        if not is_digits(value) or len(value) > 10:
             raise CodingRejected.of("unknown_theme")
         if int(value) not in ids:
             ids.append(int(value))
@@ -121,7 +122,7 @@ def parse_offset(raw: str) -> int | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 10:
+    if not is_digits(raw) or len(raw) > 10:
         raise CodingRejected.of("offsets")
     return int(raw)
 

@@ -16,6 +16,7 @@ from app.evidence.errors import EvidenceRejected
 from app.evidence.models import EvidenceKind, Visibility
 from app.evidence.notes import NOTE_MAX
 from app.models import ProgrammeSession
+from app.numbers import is_digits
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 2_000
@@ -70,7 +71,7 @@ def parse_session_id(raw: str) -> int | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not is_digits(raw) or len(raw) > 9:
         raise EvidenceRejected("session_id", "Choose a session from the list.")
     return int(raw)
 

@@ -20,6 +20,7 @@ from app.evidence import themes as theme_service
 from app.evidence.access import coded_group_ids
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.models import Group, ProgrammeSession, User
+from app.numbers import is_digits
 
 NO_SESSION = "none"
 TRIO_CHOICES = {
@@ -85,14 +86,14 @@ def parse_filters(
         filters.session = NO_SESSION
     elif raw_session:
         ids = {s.id for s in scope.sessions}
-        if raw_session.isdigit() and len(raw_session) <= 10 and int(raw_session) in ids:
+        if is_digits(raw_session) and len(raw_session) <= 10 and int(raw_session) in ids:
             filters.session = int(raw_session)
         else:
             errors["session_id"] = "Choose one of the sessions listed."
     raw_group = group_id.strip()
     if raw_group:
         ids = {g.id for g in scope.groups}
-        if raw_group.isdigit() and len(raw_group) <= 10 and int(raw_group) in ids:
+        if is_digits(raw_group) and len(raw_group) <= 10 and int(raw_group) in ids:
             filters.group_id = int(raw_group)
         else:
             errors["group_id"] = "Choose one of the groups listed."

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.evidence.models import Coding, Theme
 from app.models import User
+from app.numbers import is_digits
 from app.services import audit
 
 NAME_MAX = 80
@@ -114,7 +115,7 @@ def parse_fields(
     parent: int | None = None
     raw_parent = parent_id.strip()
     if raw_parent:
-        if raw_parent.isdigit() and len(raw_parent) <= 10:
+        if is_digits(raw_parent) and len(raw_parent) <= 10:
             parent = int(raw_parent)
         else:
             errors["parent_id"] = "Choose a theme from the list, or “None (a top-level theme)”."

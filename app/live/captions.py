@@ -22,6 +22,7 @@ from app.live.channels import Seat, seat_for
 from app.live.chat import ChatRefused
 from app.live.events import CaptionFinalPayload, NoticePayload
 from app.models import Group, Role, User
+from app.numbers import is_digits
 from app.services import audit
 from captioning.engine import CaptionEngine
 from captioning.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
@@ -295,7 +296,7 @@ async def get_preferences(db: AsyncSession, *, user_id: int) -> CaptionPreferenc
 
 def _whole(value: str, *, low: int, high: int) -> int | None:
     value = value.strip()
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not is_digits(value) or not low <= int(value) <= high:
         return None
     return int(value)
 

@@ -25,6 +25,7 @@ from app.live.presence import Presence
 from app.live.snapshot import open_help
 from app.live.speaking import Speaking
 from app.models import Group, GroupFacilitator, Membership, Role, User
+from app.numbers import is_digits
 from app.services.roster_views import AccessNeeds
 
 
@@ -73,7 +74,7 @@ async def room_people(
             )
         ).all()
     )
-    ids = {int(member) for member in here if member.isdigit()}
+    ids = {int(member) for member in here if is_digits(member)}
     if not in_room:
         # Everyone is in the plenary: the group's people are its members and facilitators.
         ids &= {p.id for p in expected} | facilitators | {seat.user_id}

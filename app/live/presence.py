@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.live import channels
 from app.live.events import PresencePayload
 from app.models import User
+from app.numbers import is_digits
 from realtime.broker import Broker
 from realtime.publish import Live
 
@@ -151,7 +152,7 @@ class Presence:
         name = self._names.get(member)
         if name is None:
             async with self.sessionmaker() as db:
-                user = await db.get(User, int(member)) if member.isdigit() else None
+                user = await db.get(User, int(member)) if is_digits(member) else None
             name = user.name_with_pronouns if user is not None else "Someone"
             self._names[member] = name
         return name

@@ -22,6 +22,7 @@ from app.evidence.models import EvidenceKind, Visibility
 from app.evidence.notes import NOTE_MAX
 from app.evidence.search import QUERY_MAX, normalise_query
 from app.evidence.serving import FILE_CSP
+from app.numbers import is_digits
 from app.routes.evidence_uploads import upload_form_context
 from app.services.papers import content_disposition
 from app.storage import Storage
@@ -106,7 +107,7 @@ def _filters(
     if session == "none":
         values["session"] = "none"
     elif session:
-        if session.isdigit() and int(session) in session_ids:
+        if is_digits(session) and int(session) in session_ids:
             values["session"] = session
         else:
             notes["session"] = "That session is not one of this programme's; showing all."

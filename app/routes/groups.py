@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from app.deps import GroupOf, HostGroupOf, HostOf, MemberOf, SessionDep, UserIdPath
 from app.live.deps import LiveDep
 from app.models import Role
+from app.numbers import is_digits
 from app.routes.roster import render_roster, roster_url
 from app.services.grouping import (
     GroupingError,
@@ -86,7 +87,7 @@ def _capacity(raw: str) -> int | None | Literal["invalid"]:
     raw = raw.strip()
     if not raw:
         return None
-    if raw.isdigit() and len(raw) <= 3:
+    if is_digits(raw) and len(raw) <= 3:
         return int(raw)
     return "invalid"
 
@@ -155,7 +156,7 @@ async def add_facilitator_form(
 ) -> Response:
     raw = user_id.strip()
     field = f"facilitator-{group.id}"
-    if not (raw.isdigit() and len(raw) <= 10):
+    if not (is_digits(raw) and len(raw) <= 10):
         errors = {field: "Choose a facilitator from the list."}
         return await render_roster(request, ctx, db, status_code=400, errors=errors)
     try:

@@ -20,6 +20,7 @@ from app.live.channels import Seat
 from app.live.chat import ChatRefused
 from app.live.controls import occupancy
 from app.live.deps import LiveDep, SeatOf
+from app.numbers import is_digits
 from app.routes.live import BASE, base_url, refused, wants_fragment
 from app.templating import render
 
@@ -28,11 +29,6 @@ router = APIRouter(tags=["pages: live session actions"])
 HelpIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Number = Annotated[str, Form(max_length=12)]
 Choice = Annotated[str, Form(max_length=20)]
-
-
-def is_digits(value: str) -> bool:
-    """0-9 only: str.isdigit() also accepts digits int() refuses ("²")."""
-    return value.isascii() and value.isdigit()
 
 
 def whole_number(value: str, *, what: str, low: int, high: int, default: int | None = None) -> int:

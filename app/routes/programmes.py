@@ -10,6 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.deps import AdminUser, HostOf, MemberOf, SessionDep
 from app.models import Group, Programme, ProgrammeSession
+from app.numbers import is_digits
 from app.services.programmes import (
     ProgrammeError,
     create_programme,
@@ -27,7 +28,7 @@ Capacity = Annotated[str, Form(max_length=10)]
 
 def parse_capacity(raw: str) -> int | None:
     raw = raw.strip()
-    return int(raw) if raw.isdigit() and len(raw) <= 3 else None
+    return int(raw) if is_digits(raw) and len(raw) <= 3 else None
 
 
 @router.get("/programmes/{programme_id}")

@@ -15,6 +15,7 @@ from app.deps import HostMembershipOf, HostOf, ProgrammeContext, SessionDep, Set
 from app.live.access import watching_access
 from app.live.deps import LiveDep
 from app.models import Role
+from app.numbers import is_digits
 from app.services.grouping import AssignSummary, GroupingError, auto_assign, get_group, move_member
 from app.services.invitations import InvitationRefused
 from app.services.invite_batches import IssuedLink, issue_links, links_csv
@@ -231,7 +232,7 @@ async def move_member_form(
         raw = group_id.strip()
         found = (
             await get_group(db, programme_id=ctx.programme.id, group_id=int(raw))
-            if raw.isdigit() and len(raw) <= 10
+            if is_digits(raw) and len(raw) <= 10
             else None
         )
         if found is None:

@@ -21,6 +21,7 @@ from app.evidence.access import CoderOf, CodingIdPath, OrganiserItemOf, ThemeIdP
 from app.evidence.coding import CodingRejected
 from app.evidence.models import Theme
 from app.evidence.themes import ThemeRejected
+from app.numbers import is_digits
 from app.templating import render
 
 router = APIRouter(tags=["pages: themes"])
@@ -194,7 +195,7 @@ async def merge_theme(
 ) -> Response:
     values = {"target_id": target_id}
     target = None
-    if target_id.strip().isdigit() and len(target_id.strip()) <= 10:
+    if is_digits(target_id.strip()) and len(target_id.strip()) <= 10:
         target = await theme_service.get_theme(
             db, programme_id=ctx.programme.id, theme_id=int(target_id)
         )
