@@ -9,9 +9,14 @@ import statistics
 import time
 from typing import Any
 
+import httpx
+import pytest
+import websockets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from websockets.exceptions import ConnectionClosed
 
+from app.live import channels
 from app.models import Membership, MembershipStatus, Role, User
 from app.security import SESSION_COOKIE
 from tests.factories import PASSWORD, World, add_member, make_user, make_world
@@ -266,3 +271,93 @@ async def test_sign_in_takes_as_long_for_an_unknown_address_as_for_a_known_one(
     # Before, an unknown address answered 30 times sooner (no hash was checked).
     assert unknown_median > 0.6 * known_median
     assert known_median > 0.6 * unknown_median
+
+
+async def live_socket(server: Any, cookie: str, path: str, channel: str) -> Any:
+    from tests.live_helpers import LiveClient
+
+    ws = await websockets.connect(
+        server.ws + path + "/ws",
+        additional_headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
+        open_timeout=10,
+    )
+    client = LiveClient(ws)
+    await client.send({"type": "hello", "cursors": {channel: None}})
+    assert (await client.next())["t"] == "hello"
+    return client
+
+
+async def closed_within_a_second(client: Any) -> None:
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await client.next(timeout=1.0)
+    assert time.monotonic() - started < 1.0
+    assert client.ws.close_code == 1008
+
+
+async def password_session(server: Any, email: str) -> tuple[httpx.AsyncClient, str]:
+    """A browser signed in through the real form, and its session cookie."""
+    browser = server.client()
+    browser.cookies.set("rt_csrf", "live-test")
+    answer = await browser.post(
+        "/signin",
+        data={"csrf_token": server.csrf_token(), "email": email, "password": PASSWORD},
+    )
+    assert answer.status_code == 303, answer.text
+    return browser, answer.cookies[SESSION_COOKIE]
+
+
+async def test_signing_out_closes_that_sessions_live_connections_at_once(
+    db: AsyncSession, live_server: Any
+) -> None:
+    w = await make_world(db)
+    path = f"/programmes/{w.programme.id}/sessions/{w.session.id}/live"
+    plenary = channels.plenary(w.session.id)
+    laptop, laptop_cookie = await password_session(live_server, w.facilitator_a.email or "")
+    phone, phone_cookie = await password_session(live_server, w.facilitator_a.email or "")
+    on_laptop = await live_socket(live_server, laptop_cookie, path, plenary)
+    on_phone = await live_socket(live_server, phone_cookie, path, plenary)
+    try:
+        assert (
+            await laptop.post("/signout", data={"csrf_token": live_server.csrf_token()})
+        ).status_code == 303
+        await closed_within_a_second(on_laptop)
+        # The phone's session goes on.
+        with pytest.raises(TimeoutError):
+            await on_phone.wait_for(lambda m: m.get("t") == "reload", timeout=0.5)
+        assert on_phone.ws.close_code is None
+        everywhere = await phone.post(
+            "/signout-everywhere", data={"csrf_token": live_server.csrf_token()}
+        )
+        assert everywhere.status_code == 303
+        await closed_within_a_second(on_phone)
+    finally:
+        await laptop.aclose()
+        await phone.aclose()
+
+
+async def test_a_new_link_closes_the_live_connections_of_the_old_one(
+    db: AsyncSession, live_server: Any
+) -> None:
+    w = await make_world(db)
+    path = f"/programmes/{w.programme.id}/sessions/{w.session.id}/live"
+    plenary = channels.plenary(w.session.id)
+    host, _ = await password_session(live_server, w.host.email or "")
+    membership = await membership_in(db, w.participant_b, w.programme.id)
+    assert membership is not None
+    invitation = f"/programmes/{w.programme.id}/members/{membership.id}/invitation"
+    form = {"csrf_token": live_server.csrf_token()}
+    page = await host.post(invitation, data=form)
+    [link] = re.findall(r'<code class="invite-link">https?://[^/]+([^<]+)</code>', page.text)
+    person = live_server.client()
+    person.cookies.set("rt_csrf", "live-test")
+    signed_in = await person.post(link, data=form)
+    assert signed_in.status_code == 303
+    connection = await live_socket(live_server, signed_in.cookies[SESSION_COOKIE], path, plenary)
+    try:
+        assert (await host.post(invitation, data=form)).status_code == 200
+        await closed_within_a_second(connection)
+    finally:
+        await host.aclose()
+        await person.aclose()

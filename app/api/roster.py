@@ -132,6 +132,7 @@ async def api_issue_invitations(
     db: SessionDep,
     settings: SettingsDep,
     signer: SignerDep,
+    live: LiveDep,
     response: Response,
 ) -> Any:
     """Make personal sign-in links. The links are returned only in this response."""
@@ -149,6 +150,7 @@ async def api_issue_invitations(
     try:
         links = await issue_links(
             db,
+            live,
             programme=ctx.programme,
             actor=ctx.user,
             signer=signer,

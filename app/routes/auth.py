@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import CurrentUser, OptionalUser, PasswordsDep, SessionDep, SettingsDep, SignerDep
+from app.live.access import access_changed
+from app.live.deps import LiveDep
 from app.models import Programme, User
 from app.security import SESSION_COOKIE, PasswordWorkerBusy
 from app.services import audit
@@ -248,13 +250,15 @@ async def accept_invite(
 
 @router.post("/signout")
 async def signout(
-    request: Request, db: SessionDep, settings: SettingsDep, signer: SignerDep
+    request: Request, db: SessionDep, live: LiveDep, settings: SettingsDep, signer: SignerDep
 ) -> Response:
     """Ends this browser's session on the server too, so a copy of its cookie stops working."""
     claims = read_claims(request.cookies.get(SESSION_COOKIE), signer=signer, settings=settings)
     if claims is not None:
         await end_session(db, claims=claims, settings=settings)
         await db.commit()
+        # Live connections opened with this session close; the person's others stay.
+        await access_changed(live, user_ids=[claims.user_id], reason="signed out")
     response = RedirectResponse("/signin?signed_out=1", status_code=303)
     sign_out(response, settings=settings)
     return response
@@ -262,11 +266,12 @@ async def signout(
 
 @router.post("/signout-everywhere")
 async def signout_everywhere(
-    request: Request, user: CurrentUser, db: SessionDep, settings: SettingsDep
+    user: CurrentUser, db: SessionDep, live: LiveDep, settings: SettingsDep
 ) -> Response:
     user.auth_epoch += 1
     audit.record(db, actor=user, action="auth.sign_out_everywhere", target=f"user:{user.id}")
     await db.commit()
+    await access_changed(live, user_ids=[user.id], reason="signed out everywhere")
     response = RedirectResponse("/signin?signed_out=everywhere", status_code=303)
     sign_out(response, settings=settings)
     return response

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import CurrentUser, PasswordsDep, SessionDep, SettingsDep, SignerDep
+from app.live.access import access_changed
+from app.live.deps import LiveDep
 from app.security import PasswordWorkerBusy
 from app.services.profile import (
     ACCESS_NEEDS,
@@ -105,6 +107,7 @@ async def save_password(
     settings: SettingsDep,
     signer: SignerDep,
     passwords: PasswordsDep,
+    live: LiveDep,
     current_password: Annotated[str, Form(max_length=200)] = "",
     new_password: Annotated[str, Form(max_length=1000)] = "",
     confirm_password: Annotated[str, Form(max_length=1000)] = "",
@@ -126,6 +129,8 @@ async def save_password(
             detail="Many people are signing in right now. Please try again in a few seconds.",
             headers={"Retry-After": str(exc.retry_after)},
         ) from exc
+    # Other browsers were signed out: their live connections close now.
+    await access_changed(live, user_ids=[user.id], reason="password changed")
     response = RedirectResponse("/profile?saved=password", status_code=303)
     # This browser stays signed in under the new epoch; every other one is signed out.
     sign_in(response, user=user, signer=signer, settings=settings)

@@ -263,12 +263,14 @@ async def invite_one_form(
     ctx: HostOf,
     membership: HostMembershipOf,
     db: SessionDep,
+    live: LiveDep,
     settings: SettingsDep,
     signer: SignerDep,
 ) -> Response:
     try:
         links = await issue_links(
             db,
+            live,
             programme=ctx.programme,
             actor=ctx.user,
             signer=signer,
@@ -291,10 +293,12 @@ async def invite_everyone_form(
     db: SessionDep,
     settings: SettingsDep,
     signer: SignerDep,
+    live: LiveDep,
     output: Annotated[str, Form(max_length=10)] = "page",
 ) -> Response:
     links = await issue_links(
         db,
+        live,
         programme=ctx.programme,
         actor=ctx.user,
         signer=signer,

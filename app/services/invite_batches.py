@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.live.access import access_changed
 from app.models import Membership, Programme, User
 from app.security import Signer
 from app.services import audit
@@ -19,6 +20,7 @@ from app.services.csv_export import to_csv
 from app.services.invitations import InvitationRefused, issue_invitation, link_refusal
 from app.services.roster_views import list_members
 from app.templating import local_time
+from realtime.publish import Live
 
 CSV_HEADER = ("name", "email", "group", "link", "expires")
 
@@ -36,6 +38,7 @@ class IssuedLink:
 
 async def issue_links(
     db: AsyncSession,
+    live: Live,
     *,
     programme: Programme,
     actor: User,
@@ -112,6 +115,8 @@ async def issue_links(
         user_ids=[link.user_id for link in issued][:500],
     )
     await db.commit()
+    # The replaced links' sessions have ended: their open live connections close now.
+    await access_changed(live, user_ids=[link.user_id for link in issued], reason="new link")
     return issued
 
 
