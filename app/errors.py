@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.db import RETRY_AFTER_SECONDS, is_overloaded
+from app.security import PasswordWorkerBusy
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ STATUS_TITLES = {
     403: "You do not have access to this",
     404: "We could not find that page",
     405: "That action is not available here",
+    408: "That took too long to arrive",
     409: "That conflicts with something already there",
     413: "That is too large",
     415: "That type of file or content is not accepted",
@@ -151,6 +153,14 @@ def install_error_handlers(app: FastAPI) -> None:
     # One handler for requests and WebSockets, which Starlette's types keep apart.
     handler = cast(Callable[[Request, Exception], Awaitable[Response]], _database_busy)
     app.add_exception_handler(PoolTimeout, handler)
+
+    @app.exception_handler(PasswordWorkerBusy)
+    async def _passwords_busy(request: Request, exc: PasswordWorkerBusy) -> Response:
+        log.warning("refused %s: too many password checks waiting", request.url.path)
+        response = await busy_response(request)
+        assert response is not None  # requests, not WebSockets, check passwords
+        return response
+
     app.add_exception_handler(OperationalError, handler)
 
     @app.exception_handler(NotSignedIn)

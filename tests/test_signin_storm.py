@@ -257,3 +257,22 @@ def test_wrong_passwords_from_everyone_have_a_ceiling() -> None:
         limits.failed(f"10.0.{n}.1")
     # The 51st wrong password within the minute waits, from whichever address.
     assert limits.refuse("10.9.9.9", "someone@example.org") > 0
+
+
+async def test_password_changes_beyond_the_queue_are_refused_politely(
+    browser_factory: Any, db: Any
+) -> None:
+    person = await make_user(db, email="changer@example.org", password=PASSWORD)
+    await db.commit()
+    form = {
+        "current_password": "not the password",
+        "new_password": "a new long password",
+        "confirm_password": "a new long password",
+    }
+    answers = await asyncio.gather(
+        *(browser_factory(person).submit("/profile/password", form) for _ in range(6))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert 503 in codes and set(codes) <= {400, 503}, codes  # 400: "not your password"
+    busy = next(a for a in answers if a.status_code == 503)
+    assert "try again in a few seconds" in busy.text and int(busy.headers["Retry-After"]) > 0

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Form, HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import CurrentUser, MembershipIdPath, PasswordsDep, SessionDep
-from app.security import PasswordWorkerBusy
 from app.services import membership_requests
 from app.services.membership_requests import RequestError
 
@@ -35,12 +34,6 @@ async def accept_membership(
         )
     except RequestError as exc:
         raise HTTPException(status_code=exc.status, detail=exc.message) from exc
-    except PasswordWorkerBusy as exc:
-        raise HTTPException(
-            status_code=503,
-            detail="Many people are signing in right now. Please try again in a few seconds.",
-            headers={"Retry-After": str(exc.retry_after)},
-        ) from exc
     return RedirectResponse(f"/programmes/{membership.programme_id}", status_code=303)
 
 

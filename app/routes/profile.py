@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import CurrentUser, PasswordsDep, SessionDep, SettingsDep, SignerDep
 from app.live.access import access_changed
 from app.live.deps import LiveDep
-from app.security import PasswordWorkerBusy
 from app.services.profile import (
     ACCESS_NEEDS,
     ProfileChanges,
@@ -123,12 +122,6 @@ async def save_password(
         )
     except ProfileError as exc:
         return _page(request, user, password_errors=exc.errors)
-    except PasswordWorkerBusy as exc:
-        raise HTTPException(
-            status_code=503,
-            detail="Many people are signing in right now. Please try again in a few seconds.",
-            headers={"Retry-After": str(exc.retry_after)},
-        ) from exc
     # Other browsers were signed out: their live connections close now.
     await access_changed(live, user_ids=[user.id], reason="password changed")
     response = RedirectResponse("/profile?saved=password", status_code=303)
