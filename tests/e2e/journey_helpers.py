@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Group, Membership, Programme, ProgrammeSession, Role, User
 from app.security import Signer
 from app.services.invite_batches import issue_links
+from realtime.publish import Live
 from tests.factories import (
     PASSWORD,
     add_member,
@@ -102,11 +103,12 @@ async def make_cast(db: AsyncSession) -> Cast:
 
 
 async def invitation_links(
-    db: AsyncSession, cast: Cast, *, signer: Signer, base_url: str
+    db: AsyncSession, cast: Cast, *, live: Live, signer: Signer, base_url: str
 ) -> dict[int, str]:
     """A personal link for each participant, issued as the host would from the roster."""
     issued = await issue_links(
         db,
+        live,
         programme=cast.programme,
         actor=cast.host,
         signer=signer,

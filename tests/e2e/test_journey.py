@@ -95,6 +95,11 @@ async def join_from_link(context: Any, link: str, cast: Cast, user: Any) -> Any:
     page = await new_page(context)
     page.who = user.display_name
     await page.goto(link, wait_until="domcontentloaded")
+    # The link's own page says whose it is; its button signs in (once).
+    await expect(
+        page.get_by_text(f"This is your personal link, {user.display_name}.")
+    ).to_be_visible()
+    await page.get_by_role("button", name=f"Continue to {cast.programme.title}").click()
     if user.pronouns:
         await expect(page).to_have_url(re.compile(rf"/programmes/{cast.programme.id}$"))
     else:
@@ -153,7 +158,11 @@ async def test_a_whole_session(
     art = Artifacts(tmp_path, f"journey-{transport}")
     cast = await make_cast(plain_db)
     links = await invitation_links(
-        plain_db, cast, signer=live_server.signer, base_url=live_server.http
+        plain_db,
+        cast,
+        live=live_server.server.lifespan.state["live"],
+        signer=live_server.signer,
+        base_url=live_server.http,
     )
     assert len(links) == 16
     blocked = EVERY_WEBSOCKET if websockets_blocked else None
