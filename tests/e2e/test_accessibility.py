@@ -23,8 +23,9 @@ from app.db import utcnow
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.evidence.searchtext import refresh_search_text
 from app.live import channels
-from app.models import Role, User
+from app.models import MembershipStatus, Role, User
 from app.services import asr_tokens
+from app.services.invitations import issue_invitation
 from app.storage import LocalStorage
 from captioning.models import CaptionSegment
 from tests import audio_fixtures
@@ -408,7 +409,17 @@ async def visit(page: Any, url: str, where: str, found: Findings, status: int = 
 
 
 async def test_signed_out_pages(live_server: Any, plain_db: Any, chromium: Any) -> None:
-    await make_world(plain_db)
+    w = await make_world(plain_db)
+    invite = await issue_invitation(
+        plain_db,
+        signer=live_server.signer,
+        base_url=live_server.http,
+        user=w.participant_b,
+        programme_id=w.programme.id,
+        created_by=w.host,
+        valid_days=30,
+    )
+    await plain_db.commit()
     context = await chromium.new_context(base_url=live_server.http)
     page = await context.new_page()
     page.set_default_timeout(10_000)
@@ -421,6 +432,14 @@ async def test_signed_out_pages(live_server: Any, plain_db: Any, chromium: Any) 
     await check(page, "sign-in with an error", found, errors=True)
     await visit(page, "/accessibility", "accessibility statement", found)
     await visit(page, "/invite/not-a-real-invitation", "invalid invitation", found, status=400)
+    link = invite.link.removeprefix(live_server.http)
+    await visit(page, link, "an invitation link's welcome", found)
+    await page.get_by_role("button", name=re.compile("^Continue to")).click()
+    await expect(page).not_to_have_url(re.compile("/invite/"))
+    elsewhere = await chromium.new_context(base_url=live_server.http)
+    other_page = await elsewhere.new_page()
+    await visit(other_page, link, "an invitation link used already", found, status=410)
+    await elsewhere.close()
     await visit(page, "/no-such-page", "404 page", found, status=404)
     await context.close()
     found.assert_none()
@@ -432,9 +451,15 @@ async def test_participant_pages(
 ) -> None:
     s = await make_scene(plain_db, settings, live_server)
     w = s.w
+    # Asked to join a second programme: the home page shows the invitation, with the
+    # password she must choose to accept it.
+    invited = await add_member(plain_db, w.other_programme, w.participant_a, Role.PARTICIPANT)
+    invited.status = MembershipStatus.INVITED.value
+    await plain_db.commit()
     page = await signed_in_page(chromium, live_server, w.participant_a)
     found = Findings()
     await visit(page, "/", "home", found)
+    await expect(page.get_by_role("heading", name="Invitations to join")).to_be_visible()
     await visit(page, "/profile", "profile", found)
     await page.get_by_label(re.compile("Your name as others see it")).fill("")
     await page.get_by_role("button", name="Save").click()
