@@ -1,12 +1,15 @@
-"""One speaking stream: a speaker's microphone, recognized live, captioned in their room.
+"""One speaking stream: a speaker's microphone, recognized live, its text handed on.
 
 Audio goes to a RecognizerStream (recognition runs in the engine's pool, never on the
-event loop). What Vosk hears so far goes to the room as `caption.partial`: transient, at
-most one every `partial_interval` seconds (5 a second), and when they come faster only
-the latest text is sent. The end of an utterance (Vosk's endpoint, the speaker pausing
-their microphone or stopping, or the connection dropping) becomes a `caption.final`: a
-stored CaptionSegment with its word times, and an event stored in the same transaction
-and published after it commits, on the speaker's room channel only.
+event loop). What Vosk hears so far goes to the sink's `partial`: at most one every
+`partial_interval` seconds (5 a second), and when they come faster only the latest text
+is sent. The end of an utterance (Vosk's endpoint, the speaker pausing their microphone
+or stopping, or the connection dropping) goes to the sink's `final` as Utterances with
+their word times and wall-clock times.
+
+The stream knows nothing of people, rooms or pages: `to` is the sink's own description
+of where captions go (the web app's room), compared only to notice a move. The web app's
+sink (app/captions/sink.py) stores finals and publishes both to the room.
 
 Times: Vosk's word times count seconds of audio since the stream began (they carry on
 across utterances). A segment's wall-clock times come from where the audio started and
@@ -23,18 +26,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from app.db import utcnow
-from app.live.captions import caption_list_id, final_data, final_payload
-from app.live.events import CaptionPartialPayload
 from captioning.audio import pcm_seconds
 from captioning.engine import CaptionEngine
-from captioning.models import CaptionSegment
 from captioning.stream import LIVE_BUDGET, RealtimeBudget, RecognizerStream
-from realtime.publish import Live
+from realtime.db import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +40,37 @@ PARTIAL_INTERVAL_SECONDS = 0.2  # at most 5 partials a second per speaking strea
 MAX_SEGMENT_CHARS = 400
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Speaker:
-    user_id: int
-    # As shown with every caption: the display name, with pronouns when given.
-    name: str
-
-
-@dataclass(frozen=True)
-class Room:
-    """Where the speaker's captions go: a room channel of a session."""
-
-    session_id: int
-    channel: str
-    group_id: int | None
-    timezone: str
-
+# Where the captions go, as the sink describes it (compared only, to notice a move).
+To = TypeVar("To")
+ToContra = TypeVar("ToContra", contravariant=True)
 
 # (word, start, end, confidence), times in seconds of the stream.
 Word = tuple[str, float, float, float]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One final caption as recognized: its text, words and where it lies in the stream
+    (seconds of audio) and in wall-clock time."""
+
+    stream_id: str
+    text: str
+    # [{"word": ..., "start": s, "end": s, "conf": c}] with times in the stream.
+    words: list[dict[str, Any]]
+    stream_start: float
+    stream_end: float
+    started_at: datetime
+    ended_at: datetime
+    confidence: float
+
+
+class CaptionSink(Protocol[ToContra]):
+    """Where a stream's text goes. `partial` is transient (it may be dropped); `final`
+    is called once per Utterance, in order, and returns once it is kept."""
+
+    async def partial(self, to: ToContra, stream_id: str, text: str) -> None: ...
+
+    async def final(self, to: ToContra, utterance: Utterance) -> None: ...
 
 
 def words_of(result: object) -> list[Word]:
@@ -175,15 +182,13 @@ class PartialCoalescer:
             log.exception("could not send a partial caption")
 
 
-class LiveCaptionStream:
+class LiveCaptionStream(Generic[To]):
     def __init__(
         self,
         *,
         engine: CaptionEngine,
-        live: Live,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        speaker: Speaker,
-        room: Room,
+        sink: CaptionSink[To],
+        room: To,
         sample_rate: int,
         budget: RealtimeBudget | None = LIVE_BUDGET,
         partial_interval: float = PARTIAL_INTERVAL_SECONDS,
@@ -193,14 +198,11 @@ class LiveCaptionStream:
             engine, sample_rate, words=True, budget=budget, clock=clock
         )
         self.stream_id = secrets.token_hex(8)
-        self.live = live
-        self.sessionmaker = sessionmaker
-        self.speaker = speaker
+        self.sink = sink
         self.room = room
         self.sample_rate = sample_rate
         self.partial_interval = partial_interval
         self.clock = clock
-        self.segment_ids: list[int] = []
         # (seconds of audio so far, wall-clock time) where the audio started or restarted.
         self._anchors: list[tuple[float, datetime]] = []
         self._restarting = True
@@ -233,14 +235,14 @@ class LiveCaptionStream:
         """The microphone is off: the next audio starts a new stretch of wall-clock time."""
         self._restarting = True
 
-    async def finish(self) -> CaptionSegment | None:
+    async def finish(self) -> Utterance | None:
         """End the utterance in progress: stored and published if anything was said."""
         async with self._lock:
             if self.recognizer.closed:
                 return None
             return await self._final(await self.recognizer.final())
 
-    async def move_to(self, room: Room) -> None:
+    async def move_to(self, room: To) -> None:
         """The speaker has moved: what they were saying is captioned in the room they
         said it in, and what follows in the new one."""
         async with self._lock:
@@ -258,30 +260,20 @@ class LiveCaptionStream:
     # -- partials and finals --
 
     async def _publish_partial(self, text: str) -> None:
-        await self.live.publish_transient(
-            self.room.channel,
-            "caption.partial",
-            CaptionPartialPayload(stream=self.stream_id, speaker=self.speaker.name, text=text),
-            target=f"cp-{self.stream_id}",
-            data={
-                "stream": self.stream_id,
-                "speaker_id": self.speaker.user_id,
-                "into": caption_list_id(self.room.channel),
-            },
-        )
+        await self.sink.partial(self.room, self.stream_id, text)
 
-    async def _final(self, answer: dict[str, Any]) -> CaptionSegment | None:
+    async def _final(self, answer: dict[str, Any]) -> Utterance | None:
         """Called with the stream lock held. Nothing said (a cough): the partial line, if
-        any, is emptied; otherwise the final is stored and published."""
+        any, is emptied; otherwise the final goes to the sink."""
         text = " ".join(str(answer.get("text", "")).split())
         pieces = split_utterance(text, words_of(answer.get("result")))
-        segment = await self.partials.end_utterance(
-            (lambda: self._store_all(pieces)) if pieces else None
+        last = await self.partials.end_utterance(
+            (lambda: self._hand_on(pieces)) if pieces else None
         )
         self._utterance_from = (
-            segment.stream_end if segment is not None else self.recognizer.audio_seconds
+            last.stream_end if last is not None else self.recognizer.audio_seconds
         )
-        return segment
+        return last
 
     def _wall(self, seconds: float, now: datetime) -> datetime:
         anchor_audio, anchor_wall = self._anchors[0] if self._anchors else (0.0, now)
@@ -290,11 +282,14 @@ class LiveCaptionStream:
                 anchor_audio, anchor_wall = audio, wall
         return min(anchor_wall + timedelta(seconds=seconds - anchor_audio), now)
 
-    async def _store_all(self, pieces: list[tuple[str, list[Word]]]) -> CaptionSegment:
-        stored = [await self._store(text, said) for text, said in pieces]
-        return stored[-1]
+    async def _hand_on(self, pieces: list[tuple[str, list[Word]]]) -> Utterance:
+        room = self.room
+        utterances = [self._utterance(text, said) for text, said in pieces]
+        for utterance in utterances:
+            await self.sink.final(room, utterance)
+        return utterances[-1]
 
-    async def _store(self, text: str, said: list[Word]) -> CaptionSegment:
+    def _utterance(self, text: str, said: list[Word]) -> Utterance:
         words = [
             {"word": word, "start": round(start, 3), "end": round(end, 3), "conf": round(conf, 3)}
             for word, start, end, conf in said
@@ -307,36 +302,13 @@ class LiveCaptionStream:
             confidence = 0.0
         now = utcnow()
         started_at = self._wall(stream_start, now)
-        ended_at = max(self._wall(stream_end, now), started_at)
-        room, speaker = self.room, self.speaker
-        async with self.sessionmaker() as db:
-            segment = CaptionSegment(
-                session_id=room.session_id,
-                channel=room.channel,
-                group_id=room.group_id,
-                speaker_id=speaker.user_id,
-                speaker_name=speaker.name[:150],
-                stream_id=self.stream_id,
-                stream_start=stream_start,
-                stream_end=stream_end,
-                started_at=started_at,
-                ended_at=ended_at,
-                text=text,
-                original_text=text,
-                words=words,
-                confidence=confidence,
-            )
-            db.add(segment)
-            await db.flush()
-            outbox = self.live.outbox(db)
-            await outbox.add(
-                room.channel,
-                "caption.final",
-                final_payload(segment, timezone=room.timezone),
-                actor_id=speaker.user_id,
-                target=f"cs-{segment.id}",
-                data=final_data(segment),
-            )
-            await outbox.commit()
-        self.segment_ids.append(segment.id)
-        return segment
+        return Utterance(
+            stream_id=self.stream_id,
+            text=text,
+            words=words,
+            stream_start=stream_start,
+            stream_end=stream_end,
+            started_at=started_at,
+            ended_at=max(self._wall(stream_end, now), started_at),
+            confidence=confidence,
+        )

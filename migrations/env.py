@@ -11,12 +11,12 @@ from app import (
     asr_models,  # noqa: F401
     models,  # noqa: F401 - registers the tables on Base.metadata
 )
+from app.captions import models as caption_models  # noqa: F401
 from app.config import Settings
 from app.db import Base, UTCDateTime
 from app.evidence import models as evidence_models  # noqa: F401
 from app.evidence import search_index
 from app.live import models as live_models  # noqa: F401
-from captioning import models as caption_models  # noqa: F401
 from realtime import log as live_log  # noqa: F401
 
 config = context.config

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, utcnow
+from realtime.db import Base, UTCDateTime, utcnow
 
 # How far back a reconnecting client may resume; older cursors get a resync.
 MAX_REPLAY = 500

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import utcnow
 from realtime import log as event_log
 from realtime.broker import Broker
+from realtime.db import utcnow
 from realtime.events import EventRegistry, render_fragment, wire
 from realtime.hub import RECHECK
 

@@ -21,7 +21,7 @@ from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
 from app.services.asr_tokens import issue_token
-from captioning.models import CaptionSegment
+from app.captions.models import CaptionSegment
 from tests.factories import World, make_world
 
 ANON = "anonymous"

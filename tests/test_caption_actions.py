@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.live import channels
 from app.models import AuditEntry
-from captioning.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
+from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from realtime.log import LiveEvent
 from tests.factories import World, make_world
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.live import channels
-from captioning.models import CaptionPreference, CaptionSegment
+from app.captions.models import CaptionPreference, CaptionSegment
 from tests.factories import make_world
 
 

@@ -23,7 +23,7 @@ from app.live import channels
 from app.live.caption_audio import AudioLimits
 from app.routes.captions import caption_audio_limits
 from captioning.live import PartialCoalescer, split_utterance, words_of
-from captioning.models import CaptionSegment
+from app.captions.models import CaptionSegment
 from captioning.stream import RealtimeBudget
 from tests.audio_fixtures import (  # noqa: F401 - the fixtures
     SENTENCES,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.live import channels
-from captioning.models import CaptionSegment
+from app.captions.models import CaptionSegment
 from captioning.transcripts import Cue, plain_text, srt, webvtt
 from tests.factories import World, make_world
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app.captions.sink import Room, RoomCaptions, Speaker
 from app.db import is_overloaded
 from app.live import channels
 from app.live.captions import MUTED_NOTICE, is_muted
@@ -40,7 +41,7 @@ from captioning.ingest import (
     parse_json_object,
     parse_start,
 )
-from captioning.live import LiveCaptionStream, Room, Speaker
+from captioning.live import LiveCaptionStream
 from captioning.stream import (
     LIVE_BUDGET,
     RealtimeBudget,
@@ -214,7 +215,7 @@ async def serve_speaker(
     # Follow the speaker's own channel before looking for a mute, so none is missed.
     connection = Connection(state.hub, member=str(seat.user_id), stale_on=SEAT_CHANGING_EVENTS)
     seats.connection = connection
-    stream: LiveCaptionStream | None = None
+    stream: LiveCaptionStream[Room] | None = None
     ingest: AudioIngest | None = None
     # Marks the speaker as speaking in their room while the stream is live (consoles).
     mic = Microphone(
@@ -229,11 +230,12 @@ async def serve_speaker(
                 raise IngestError("muted", MUTED_NOTICE, close_code=CLOSE_MUTED)
         ingest = AudioIngest(start, sink=sink, max_bad_packets=limits.max_bad_packets)
         try:
+            captions = RoomCaptions(
+                live=state.live, sessionmaker=state.sessionmaker, speaker=speaker_of(seat)
+            )
             stream = LiveCaptionStream(
                 engine=state.captions,
-                live=state.live,
-                sessionmaker=state.sessionmaker,
-                speaker=speaker_of(seat),
+                sink=captions,
                 room=room_of(seat),
                 sample_rate=ingest.output_rate,
                 budget=limits.budget,
@@ -248,6 +250,7 @@ async def serve_speaker(
             seats=seats,
             seat=seat,
             stream=stream,
+            captions=captions,
             ingest=ingest,
             connection=connection,
             limits=limits,
@@ -285,7 +288,8 @@ class SpeakerSession:
         sender: Sender,
         seats: SeatSource,
         seat: Seat,
-        stream: LiveCaptionStream,
+        stream: LiveCaptionStream[Room],
+        captions: RoomCaptions,
         ingest: AudioIngest,
         connection: Connection,
         limits: AudioLimits,
@@ -295,6 +299,7 @@ class SpeakerSession:
         self.seats = seats
         self.seat = seat
         self.stream = stream
+        self.captions = captions
         self.ingest = ingest
         self.connection = connection
         self.limits = limits
@@ -431,7 +436,7 @@ class SpeakerSession:
             if not self.paused:
                 await self.mic.live_in(seat.current)
             await self.sender.send({"t": "moved", "room": seat.current})
-        self.stream.speaker = speaker_of(seat)
+        self.captions.speaker = speaker_of(seat)
         self.seat = seat
         return None
 

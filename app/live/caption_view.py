@@ -21,7 +21,7 @@ from app.live.captions import (
 )
 from app.live.channels import Seat
 from app.live.events import CaptionFinalPayload
-from captioning.models import CaptionPreference
+from app.captions.models import CaptionPreference
 
 # Earlier finals drawn with the panel; live.js keeps at most 300 lines in a list.
 SCROLLBACK = 200

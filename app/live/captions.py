@@ -25,7 +25,7 @@ from app.models import Group, Role, User
 from app.numbers import is_digits
 from app.services import audit
 from captioning.engine import CaptionEngine
-from captioning.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
+from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from realtime.publish import Live
 
 MAX_CORRECTION_CHARS = 1000

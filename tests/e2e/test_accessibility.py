@@ -27,7 +27,7 @@ from app.models import MembershipStatus, Role, User
 from app.services import asr_tokens
 from app.services.invitations import issue_invitation
 from app.storage import LocalStorage
-from captioning.models import CaptionSegment
+from app.captions.models import CaptionSegment
 from tests import audio_fixtures
 from tests import evidence_files as ef
 from tests.conftest import LiveServer
