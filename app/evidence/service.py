@@ -77,18 +77,28 @@ async def _create(
     return item
 
 
-async def create_note(
+# A written item's content: which form field holds it, and how it is checked.
+WRITTEN_CONTENT: dict[EvidenceKind, tuple[str, Callable[[str], str]]] = {
+    EvidenceKind.NOTE: ("markdown", clean_note),
+    EvidenceKind.LINK: ("url", clean_url),
+}
+
+
+async def create_written(
     db: AsyncSession,
     *,
     gctx: GroupContext,
     actor: User,
+    kind: EvidenceKind,
+    content: str,
     title: str,
-    markdown: str,
     description: str,
     session_id: int | None,
     from_trio: bool,
     visibility: str,
 ) -> EvidenceItem:
+    """A typed note (Markdown) or a link (URL), checked like every item's common fields."""
+    field_name, clean = WRITTEN_CONTENT[kind]
     fields, cleaned = await clean_common(
         db,
         gctx=gctx,
@@ -97,42 +107,16 @@ async def create_note(
         session_id=session_id,
         from_trio=from_trio,
         visibility=visibility,
-        extra={"markdown": (clean_note, markdown)},
+        extra={field_name: (clean, content)},
     )
     return await _create(
         db,
         gctx=gctx,
         actor=actor,
-        kind=EvidenceKind.NOTE,
+        kind=kind,
         fields=fields,
-        note_markdown=cleaned["markdown"],
-    )
-
-
-async def create_link(
-    db: AsyncSession,
-    *,
-    gctx: GroupContext,
-    actor: User,
-    title: str,
-    url: str,
-    description: str,
-    session_id: int | None,
-    from_trio: bool,
-    visibility: str,
-) -> EvidenceItem:
-    fields, cleaned = await clean_common(
-        db,
-        gctx=gctx,
-        title=title,
-        description=description,
-        session_id=session_id,
-        from_trio=from_trio,
-        visibility=visibility,
-        extra={"url": (clean_url, url)},
-    )
-    return await _create(
-        db, gctx=gctx, actor=actor, kind=EvidenceKind.LINK, fields=fields, link_url=cleaned["url"]
+        note_markdown=cleaned.get("markdown", ""),
+        link_url=cleaned.get("url", ""),
     )
 
 

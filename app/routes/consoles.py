@@ -22,7 +22,7 @@ from app.db import utcnow
 from app.deps import GroupContext, GroupIdPath, SessionDep
 from app.evidence import fields, service
 from app.evidence.errors import EvidenceRejected
-from app.evidence.models import Visibility
+from app.evidence.models import EvidenceKind, Visibility
 from app.evidence.notes import NOTE_MAX
 from app.live import channels
 from app.live.breakouts import clock, programme_groups
@@ -227,12 +227,13 @@ async def quick_note(
     seat, group = access.seat, access.group
     gctx = GroupContext(ctx=seat.ctx, group=group, is_facilitator=group.id in seat.facilitated)
     try:
-        item = await service.create_note(
+        item = await service.create_written(
             db,
             gctx=gctx,
             actor=seat.ctx.user,
+            kind=EvidenceKind.NOTE,
             title=title.strip() or quick_note_title(seat),
-            markdown=markdown,
+            content=markdown,
             description="",
             session_id=seat.session.id,
             from_trio=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, RedirectResponse, Response
 
@@ -211,17 +212,73 @@ def _blank_values() -> dict[str, Any]:
     }
 
 
+async def _blank_page(
+    request: Request, gctx: GroupContext, db: AsyncSession, kind: EvidenceKind
+) -> Response:
+    sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
+    return _new_page(request, gctx, kind=kind, sessions=sessions, values=_blank_values(), errors={})
+
+
 @router.get(BASE + "/notes/new")
 async def new_note_page(request: Request, gctx: GroupOf, db: SessionDep) -> Response:
-    sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
-    return _new_page(
-        request,
-        gctx,
-        kind=EvidenceKind.NOTE,
-        sessions=sessions,
-        values=_blank_values(),
-        errors={},
-    )
+    return await _blank_page(request, gctx, db, EvidenceKind.NOTE)
+
+
+@router.get(BASE + "/links/new")
+async def new_link_page(request: Request, gctx: GroupOf, db: SessionDep) -> Response:
+    return await _blank_page(request, gctx, db, EvidenceKind.LINK)
+
+
+async def _create_written(
+    request: Request,
+    gctx: GroupContext,
+    db: AsyncSession,
+    *,
+    kind: EvidenceKind,
+    content: str,
+    title: str,
+    description: str,
+    session_id: str,
+    from_trio: str,
+    visibility: str,
+) -> Response:
+    content_field = "markdown" if kind is EvidenceKind.NOTE else "url"
+    values = {
+        **_blank_values(),
+        "title": title,
+        content_field: content,
+        "description": description,
+        "session_id": session_id,
+        "from_trio": checked(from_trio),
+        "visibility": visibility,
+    }
+    try:
+        item = await service.create_written(
+            db,
+            gctx=gctx,
+            actor=gctx.ctx.user,
+            kind=kind,
+            content=content,
+            title=title,
+            description=description,
+            session_id=fields.parse_session_id(session_id),
+            from_trio=checked(from_trio),
+            visibility=visibility,
+        )
+    except EvidenceRejected as exc:
+        sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
+        return _new_page(
+            request,
+            gctx,
+            kind=kind,
+            sessions=sessions,
+            values=values,
+            errors=exc.errors,
+            status_code=exc.status,
+        )
+    board = board_url(gctx.ctx.programme.id, gctx.group.id)
+    done = "note" if kind is EvidenceKind.NOTE else "link"
+    return RedirectResponse(f"{board}?done={done}#item-{item.id}", status_code=303)
 
 
 @router.post(BASE + "/notes")
@@ -236,52 +293,17 @@ async def create_note(
     from_trio: ShortForm = "",
     visibility: ShortForm = Visibility.GROUP.value,
 ) -> Response:
-    values = {
-        **_blank_values(),
-        "title": title,
-        "markdown": markdown,
-        "description": description,
-        "session_id": session_id,
-        "from_trio": checked(from_trio),
-        "visibility": visibility,
-    }
-    try:
-        item = await service.create_note(
-            db,
-            gctx=gctx,
-            actor=gctx.ctx.user,
-            title=title,
-            markdown=markdown,
-            description=description,
-            session_id=fields.parse_session_id(session_id),
-            from_trio=checked(from_trio),
-            visibility=visibility,
-        )
-    except EvidenceRejected as exc:
-        sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
-        return _new_page(
-            request,
-            gctx,
-            kind=EvidenceKind.NOTE,
-            sessions=sessions,
-            values=values,
-            errors=exc.errors,
-            status_code=exc.status,
-        )
-    url = board_url(gctx.ctx.programme.id, gctx.group.id)
-    return RedirectResponse(f"{url}?done=note#item-{item.id}", status_code=303)
-
-
-@router.get(BASE + "/links/new")
-async def new_link_page(request: Request, gctx: GroupOf, db: SessionDep) -> Response:
-    sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
-    return _new_page(
+    return await _create_written(
         request,
         gctx,
-        kind=EvidenceKind.LINK,
-        sessions=sessions,
-        values=_blank_values(),
-        errors={},
+        db,
+        kind=EvidenceKind.NOTE,
+        content=markdown,
+        title=title,
+        description=description,
+        session_id=session_id,
+        from_trio=from_trio,
+        visibility=visibility,
     )
 
 
@@ -297,40 +319,18 @@ async def create_link(
     from_trio: ShortForm = "",
     visibility: ShortForm = Visibility.GROUP.value,
 ) -> Response:
-    values = {
-        **_blank_values(),
-        "title": title,
-        "url": url,
-        "description": description,
-        "session_id": session_id,
-        "from_trio": checked(from_trio),
-        "visibility": visibility,
-    }
-    try:
-        item = await service.create_link(
-            db,
-            gctx=gctx,
-            actor=gctx.ctx.user,
-            title=title,
-            url=url,
-            description=description,
-            session_id=fields.parse_session_id(session_id),
-            from_trio=checked(from_trio),
-            visibility=visibility,
-        )
-    except EvidenceRejected as exc:
-        sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
-        return _new_page(
-            request,
-            gctx,
-            kind=EvidenceKind.LINK,
-            sessions=sessions,
-            values=values,
-            errors=exc.errors,
-            status_code=exc.status,
-        )
-    board = board_url(gctx.ctx.programme.id, gctx.group.id)
-    return RedirectResponse(f"{board}?done=link#item-{item.id}", status_code=303)
+    return await _create_written(
+        request,
+        gctx,
+        db,
+        kind=EvidenceKind.LINK,
+        content=url,
+        title=title,
+        description=description,
+        session_id=session_id,
+        from_trio=from_trio,
+        visibility=visibility,
+    )
 
 
 # The whole group's evidence as a ZIP (before the item routes: it is not an item)

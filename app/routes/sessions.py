@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from app.config import Settings
@@ -110,24 +110,30 @@ async def new_session_page(request: Request, ctx: HostOf) -> Response:
     return _new_page(request, ctx, _form_values(None, ctx), {})
 
 
-@router.post("/programmes/{programme_id}/sessions")
-async def create_session(
-    request: Request,
-    ctx: HostOf,
-    db: SessionDep,
+def session_form(
     title: TitleForm = "",
     starts_at: TimeForm = "",
     ends_at: TimeForm = "",
     agenda: AgendaForm = "",
     recording_url: UrlForm = "",
-) -> Response:
-    values = {
+) -> dict[str, str]:
+    """The session form's fields as typed (shown again with the errors, if any)."""
+    return {
         "title": title,
         "starts_at": starts_at,
         "ends_at": ends_at,
         "agenda": agenda,
         "recording_url": recording_url,
     }
+
+
+SessionForm = Annotated[dict[str, str], Depends(session_form)]
+
+
+@router.post("/programmes/{programme_id}/sessions")
+async def create_session(
+    request: Request, ctx: HostOf, db: SessionDep, values: SessionForm
+) -> Response:
     try:
         fields = schedule.fields_from_form(programme=ctx.programme, **values)
         session = await schedule.create_session(
@@ -199,19 +205,8 @@ async def edit_session(
     session: HostSessionOf,
     db: SessionDep,
     settings: SettingsDep,
-    title: TitleForm = "",
-    starts_at: TimeForm = "",
-    ends_at: TimeForm = "",
-    agenda: AgendaForm = "",
-    recording_url: UrlForm = "",
+    values: SessionForm,
 ) -> Response:
-    values = {
-        "title": title,
-        "starts_at": starts_at,
-        "ends_at": ends_at,
-        "agenda": agenda,
-        "recording_url": recording_url,
-    }
     try:
         fields = schedule.fields_from_form(programme=ctx.programme, **values)
         await schedule.update_session(db, session=session, actor=ctx.user, fields=fields)
