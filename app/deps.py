@@ -24,6 +24,7 @@ from app.security import (
     Signer,
 )
 from app.sessions import read_claims, session_user
+from app.state import get_app_state
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -32,22 +33,22 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_settings(request: HTTPConnection) -> Settings:
-    settings: Settings = request.state.settings
+    settings: Settings = get_app_state(request).settings
     return settings
 
 
 def get_signer(request: HTTPConnection) -> Signer:
-    signer: Signer = request.state.signer
+    signer: Signer = get_app_state(request).signer
     return signer
 
 
 async def get_db(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    async with request.state.sessionmaker() as session:
+    async with get_app_state(request).sessionmaker() as session:
         yield session
 
 
 def get_passwords(request: HTTPConnection) -> PasswordWorker:
-    passwords: PasswordWorker = request.state.passwords
+    passwords: PasswordWorker = get_app_state(request).passwords
     return passwords
 
 
@@ -61,7 +62,7 @@ async def verify_csrf(request: Request) -> None:
     """Every state-changing request must carry the token from the page (form field or header)."""
     if request.method in SAFE_METHODS:
         return
-    signer: Signer = request.state.signer
+    signer: Signer = get_app_state(request).signer
     cookie = request.cookies.get(CSRF_COOKIE)
     token = request.headers.get(CSRF_HEADER)
     if token is None:
@@ -96,7 +97,7 @@ async def optional_user(
         return cached
     user = await user_from_cookie(
         db,
-        signer=request.state.signer,
+        signer=get_app_state(request).signer,
         settings=settings,
         cookie=request.cookies.get(SESSION_COOKIE),
     )

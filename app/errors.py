@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.db import RETRY_AFTER_SECONDS, is_overloaded
 from app.security import PasswordWorkerBusy
+from app.state import find_app_state
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def _loaded_user(request: Request) -> Any:
 def _page(
     request: Request, status: int, message: str, extra: dict[str, Any] | None = None
 ) -> Response:
-    templates = getattr(request.state, "templates", None)
+    app_state = find_app_state(request)
+    templates = app_state.templates if app_state is not None else None
     title = STATUS_TITLES.get(status, "Something went wrong")
     if templates is None:
         return Response(f"{title}: {message}", status_code=status, media_type="text/plain")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
@@ -26,6 +25,7 @@ from app.live.speaking import Speaking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter, SignInLimits
 from app.security import PasswordWorker, Signer
+from app.state import STATE_KEY, AppState
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
 from captioning.engine import CaptionEngine
@@ -39,115 +39,160 @@ log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 1024 * 1024
 
 
+async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitStack) -> AppState:
+    """Make and start the app's resources in order; each one's close is put on `stack` as
+    soon as it exists, so that they all close, in reverse order, even if one close fails."""
+    engine = make_engine(
+        settings.async_database_url,
+        pool_sizes(settings),
+        sqlite_busy_seconds=settings.sqlite_busy_timeout_seconds,
+    )
+    stack.push_async_callback(engine.dispose)
+    sessionmaker = make_sessionmaker(engine)
+    templates = make_templates()
+    broker = make_broker(settings.redis_url)
+    stack.push_async_callback(broker.close)
+    hub = Hub(broker, sessionmaker)
+    await hub.start()
+    stack.push_async_callback(hub.stop)
+    live = Live(registry=build_registry(), broker=broker, env=templates.env)
+    captions = CaptionEngine(model_path=settings.vosk_model_path)
+    stack.callback(captions.close)
+    await captions.load()
+    storage = LocalStorage(settings.upload_dir)
+    presence = Presence(broker=broker, live=live, sessionmaker=sessionmaker)
+    hub.presence = presence
+    presence.start()
+    stack.push_async_callback(presence.stop)
+    speaking = Speaking(broker=broker, live=live)
+    speaking.start()
+    stack.push_async_callback(speaking.stop)
+    breakout_closer = BreakoutCloser(sessionmaker, live)
+    breakout_closer.start()
+    stack.push_async_callback(breakout_closer.stop)
+    chat_writer = await open_chat_writer(settings, live, stack)
+    transcriber = Transcriber(sessionmaker, captions, storage, cpu_budget=cpu_budget(settings))
+    transcriber.start()
+    stack.push_async_callback(transcriber.stop)
+    passwords = PasswordWorker(
+        threads=settings.password_check_threads, max_waiting=settings.password_check_queue
+    )
+    stack.callback(passwords.close)
+    return AppState(
+        settings=settings,
+        signer=signer,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        templates=templates,
+        broker=broker,
+        hub=hub,
+        live=live,
+        presence=presence,
+        speaking=speaking,
+        # The tech check's sample captions: a few a minute per person.
+        tech_check_limiter=RateLimiter(6, 60.0),
+        breakout_closer=breakout_closer,
+        chat_writer=chat_writer,
+        captions=captions,
+        storage=storage,
+        transcriber=transcriber,
+        signin_limits=signin_limits(settings),
+        passwords=passwords,
+    )
+
+
+def pool_sizes(settings: Settings) -> PoolSizes:
+    return PoolSizes(
+        size=settings.db_pool_size,
+        overflow=settings.db_pool_overflow,
+        timeout=settings.db_pool_timeout_seconds,
+    )
+
+
+def cpu_budget(settings: Settings) -> CpuBudget:
+    return CpuBudget(
+        per_audio_second=settings.transcription_cpu_per_audio_second,
+        margin_seconds=settings.transcription_cpu_margin_seconds,
+    )
+
+
+def signin_limits(settings: Settings) -> SignInLimits:
+    return SignInLimits(
+        per_account=settings.login_attempts_per_minute,
+        per_address=settings.login_failures_per_address_per_minute,
+        everyone=settings.login_failures_per_minute,
+    )
+
+
+async def open_chat_writer(settings: Settings, live: Live, stack: AsyncExitStack) -> ChatWriter:
+    """The chat writer, on an engine of its own (disposed after the writer stops)."""
+    writer_engine = make_writer_engine(
+        settings.async_database_url, sqlite_busy_seconds=settings.sqlite_busy_timeout_seconds
+    )
+    stack.push_async_callback(writer_engine.dispose)
+    chat_writer = ChatWriter(
+        make_sessionmaker(writer_engine),
+        live,
+        queue_limit=settings.chat_queue_limit,
+        wait_seconds=settings.chat_wait_seconds,
+    )
+    await chat_writer.start()
+    stack.push_async_callback(chat_writer.stop)
+    return chat_writer
+
+
+def make_lifespan(
+    settings: Settings, signer: Signer
+) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, AppState]]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+        async with AsyncExitStack() as stack:
+            state = await open_resources(settings, signer, stack)
+            # Everything made so far lives as long as the process: keep it out of the
+            # garbage collector's sweeps, which otherwise pause a busy live session now
+            # and then. (Not in tests, where many apps come and go in one process.)
+            if settings.environment != "test":
+                gc.freeze()
+            yield {STATE_KEY: state}
+
+    return lifespan
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     signer = Signer(settings.secret_key)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = make_engine(
-            settings.async_database_url,
-            PoolSizes(
-                size=settings.db_pool_size,
-                overflow=settings.db_pool_overflow,
-                timeout=settings.db_pool_timeout_seconds,
-            ),
-            sqlite_busy_seconds=settings.sqlite_busy_timeout_seconds,
-        )
-        sessionmaker = make_sessionmaker(engine)
-        templates = make_templates()
-        broker = make_broker(settings.redis_url)
-        hub = Hub(broker, sessionmaker)
-        await hub.start()
-        live = Live(registry=build_registry(), broker=broker, env=templates.env)
-        captions = CaptionEngine(model_path=settings.vosk_model_path)
-        await captions.load()
-        storage = LocalStorage(settings.upload_dir)
-        presence = Presence(broker=broker, live=live, sessionmaker=sessionmaker)
-        hub.presence = presence
-        presence.start()
-        speaking = Speaking(broker=broker, live=live)
-        speaking.start()
-        breakout_closer = BreakoutCloser(sessionmaker, live)
-        breakout_closer.start()
-        writer_engine = make_writer_engine(
-            settings.async_database_url, sqlite_busy_seconds=settings.sqlite_busy_timeout_seconds
-        )
-        chat_writer = ChatWriter(
-            make_sessionmaker(writer_engine),
-            live,
-            queue_limit=settings.chat_queue_limit,
-            wait_seconds=settings.chat_wait_seconds,
-        )
-        await chat_writer.start()
-        transcriber = Transcriber(
-            sessionmaker,
-            captions,
-            storage,
-            cpu_budget=CpuBudget(
-                per_audio_second=settings.transcription_cpu_per_audio_second,
-                margin_seconds=settings.transcription_cpu_margin_seconds,
-            ),
-        )
-        transcriber.start()
-        passwords = PasswordWorker(
-            threads=settings.password_check_threads, max_waiting=settings.password_check_queue
-        )
-        # Everything made so far lives as long as the process: keep it out of the garbage
-        # collector's sweeps, which otherwise pause a busy live session now and then.
-        # (Not in tests, where many apps come and go in one process.)
-        if settings.environment != "test":
-            gc.freeze()
-        try:
-            yield {
-                "settings": settings,
-                "signer": signer,
-                "engine": engine,
-                "sessionmaker": sessionmaker,
-                "templates": templates,
-                "broker": broker,
-                "hub": hub,
-                "live": live,
-                "presence": presence,
-                "speaking": speaking,
-                # The tech check's sample captions: a few a minute per person.
-                "tech_check_limiter": RateLimiter(6, 60.0),
-                "breakout_closer": breakout_closer,
-                "chat_writer": chat_writer,
-                "captions": captions,
-                "storage": storage,
-                "transcriber": transcriber,
-                "signin_limits": SignInLimits(
-                    per_account=settings.login_attempts_per_minute,
-                    per_address=settings.login_failures_per_address_per_minute,
-                    everyone=settings.login_failures_per_minute,
-                ),
-                "passwords": passwords,
-            }
-        finally:
-            await transcriber.stop()
-            passwords.close()
-            await chat_writer.stop()
-            await hub.stop()
-            await breakout_closer.stop()
-            await presence.stop()
-            await speaking.stop()
-            captions.close()
-            await broker.close()
-            await engine.dispose()
-            await writer_engine.dispose()
-
     app = FastAPI(
         title="Roundtable",
         version="0.1.0",
         summary="Facilitated online co-production: programmes, sessions and groups of eight.",
-        lifespan=lifespan,
+        lifespan=make_lifespan(settings, signer),
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
+    include_routers(app)
+    app.mount("/static", StaticAssets(directory=STATIC_DIR), name="static")
+    # Innermost: gzip for text responses (not event streams); the limits and security
+    # headers outside it apply to every response as before.
+    app.add_middleware(CompressionMiddleware)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
+    )
+    # Bodies that stall or trickle are ended, and uploads per person are counted.
+    app.add_middleware(
+        BodyLimitsMiddleware,
+        limits=BodyLimits.from_settings(settings),
+        signer=signer,
+        session_max_age_seconds=settings.session_max_age_days * 86400,
+    )
+    app.add_middleware(
+        BrowserSecurityMiddleware, signer=signer, secure_cookies=settings.cookies_secure
+    )
+    return app
 
+
+def include_routers(app: FastAPI) -> None:
     from app.api import router as api_router
     from app.routes import (
         asr,
@@ -208,22 +253,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms
     app.include_router(api_router, prefix="/api/v1", dependencies=csrf)
-
-    app.mount("/static", StaticAssets(directory=STATIC_DIR), name="static")
-    # Innermost: gzip for text responses (not event streams); the limits and security
-    # headers outside it apply to every response as before.
-    app.add_middleware(CompressionMiddleware)
-    app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
-    )
-    # Bodies that stall or trickle are ended, and uploads per person are counted.
-    app.add_middleware(
-        BodyLimitsMiddleware,
-        limits=BodyLimits.from_settings(settings),
-        signer=signer,
-        session_max_age_seconds=settings.session_max_age_days * 86400,
-    )
-    app.add_middleware(
-        BrowserSecurityMiddleware, signer=signer, secure_cookies=settings.cookies_secure
-    )
-    return app

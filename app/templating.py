@@ -13,6 +13,7 @@ from starlette.requests import Request
 from app.config import PROJECT_ROOT
 from app.db import utcnow
 from app.live.text import linkify
+from app.state import get_app_state
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"
@@ -66,7 +67,7 @@ def render(
     *,
     status_code: int = 200,
 ) -> Any:
-    templates: Jinja2Templates = request.state.templates
+    templates: Jinja2Templates = get_app_state(request).templates
     ctx = {"request": request, **(context or {})}
     ctx.setdefault("user", getattr(request.state, "user", None))
     ctx.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))

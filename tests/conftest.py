@@ -23,6 +23,7 @@ from app.config import PROJECT_ROOT, Settings, to_sync_url
 from app.factory import create_app
 from app.models import User
 from app.security import CSRF_COOKIE, SESSION_COOKIE, SessionClaims, Signer
+from app.state import STATE_KEY, AppState
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-tests"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -178,15 +179,15 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def app_and_state(settings: Settings) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+async def app_and_state(settings: Settings) -> AsyncIterator[tuple[Any, AppState]]:
     app = create_app(settings)
     async with LifespanManager(app) as manager:
-        yield manager.app, manager._state
+        yield manager.app, manager._state[STATE_KEY]
 
 
 @pytest.fixture
-async def db(app_and_state: tuple[Any, dict[str, Any]]) -> AsyncIterator[AsyncSession]:
-    async with app_and_state[1]["sessionmaker"]() as session:
+async def db(app_and_state: tuple[Any, AppState]) -> AsyncIterator[AsyncSession]:
+    async with app_and_state[1].sessionmaker() as session:
         yield session
 
 
@@ -225,7 +226,7 @@ class Browser(httpx.AsyncClient):
 
 @pytest.fixture
 async def browser_factory(
-    app_and_state: tuple[Any, dict[str, Any]],
+    app_and_state: tuple[Any, AppState],
 ) -> AsyncIterator[Any]:
     app, _state = app_and_state
     clients: list[Browser] = []

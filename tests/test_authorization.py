@@ -542,7 +542,7 @@ async def test_route_admits_exactly_its_policy(
         pytest.fail(f"{method} {path} has no access rule")
     _app, state = app_and_state
     w = await make_world(db)
-    await seed_extras(db, w, state["storage"])
+    await seed_extras(db, w, state.storage)
     users = actors_of(w)
     url = url_for(path, await path_values(db, w))
     failures = []
@@ -551,7 +551,7 @@ async def test_route_admits_exactly_its_policy(
         if role in allowed and destructive(method, path):
             # A fresh copy of the world each time, so an earlier deletion does not hide access.
             w = await make_world(db)
-            await seed_extras(db, w, state["storage"])
+            await seed_extras(db, w, state.storage)
             users = actors_of(w)
             url = url_for(path, await path_values(db, w))
         response = await call(browser_factory(users[role]), method, url)

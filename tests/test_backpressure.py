@@ -144,10 +144,10 @@ async def test_with_the_pool_empty_every_transport_is_refused_at_once_and_leaves
     await db.close()  # the test's own session is not the app's pool
     path = live_path(w)
     plenary = channels.plenary(w.session.id)
-    state = live_server.server.lifespan.state
-    hub = state["hub"]
+    state = live_server.server.lifespan.state["app_state"]
+    hub = state.hub
     following = len(hub.connections)
-    async with state["engine"].connect() as held, live_server.client(w.participant_a) as http:
+    async with state.engine.connect() as held, live_server.client(w.participant_a) as http:
         await held.exec_driver_sql("SELECT 1")  # the pool's one connection, held
         started = time.monotonic()
         answers = [

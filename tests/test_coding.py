@@ -316,7 +316,7 @@ async def test_remove_coding_is_audited_and_limited_to_the_item(db, browser_fact
 async def _render_panel(app_and_state, db, item, user: User, **codes: str) -> str:  # type: ignore[no-untyped-def]
     ctx = await load_programme_context(db, user, item.programme_id)
     context = await coding_service.coding_panel_context(db, item=item, ctx=ctx, **codes)
-    templates = app_and_state[1]["templates"]
+    templates = app_and_state[1].templates
     template = templates.env.get_template("themes/coding_panel.html")
     return str(template.render(item=item, csrf_token="tok", **context))
 

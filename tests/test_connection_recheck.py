@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from app.state import AppState
 from realtime import log as event_log
 from realtime.broker import InProcessBroker
 from realtime.connection import AccessEnded, Connection
@@ -19,8 +20,8 @@ SIGNALS = "u1"
 
 
 @pytest.fixture
-async def hub(app_and_state: tuple[Any, dict[str, Any]]) -> AsyncIterator[Hub]:
-    hub = Hub(InProcessBroker(), app_and_state[1]["sessionmaker"])
+async def hub(app_and_state: tuple[Any, AppState]) -> AsyncIterator[Hub]:
+    hub = Hub(InProcessBroker(), app_and_state[1].sessionmaker)
     await hub.start(heartbeat_seconds=0.05)
     yield hub
     await hub.stop()

@@ -89,7 +89,7 @@ async def add_item(
 
 @pytest.fixture
 def storage(app_and_state: Any) -> Any:
-    return app_and_state[1]["storage"]
+    return app_and_state[1].storage
 
 
 async def teammate_of(db: Any, w: World) -> User:

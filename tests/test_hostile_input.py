@@ -162,7 +162,7 @@ async def test_route_survives_hostile_input(
     rng = random.Random(f"{method} {path}")
     _app, state = app_and_state
     w = await make_world(db)
-    await seed_extras(db, w, state["storage"])
+    await seed_extras(db, w, state.storage)
     values = await path_values(db, w)
     other = {
         "programme_id": w.other_programme.id,

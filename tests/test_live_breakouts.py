@@ -34,7 +34,7 @@ from tests.live_helpers import LiveClient, chat_texts
 async def only_the_server_closes(app_and_state: Any) -> None:
     """The `db` fixture runs an app of its own, whose closer (with its own in-process
     broker) would otherwise race the live server's to close rooms on time."""
-    await app_and_state[1]["breakout_closer"].stop()
+    await app_and_state[1].breakout_closer.stop()
 
 
 async def test_breakouts_from_opening_to_closing(live_server, db, only_the_server_closes) -> None:
@@ -138,14 +138,14 @@ async def test_breakouts_from_opening_to_closing(live_server, db, only_the_serve
 async def test_rooms_close_on_time_with_a_warning_first(app_and_state, db) -> None:
     w = await make_world(db)
     _app, state = app_and_state
-    await state["breakout_closer"].stop()
+    await state.breakout_closer.stop()
     start = datetime.now().astimezone()
     breakout = Breakout(
         session_id=w.session.id, opened_at=start, ends_at=start + timedelta(minutes=5)
     )
     db.add(breakout)
     await db.commit()
-    maker, live = state["sessionmaker"], state["live"]
+    maker, live = state.sessionmaker, state.live
     assert await breakouts.close_due(maker, live, now=start + timedelta(minutes=3)) == 0
     # A minute before the end: the warning, with the end as its deadline.
     assert await breakouts.close_due(maker, live, now=start + timedelta(minutes=4, seconds=1)) == 1
@@ -170,7 +170,7 @@ async def test_rooms_close_on_time_with_a_warning_first(app_and_state, db) -> No
 
 async def test_adding_time_calls_off_an_announced_close(app_and_state, db, live_server) -> None:
     w = await make_world(db)
-    await app_and_state[1]["breakout_closer"].stop()
+    await app_and_state[1].breakout_closer.stop()
     path = live_path(w)
     await open_rooms(live_server, w)
     assert (

@@ -98,7 +98,7 @@ async def make_presence(app_and_state: Any) -> tuple[presence.Presence, InProces
     await broker.start(recorder, nothing)
     live = Live(registry=build_registry(), broker=broker, env=make_templates().env)
     tracker = presence.Presence(
-        broker=broker, live=live, sessionmaker=app_and_state[1]["sessionmaker"]
+        broker=broker, live=live, sessionmaker=app_and_state[1].sessionmaker
     )
     return tracker, broker, recorder
 

@@ -23,6 +23,7 @@ from app.evidence.models import EvidenceItem
 from app.evidence.transcription import TOO_COSTLY, UNAVAILABLE, UNDECODABLE, Transcriber
 from app.models import AuditEntry, User
 from app.routes.evidence_transcripts import NOT_AUDIO
+from app.state import AppState
 from tests.audio_fixtures import (  # noqa: F401 - the fixtures
     SENTENCES,
     Speech,
@@ -60,7 +61,7 @@ async def world(db: AsyncSession) -> World:
 
 
 @pytest.fixture
-def state(app_and_state: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
+def state(app_and_state: tuple[Any, AppState]) -> AppState:
     return app_and_state[1]
 
 
@@ -76,7 +77,7 @@ async def stored_key(state: dict[str, Any], path: Path) -> str:
     async def chunks() -> AsyncIterator[bytes]:
         yield path.read_bytes()
 
-    stored = await state["storage"].save(chunks(), max_bytes=50 * 1024 * 1024)
+    stored = await state.storage.save(chunks(), max_bytes=50 * 1024 * 1024)
     return str(stored.key)
 
 
@@ -153,7 +154,7 @@ async def test_sound_in_every_upload_format_is_transcribed(
     for kind in UPLOAD_FORMATS:
         path = encode(pcm, 16000, tmp_path / f"talk{FORMATS[kind].suffix}", kind)
         items[kind] = await add_sound(db, state, world, path, title=kind)
-    state["transcriber"].wake()
+    state.transcriber.wake()
     reference = " ".join(CLIP_SENTENCES)
     for kind, queued in items.items():
         item = await wait_until_finished(db, queued.id)
@@ -176,7 +177,7 @@ async def test_the_page_shows_progress_while_a_recording_is_transcribed(
     tmp_path: Path,
     browser_factory: Any,
 ) -> None:
-    await state["transcriber"].stop()  # this test's own transcriber does the work
+    await state.transcriber.stop()  # this test's own transcriber does the work
     path = encode(clip_pcm(speech, tuple(SENTENCES[:3])), 16000, tmp_path / "t.ogg", "ogg")
     item = await add_sound(db, state, world, path)
     participant = browser_factory(world.participant_a)
@@ -193,9 +194,7 @@ async def test_the_page_shows_progress_while_a_recording_is_transcribed(
     assert "Waiting to be transcribed" in queued.text
     assert 'hx-trigger="every 2s"' in queued.text
 
-    transcriber = Watched(
-        state["sessionmaker"], state["captions"], state["storage"], progress_interval=0.0
-    )
+    transcriber = Watched(state.sessionmaker, state.captions, state.storage, progress_interval=0.0)
     assert await transcriber.run_once()
 
     assert len(panels) >= 5  # about one a second of sound
@@ -221,7 +220,7 @@ async def test_an_item_left_running_by_a_crash_is_transcribed_after_a_restart(
     vosk_model_path: Path,
     tmp_path: Path,
 ) -> None:
-    await state["transcriber"].stop()
+    await state.transcriber.stop()
     path = encode(clip_pcm(speech, (SENTENCES[0],)), 16000, tmp_path / "t.webm", "webm-browser")
     abandoned = await add_sound(
         db,
@@ -234,7 +233,7 @@ async def test_an_item_left_running_by_a_crash_is_transcribed_after_a_restart(
     )
     busy = await add_sound(db, state, world, path, status="running", transcript_progress=0.4)
 
-    restarted = Transcriber(state["sessionmaker"], state["captions"], state["storage"])
+    restarted = Transcriber(state.sessionmaker, state.captions, state.storage)
     restarted.start()
     try:
         item = await wait_until_finished(db, abandoned.id)
@@ -254,7 +253,7 @@ async def test_a_transcription_stopped_with_the_server_is_handed_back(
     vosk_model_path: Path,
     tmp_path: Path,
 ) -> None:
-    await state["transcriber"].stop()
+    await state.transcriber.stop()
     path = encode(clip_pcm(speech), 16000, tmp_path / "t.mp3", "mp3")
     item = await add_sound(db, state, world, path)
     halfway = asyncio.Event()
@@ -265,9 +264,7 @@ async def test_a_transcription_stopped_with_the_server_is_handed_back(
             halfway.set()
             await asyncio.Event().wait()  # the server stops while we are here
 
-    stopping = Stopping(
-        state["sessionmaker"], state["captions"], state["storage"], progress_interval=0.0
-    )
+    stopping = Stopping(state.sessionmaker, state.captions, state.storage, progress_interval=0.0)
     stopping.start()
     await asyncio.wait_for(halfway.wait(), 30)
     assert (await reload(db, item.id)).transcript_status == "running"
@@ -286,7 +283,7 @@ async def test_a_corrupt_file_fails_with_a_message_and_organisers_can_try_again(
     path = tmp_path / "broken.mp3"
     path.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00garbage" * 4000)
     item = await add_sound(db, state, world, path)
-    state["transcriber"].wake()
+    state.transcriber.wake()
     failed = await wait_until_finished(db, item.id)
     assert failed.transcript_status == "failed"
     assert failed.transcript_error == UNDECODABLE
@@ -325,7 +322,7 @@ async def test_a_recording_over_its_cpu_budget_fails_and_the_queue_moves_on(
     vosk_model_path: Path,
     tmp_path: Path,
 ) -> None:
-    await state["transcriber"].stop()
+    await state.transcriber.stop()
     pcm = clip_pcm(speech)
     seconds = len(pcm) / 32000
     path = encode(pcm, 16000, tmp_path / "talk.wav", "wav")
@@ -334,9 +331,9 @@ async def test_a_recording_over_its_cpu_budget_fails_and_the_queue_moves_on(
     costly = await add_sound(db, state, world, path, title="costly", duration_seconds=0.1)
     normal = await add_sound(db, state, world, path, title="normal", duration_seconds=seconds)
     transcriber = Transcriber(
-        state["sessionmaker"],
-        state["captions"],
-        state["storage"],
+        state.sessionmaker,
+        state.captions,
+        state.storage,
         cpu_budget=CpuBudget(per_audio_second=1.0, margin_seconds=0.3),
     )
     assert await transcriber.run_once()
@@ -358,13 +355,13 @@ async def test_a_queued_recording_declaring_1_hz_fails_at_once(
     tmp_path: Path,
 ) -> None:
     """Queued before uploads checked the sample rate: 20 KB "lasting" 10,000 s."""
-    await state["transcriber"].stop()
+    await state.transcriber.stop()
     odd = tmp_path / "odd.wav"
     odd.write_bytes(wav(rate=1, data_bytes=20_000))
     absurd = await add_sound(db, state, world, odd, duration_seconds=10_000.0)
     talk = encode(clip_pcm(speech, (SENTENCES[0],)), 16000, tmp_path / "talk.ogg", "ogg")
     normal = await add_sound(db, state, world, talk)
-    transcriber = Transcriber(state["sessionmaker"], state["captions"], state["storage"])
+    transcriber = Transcriber(state.sessionmaker, state.captions, state.storage)
     assert await asyncio.wait_for(transcriber.run_once(), 10)
     failed = await reload(db, absurd.id)
     assert failed.transcript_status == "failed"
@@ -379,10 +376,8 @@ async def test_a_queued_recording_declaring_1_hz_fails_at_once(
 async def test_without_a_model_items_fail_with_a_message_found_by_polling(
     db: AsyncSession, state: dict[str, Any], world: World, tmp_path: Path
 ) -> None:
-    await state["transcriber"].stop()
-    polling = Transcriber(
-        state["sessionmaker"], state["captions"], state["storage"], poll_interval=0.1
-    )
+    await state.transcriber.stop()
+    polling = Transcriber(state.sessionmaker, state.captions, state.storage, poll_interval=0.1)
     polling.start()
     try:
         path = encode(silence(1.0), 16000, tmp_path / "quiet.wav", "wav")
@@ -398,12 +393,10 @@ async def test_without_a_model_items_fail_with_a_message_found_by_polling(
 async def test_each_item_is_claimed_by_one_transcriber_only(
     db: AsyncSession, state: dict[str, Any], world: World, tmp_path: Path
 ) -> None:
-    await state["transcriber"].stop()
+    await state.transcriber.stop()
     path = encode(silence(1.0), 16000, tmp_path / "quiet.wav", "wav")
     item = await add_sound(db, state, world, path)
-    workers = [
-        Transcriber(state["sessionmaker"], state["captions"], state["storage"]) for _ in range(3)
-    ]
+    workers = [Transcriber(state.sessionmaker, state.captions, state.storage) for _ in range(3)]
     claimed = await asyncio.gather(*(w.run_once() for w in workers))
     assert sorted(claimed) == [False, False, True]
     assert (await reload(db, item.id)).transcript_status == "failed"

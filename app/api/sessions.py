@@ -23,6 +23,7 @@ from app.models import Paper, ProgrammeSession
 from app.services import calendar, papers, schedule
 from app.services.papers import PaperKind, PaperRejected
 from app.services.schedule import ScheduleError, SessionFields
+from app.state import get_app_state
 from app.storage import LocalStorage
 
 router = APIRouter(tags=["sessions"])
@@ -162,7 +163,7 @@ def _invalid(detail: str, errors: dict[str, str], status_code: int = 422) -> JSO
 
 
 def _storage(request: Request) -> LocalStorage:
-    storage: LocalStorage = request.state.storage
+    storage: LocalStorage = get_app_state(request).storage
     return storage
 
 

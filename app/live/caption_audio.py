@@ -26,6 +26,7 @@ from app.live import channels
 from app.live.captions import MUTED_NOTICE, is_muted
 from app.live.channels import Seat
 from app.live.speaking import Microphone
+from app.state import get_app_state
 from captioning.engine import CaptionsUnavailable
 from captioning.ingest import (
     CLOSE_GOING_AWAY,
@@ -168,7 +169,7 @@ async def admit(
 ) -> tuple[StartRequest, Seat]:
     """The start message, and the speaker's seat if they may be captioned there; raises
     IngestError for a refusal, WebSocketDisconnect when the client leaves first."""
-    engine = websocket.state.captions
+    engine = get_app_state(websocket).captions
     if not engine.available:
         raise IngestError("unavailable", engine.public_reason, close_code=CLOSE_SERVER_ERROR)
     try:
@@ -198,7 +199,7 @@ async def serve_speaker(
     sink: FrameSink | None = None,
 ) -> None:
     """Serve an accepted connection of a signed-in member of the session."""
-    state = websocket.state
+    state = get_app_state(websocket)
     sender = Sender(websocket)
     try:
         start, seat = await admit(websocket, seats, limits)
@@ -219,7 +220,7 @@ async def serve_speaker(
     ingest: AudioIngest | None = None
     # Marks the speaker as speaking in their room while the stream is live (consoles).
     mic = Microphone(
-        getattr(state, "speaking", None),
+        state.speaking,
         member=str(seat.user_id),
         name=seat.ctx.user.name_with_pronouns,
     )
@@ -449,7 +450,7 @@ class SpeakerSession:
         await old.close()
 
     async def _muted(self) -> bool:
-        async with self.sender.websocket.state.sessionmaker() as db:
+        async with get_app_state(self.sender.websocket).sessionmaker() as db:
             return await is_muted(db, session_id=self.seat.session.id, user_id=self.seat.user_id)
 
     def _muted_ending(self) -> Ending:

@@ -9,17 +9,18 @@ from starlette.requests import HTTPConnection
 
 from app.deps import MemberOf, SessionDep, SessionOf
 from app.live.channels import Seat, seat_for
+from app.state import get_app_state
 from realtime.hub import Hub
 from realtime.publish import Live
 
 
 def get_live(request: HTTPConnection) -> Live:
-    live: Live = request.state.live
+    live: Live = get_app_state(request).live
     return live
 
 
 def get_hub(request: HTTPConnection) -> Hub:
-    hub: Hub = request.state.hub
+    hub: Hub = get_app_state(request).hub
     return hub
 
 

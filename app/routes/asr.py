@@ -13,6 +13,7 @@ from app.deps import CurrentUser, SessionDep, SettingsDep
 from app.models import User
 from app.services import asr_tokens
 from app.services.asr_tokens import AsrTokenError, IssuedToken, TokenCheck
+from app.state import get_app_state
 from app.templating import render
 from captioning.engine import CaptionEngine
 from captioning.vosk_protocol import CLOSE_POLICY, VoskLimits, close_with_reason, serve_vosk
@@ -29,7 +30,7 @@ TokenIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Token id")]
 
 
 def get_captions(conn: HTTPConnection) -> CaptionEngine:
-    captions: CaptionEngine = conn.state.captions
+    captions: CaptionEngine = get_app_state(conn).captions
     return captions
 
 
@@ -41,7 +42,7 @@ def vosk_limits() -> VoskLimits:
 async def stream_access(conn: HTTPConnection) -> TokenCheck:
     """Checks `?token=` in a short database session of its own: a stream may last hours
     and must not hold a database connection all that time."""
-    async with conn.state.sessionmaker() as db:
+    async with get_app_state(conn).sessionmaker() as db:
         return await asr_tokens.check_token(db, secret=conn.query_params.get("token"))
 
 

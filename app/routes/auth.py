@@ -22,6 +22,7 @@ from app.services.invitations import (
     use_invitation,
 )
 from app.sessions import end_session, read_claims, safe_next, session_user, sign_in, sign_out
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter(tags=["pages: sign-in"])
@@ -81,7 +82,7 @@ async def signin(
             status_code=400,
         )
     address = client_address(request)
-    limits = request.state.signin_limits
+    limits = get_app_state(request).signin_limits
     wait = limits.refuse(address, email)
     if wait:
         return _signin_refused(

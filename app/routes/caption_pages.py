@@ -14,6 +14,7 @@ from app.live.captions import public_status
 from app.live.deps import SeatOf
 from app.live.snapshot import room_title
 from app.routes.live import BASE, base_url
+from app.state import get_app_state
 from app.templating import render
 from realtime import log as event_log
 
@@ -33,7 +34,7 @@ async def captions_page(request: Request, seat: SeatOf, db: SessionDep) -> Respo
         "room_last_id": heads[seat.current],
         "personal_channel": personal,
         "personal_last_id": heads[personal],
-        "captions_status": public_status(request.state.captions),
+        "captions_status": public_status(get_app_state(request).captions),
     }
     context.update(await caption_panel(db, seat=seat))
     return render(request, "live/captions_full.html", context)

@@ -21,6 +21,7 @@ from app.routes.live_actions import done, required_id
 from app.routes.live_stream import SeatKeeper, load_seat, same_origin
 from app.security import SESSION_COOKIE
 from app.sessions import safe_next
+from app.state import get_app_state
 from app.templating import render
 from captioning.ingest import CLOSE_POLICY, IngestError
 from captioning.transcripts import FORMATS, Cue
@@ -55,7 +56,7 @@ async def speaker_audio(
         denied = IngestError("cross_site", "cross-site connections are refused", close_code=1008)
         await sender.end(refusal(denied))
         return
-    state = websocket.state
+    state = get_app_state(websocket)
     async with state.sessionmaker() as db:
         user = await user_from_cookie(
             db,

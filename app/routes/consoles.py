@@ -34,6 +34,7 @@ from app.live.help import console_list_id
 from app.live.snapshot import channel_view, settings_of
 from app.models import Group
 from app.routes.live import BASE, base_url, wants_fragment
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter(tags=["pages: live consoles"])
@@ -102,7 +103,7 @@ async def followed(db: SessionDep, seat: Seat) -> dict[str, Any]:
 
 
 async def people_context(request: Request, db: SessionDep, access: ConsoleSeat) -> dict[str, Any]:
-    state = request.state
+    state = get_app_state(request)
     return {
         "group": access.group,
         "here": await room_people(
@@ -269,8 +270,8 @@ async def host_context(request: Request, db: SessionDep, seat: Seat) -> dict[str
         "rows": await rooms_overview(
             db,
             seat=seat,
-            presence=request.state.presence,
-            speaking=request.state.speaking,
+            presence=get_app_state(request).presence,
+            speaking=get_app_state(request).speaking,
             groups=groups,
         ),
         "refresh_seconds": ROOMS_REFRESH_SECONDS,
@@ -306,8 +307,8 @@ async def host_console_rooms(request: Request, seat: SeatOf, db: SessionDep) -> 
     rows = await rooms_overview(
         db,
         seat=seat,
-        presence=request.state.presence,
-        speaking=request.state.speaking,
+        presence=get_app_state(request).presence,
+        speaking=get_app_state(request).speaking,
         groups=groups,
     )
     return render(

@@ -26,6 +26,7 @@ from app.evidence.serving import FILE_CSP
 from app.numbers import is_digits
 from app.routes.evidence_uploads import upload_form_context
 from app.services.papers import content_disposition
+from app.state import get_app_state
 from app.storage import Storage
 from app.templating import render
 
@@ -70,7 +71,7 @@ def item_url(item_ctx: ItemContext) -> str:
 
 
 def storage_of(request: Request) -> Storage:
-    storage: Storage = request.state.storage
+    storage: Storage = get_app_state(request).storage
     return storage
 
 

@@ -19,6 +19,7 @@ from app.evidence.access import ItemContext, ItemOf, OrganiserItemOf
 from app.evidence.models import EvidenceKind
 from app.evidence.transcription import TranscriptRefused, retry_transcript, save_transcript
 from app.models import User
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter(tags=["pages: evidence"])
@@ -102,7 +103,7 @@ async def retry(request: Request, item: OrganiserAudioItemOf, db: SessionDep) ->
         await retry_transcript(db, item=item.item, actor=item.gctx.ctx.user)
     except TranscriptRefused as exc:
         raise HTTPException(status_code=exc.status, detail=exc.message) from None
-    request.state.transcriber.wake()
+    get_app_state(request).transcriber.wake()
     return RedirectResponse(
         f"{item_url(item)}?transcript=requeued#transcript-{item.item.id}", status_code=303
     )

@@ -23,6 +23,7 @@ from app.evidence.multipart import FilePart, MalformedForm, receive_form
 from app.evidence.uploads import MB, Batch, IncomingFile, read_options, record_batch
 from app.models import ProgrammeSession
 from app.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, Signer
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter()
@@ -86,7 +87,7 @@ def _form_token(fields: dict[str, list[str]]) -> str | None:
 
 
 def _csrf_ok(request: Request, token: str | None) -> bool:
-    signer: Signer = request.state.signer
+    signer: Signer = get_app_state(request).signer
     return signer.csrf_valid(request.cookies.get(CSRF_COOKIE), token)
 
 
@@ -111,7 +112,7 @@ async def upload(
     # Who is asking has been checked; no connection is held while the files arrive (a
     # slow upload would otherwise keep it for as long as it trickles).
     await release_connection(db)
-    storage = request.state.storage
+    storage = get_app_state(request).storage
     batch = Batch(storage=storage, max_bytes=settings.max_upload_mb * MB)
 
     async def open_file(part: FilePart, fields: dict[str, list[str]]) -> IncomingFile:
@@ -156,8 +157,8 @@ async def upload(
     except BaseException:
         await batch.discard()
         raise
-    transcriber = getattr(request.state, "transcriber", None)
-    if transcriber is not None and any(item.kind == "audio" for item in items):
+    transcriber = get_app_state(request).transcriber
+    if any(item.kind == "audio" for item in items):
         transcriber.wake()
     base = board_url(gctx)
     if wants_json(request):

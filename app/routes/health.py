@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.responses import JSONResponse
 
+from app.state import get_app_state
+
 router = APIRouter(tags=["health"])
 
 
@@ -13,11 +15,11 @@ router = APIRouter(tags=["health"])
 async def healthz(request: Request) -> JSONResponse:
     database = "ok"
     try:
-        async with request.state.sessionmaker() as db:
+        async with get_app_state(request).sessionmaker() as db:
             await db.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database is reported, not raised
         database = f"unavailable: {type(exc).__name__}"
-    captions = request.state.captions.status
+    captions = get_app_state(request).captions.status
     body = {
         "status": "ok" if database == "ok" else "degraded",
         "database": database,

@@ -19,6 +19,7 @@ from app.live.controls import controls_context
 from app.live.deps import LiveDep, SeatOf
 from app.live.snapshot import channel_view, room_title, settings_of
 from app.live.text import linkify
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter(tags=["pages: live session"])
@@ -68,10 +69,10 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         "client_id": secrets.token_hex(8),
         "room_settings": await settings_of(db, seat.current),
         "linkify": linkify,
-        **await controls_context(db, seat=seat, presence=request.state.presence),
-        "speaking_view": await request.state.speaking.payload(seat.current),
+        **await controls_context(db, seat=seat, presence=get_app_state(request).presence),
+        "speaking_view": await get_app_state(request).speaking.payload(seat.current),
         **await caption_panel(db, seat=seat),
-        "captions_status": public_status(request.state.captions),
+        "captions_status": public_status(get_app_state(request).captions),
     }
 
 
@@ -137,7 +138,7 @@ async def post_chat(
         await send_message(
             db,
             live,
-            writer=request.state.chat_writer,
+            writer=get_app_state(request).chat_writer,
             seat=seat,
             channel=channel or seat.current,
             text=text,

@@ -22,6 +22,7 @@ from app.live.controls import occupancy
 from app.live.deps import LiveDep, SeatOf
 from app.numbers import is_digits
 from app.routes.live import BASE, base_url, refused, wants_fragment
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter(tags=["pages: live session actions"])
@@ -294,5 +295,5 @@ async def room_occupancy(request: Request, seat: SeatOf, db: SessionDep) -> Resp
             status_code=403, detail="Only the session's staff can see who is where."
         )
     groups = await breakouts.programme_groups(db, seat.ctx.programme.id)
-    rows = await occupancy(seat=seat, presence=request.state.presence, groups=groups)
+    rows = await occupancy(seat=seat, presence=get_app_state(request).presence, groups=groups)
     return render(request, "live/_occupancy.html", {"occupancy": rows, "base": base_url(seat)})

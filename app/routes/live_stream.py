@@ -24,6 +24,7 @@ from app.live.chat import ChatRefused, refused_when_busy, send_message
 from app.live.deps import HubDep, SeatOf
 from app.models import ProgrammeSession, User
 from app.security import SESSION_COOKIE
+from app.state import get_app_state
 from realtime.connection import AccessEnded, Connection
 from realtime.events import control
 from realtime.hub import Hub
@@ -92,11 +93,11 @@ class SeatKeeper:
         if self.connection is not None:
             self.connection.stale = False
         seat, ended = None, NOT_IN_SESSION
-        async with self.conn.state.sessionmaker() as db:
+        async with get_app_state(self.conn).sessionmaker() as db:
             user = await user_from_cookie(
                 db,
-                signer=self.conn.state.signer,
-                settings=self.conn.state.settings,
+                signer=get_app_state(self.conn).signer,
+                settings=get_app_state(self.conn).settings,
                 cookie=self.cookie,
             )
             if user is None or user.id != self.user_id:
@@ -161,7 +162,7 @@ async def seat_in(db: AsyncSession, user: User, programme_id: int, session_id: i
 async def load_seat(
     conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
 ) -> Seat | None:
-    async with conn.state.sessionmaker() as db:
+    async with get_app_state(conn).sessionmaker() as db:
         user = await db.get(User, user_id)
         if user is None:
             return None
@@ -190,11 +191,11 @@ def make_frame_handler(conn: HTTPConnection, keeper: SeatKeeper):  # type: ignor
                             message="You are no longer in this session.",
                         )
                     ]
-                async with conn.state.sessionmaker() as db:
+                async with get_app_state(conn).sessionmaker() as db:
                     message_id, _new = await send_message(
                         db,
-                        conn.state.live,
-                        writer=conn.state.chat_writer,
+                        get_app_state(conn).live,
+                        writer=get_app_state(conn).chat_writer,
                         seat=seat,
                         channel=channel,
                         text=text,
@@ -224,7 +225,7 @@ def same_origin(conn: HTTPConnection) -> bool:
 
 @router.websocket(BASE + "/ws")
 async def live_websocket(websocket: WebSocket, programme_id: int, session_id: int) -> None:
-    state = websocket.state
+    state = get_app_state(websocket)
     if not same_origin(websocket):
         await websocket.close(code=1008, reason="cross-site connections are refused")
         return

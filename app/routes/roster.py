@@ -27,6 +27,7 @@ from app.services.roster import (
     import_roster,
 )
 from app.services.roster_views import list_groups, list_members
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter(tags=["pages: roster"])
@@ -65,7 +66,7 @@ async def render_roster(
 ) -> Response:
     """The roster page, with the outcome of whatever was just done."""
     programme = ctx.programme
-    settings: Settings = request.state.settings
+    settings: Settings = get_app_state(request).settings
     members = await list_members(db, programme=programme, with_invitations=True)
     groups = await list_groups(db, programme=programme)
     participants = [m for m in members if m.role is Role.PARTICIPANT]

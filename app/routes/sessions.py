@@ -24,6 +24,7 @@ from app.models import ProgrammeSession
 from app.services import calendar, papers, schedule
 from app.services.papers import PaperKind, PaperRejected
 from app.services.schedule import ScheduleError
+from app.state import get_app_state
 from app.storage import LocalStorage
 from app.templating import render
 
@@ -47,7 +48,7 @@ CALENDAR_TYPE = "text/calendar; charset=utf-8"
 
 
 def get_storage(request: Request) -> LocalStorage:
-    storage: LocalStorage = request.state.storage
+    storage: LocalStorage = get_app_state(request).storage
     return storage
 
 

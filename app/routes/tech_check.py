@@ -30,6 +30,7 @@ from app.routes.live import wants_fragment
 from app.routes.live_stream import same_origin
 from app.security import SESSION_COOKIE
 from app.services import tech_check
+from app.state import get_app_state
 from app.templating import render
 from captioning.engine import CaptionsUnavailable
 
@@ -71,7 +72,7 @@ async def page(
             "target": target,
             "session_id": session_id,
             "live_url": live_url if session_id else None,
-            "captions_status": public_status(request.state.captions),
+            "captions_status": public_status(get_app_state(request).captions),
             "max_seconds": int(tech_check.MAX_SAMPLE_SECONDS),
             "flash_messages": [flash] if flash else [],
             "help_error": error,
@@ -109,7 +110,7 @@ async def sample_caption(request: Request, user: CurrentUser, db: SessionDep) ->
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in AUDIO_TYPES:
         return refusal("Send the sample as a WAV sound file (Content-Type: audio/wav).", 415)
-    limiter = request.state.tech_check_limiter
+    limiter = get_app_state(request).tech_check_limiter
     key = f"caption:{user.id}"
     if not limiter.allow(key):
         wait = limiter.retry_after(key)
@@ -128,7 +129,7 @@ async def sample_caption(request: Request, user: CurrentUser, db: SessionDep) ->
             return refusal(f"The sample is too long: the tech check takes {seconds} seconds.", 413)
     try:
         audio = tech_check.read_sample(bytes(body))
-        engine = request.state.captions
+        engine = get_app_state(request).captions
         if not engine.available:
             raise CaptionsUnavailable(engine.public_reason)
         text = await tech_check.sample_caption(engine, audio)
@@ -186,7 +187,7 @@ async def echo(websocket: WebSocket) -> None:
     if not same_origin(websocket):
         await websocket.close(code=1008, reason="cross-site connections are refused")
         return
-    state = websocket.state
+    state = get_app_state(websocket)
     async with state.sessionmaker() as db:
         user = await user_from_cookie(
             db,

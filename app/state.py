@@ -1,0 +1,69 @@
+"""The application's long-lived resources, made once by the lifespan (app/factory.py) and
+read by routes and dependencies as one typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from app.config import Settings
+    from app.evidence.transcription import Transcriber
+    from app.live.breakouts import BreakoutCloser
+    from app.live.chat_writer import ChatWriter
+    from app.live.presence import Presence
+    from app.live.speaking import Speaking
+    from app.ratelimit import RateLimiter, SignInLimits
+    from app.security import PasswordWorker, Signer
+    from app.storage import LocalStorage
+    from captioning.engine import CaptionEngine
+    from realtime.broker import Broker
+    from realtime.hub import Hub
+    from realtime.publish import Live
+
+# The key the lifespan yields the state under; Starlette copies it into each request's state.
+STATE_KEY = "app_state"
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    signer: Signer
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    templates: Jinja2Templates
+    broker: Broker
+    hub: Hub
+    live: Live
+    presence: Presence
+    speaking: Speaking
+    # The tech check's sample captions: a few a minute per person.
+    tech_check_limiter: RateLimiter
+    breakout_closer: BreakoutCloser
+    chat_writer: ChatWriter
+    captions: CaptionEngine
+    storage: LocalStorage
+    transcriber: Transcriber
+    signin_limits: SignInLimits
+    passwords: PasswordWorker
+
+
+def get_app_state(request: HTTPConnection) -> AppState:
+    """The resources of the running app, for an HTTP request or a WebSocket alike."""
+    state: AppState = getattr(request.state, STATE_KEY)
+    return state
+
+
+def find_app_state(request: HTTPConnection) -> AppState | None:
+    """The same, or None outside a running lifespan (e.g. an error before startup)."""
+    state: AppState | None = getattr(request.state, STATE_KEY, None)
+    return state
+
+
+AppStateDep = Annotated[AppState, Depends(get_app_state)]
