@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from app.asr_models import AsrToken
+from app.captions.models import CaptionSegment
 from app.config import Settings
 from app.db import utcnow
 from app.evidence.models import Coding, EvidenceItem, Theme
@@ -21,7 +22,6 @@ from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
 from app.services.asr_tokens import issue_token
-from app.captions.models import CaptionSegment
 from tests.factories import World, make_world
 
 ANON = "anonymous"

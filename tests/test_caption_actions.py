@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from app.live import channels
 from app.models import AuditEntry
-from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from realtime.log import LiveEvent
 from tests.factories import World, make_world
 

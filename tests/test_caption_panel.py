@@ -8,8 +8,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.live import channels
 from app.captions.models import CaptionPreference, CaptionSegment
+from app.live import channels
 from tests.factories import make_world
 
 

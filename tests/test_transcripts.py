@@ -8,8 +8,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.live import channels
 from app.captions.models import CaptionSegment
+from app.live import channels
 from captioning.transcripts import Cue, plain_text, srt, webvtt
 from tests.factories import World, make_world
 

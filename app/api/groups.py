@@ -40,7 +40,6 @@ from app.services.roster_views import (
     AccessNeeds,
     GroupView,
     MemberView,
-    Person,
     facilitated_group_ids,
     group_page,
     list_groups,
@@ -65,19 +64,14 @@ def problem(message: str, field: str, status: int = 422) -> JSONResponse:
 
 
 class PersonOut(BaseModel):
+    """A person as the API shows them: read from the roster's Person view, field for field."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     user_id: int
     name: str
     pronouns: str
     name_pronunciation: str
-
-    @classmethod
-    def of(cls, person: Person) -> PersonOut:
-        return cls(
-            user_id=person.user_id,
-            name=person.name,
-            pronouns=person.pronouns,
-            name_pronunciation=person.name_pronunciation,
-        )
 
 
 class GroupOut(BaseModel):
@@ -98,7 +92,7 @@ class GroupOut(BaseModel):
             capacity=group.capacity,
             effective_capacity=group.effective_capacity,
             size=group.size,
-            facilitators=[PersonOut.of(p) for p in group.facilitators],
+            facilitators=[PersonOut.model_validate(p) for p in group.facilitators],
         )
 
 
@@ -253,7 +247,7 @@ async def api_group(access: GroupOf, db: SessionDep) -> GroupDetailOut:
     page = await group_page(db, programme=access.ctx.programme, group_id=access.group.id)
     members = [
         GroupMemberOut(
-            **PersonOut.of(m.person).model_dump(),
+            **PersonOut.model_validate(m.person).model_dump(),
             access_needs=AccessNeedsOut.of(m.access) if access.can_moderate else None,
         )
         for m in page.members

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.captions.models import CaptionPreference
 from app.live.captions import (
     CONTRASTS,
     DEFAULT_CONTRAST,
@@ -21,7 +22,6 @@ from app.live.captions import (
 )
 from app.live.channels import Seat
 from app.live.events import CaptionFinalPayload
-from app.captions.models import CaptionPreference
 
 # Earlier finals drawn with the panel; live.js keeps at most 300 lines in a list.
 SCROLLBACK = 200

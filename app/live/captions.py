@@ -14,6 +14,7 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from app.db import utcnow
 from app.deps import load_programme_context
 from app.live import channels
@@ -25,7 +26,6 @@ from app.models import Group, Role, User
 from app.numbers import is_digits
 from app.services import audit
 from captioning.engine import CaptionEngine
-from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from realtime.publish import Live
 
 MAX_CORRECTION_CHARS = 1000

@@ -24,7 +24,8 @@ def upgrade() -> None:
             sa.Column("status", sa.String(length=20), server_default="active", nullable=False)
         )
         batch_op.create_check_constraint(
-            op.f("ck_memberships_status_known"), "status IN ('active', 'invited')")
+            op.f("ck_memberships_status_known"), "status IN ('active', 'invited')"
+        )
     with op.batch_alter_table("invitations", schema=None) as batch_op:
         # Links were reusable until now; from here on the first sign-in marks a link used.
         batch_op.alter_column("last_used_at", new_column_name="used_at")

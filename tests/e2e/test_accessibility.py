@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from app.captions.models import CaptionSegment
 from app.config import Settings
 from app.db import utcnow
 from app.evidence.models import Coding, EvidenceItem, Theme
@@ -27,7 +28,6 @@ from app.models import MembershipStatus, Role, User
 from app.services import asr_tokens
 from app.services.invitations import issue_invitation
 from app.storage import LocalStorage
-from app.captions.models import CaptionSegment
 from tests import audio_fixtures
 from tests import evidence_files as ef
 from tests.conftest import LiveServer
