@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.db import RETRY_AFTER_SECONDS, is_overloaded
+from app.refusals import Refused
 from app.security import PasswordWorkerBusy
 from app.state import find_app_state
 
@@ -171,6 +172,22 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": "Sign in first."}, status_code=401)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/signin?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> Response:
+        # The page's own requests (htmx) show the line of text where the action was; the
+        # API reads JSON; a browser without scripts gets a page. Retry-After on a refusal
+        # that passes (429, 503): the page waits, says so, and tries again.
+        if request.headers.get("hx-request") == "true":
+            return PlainTextResponse(exc.message, status_code=exc.status, headers=exc.headers)
+        if wants_json(request):
+            return JSONResponse(
+                {"detail": exc.message}, status_code=exc.status, headers=exc.headers
+            )
+        response = _page(request, exc.status, exc.message)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -20,11 +20,11 @@ from app.db import utcnow
 from app.live import channels
 from app.live.access import access_changed
 from app.live.channels import Seat
-from app.live.chat import ChatRefused
 from app.live.events import BreakoutPayload, BroadcastPayload, NoticePayload, RoomChangedPayload
 from app.live.models import Breakout, RoomAssignment
 from app.live.text import clean_message
 from app.models import Group, Membership, Programme, ProgrammeSession, Role, User
+from app.refusals import Conflict, NotAllowed, Refused
 from app.services import audit
 from realtime.publish import Live, Outbox
 
@@ -42,18 +42,18 @@ CLOSER_INTERVAL_SECONDS = 1.0
 
 def require_host(seat: Seat) -> None:
     if not seat.is_host:
-        raise ChatRefused("Only the session's hosts can run breakout rooms.", status=403)
+        raise NotAllowed("Only the session's hosts can run breakout rooms.")
 
 
 def require_open(seat: Seat) -> Breakout:
     if seat.breakout is None:
-        raise ChatRefused("No breakout rooms are open in this session.", status=409)
+        raise Conflict("No breakout rooms are open in this session.")
     return seat.breakout
 
 
 def check_range(value: int, *, what: str, low: int, high: int) -> int:
     if not low <= value <= high:
-        raise ChatRefused(f"The {what} must be a whole number from {low} to {high}.")
+        raise Refused(f"The {what} must be a whole number from {low} to {high}.")
     return value
 
 
@@ -106,14 +106,13 @@ async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) 
     require_host(seat)
     check_range(minutes, what="length in minutes", low=MIN_MINUTES, high=MAX_MINUTES)
     if seat.breakout is not None:
-        raise ChatRefused("Breakout rooms are already open; close them first.", status=409)
+        raise Conflict("Breakout rooms are already open; close them first.")
     programme = seat.ctx.programme
     groups = await programme_groups(db, programme.id)
     if not groups:
-        raise ChatRefused(
+        raise Conflict(
             "This programme has no groups yet, so there are no rooms to open. "
             "Create groups and place people in them first.",
-            status=409,
         )
     participants = (
         await db.execute(
@@ -203,7 +202,7 @@ async def extend(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> d
         .execution_options(synchronize_session=False)
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
-        raise ChatRefused("The breakout rooms have just closed.", status=409)
+        raise Conflict("The breakout rooms have just closed.")
     programme = seat.ctx.programme
     audit.record(
         db,
@@ -233,9 +232,9 @@ async def broadcast(db: AsyncSession, live: Live, *, seat: Seat, text: str) -> N
     require_host(seat)
     body = clean_message(text)
     if not body:
-        raise ChatRefused("Type the message to send to every room.")
+        raise Refused("Type the message to send to every room.")
     if len(body) > MAX_BROADCAST_CHARS:
-        raise ChatRefused(
+        raise Refused(
             f"Messages to every room can be at most {MAX_BROADCAST_CHARS:,} characters; "
             f"this one has {len(body):,}."
         )
@@ -274,7 +273,7 @@ async def close_rooms(
             db, live, breakout_id=breakout.id, session=seat.session, actor=seat.ctx.user
         )
         if not closed:
-            raise ChatRefused("The breakout rooms have already closed.", status=409)
+            raise Conflict("The breakout rooms have already closed.")
         return
     closes_at = utcnow() + timedelta(seconds=warning_seconds)
     changed = await db.execute(
@@ -284,7 +283,7 @@ async def close_rooms(
         .execution_options(synchronize_session=False)
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
-        raise ChatRefused("The breakout rooms have already closed.", status=409)
+        raise Conflict("The breakout rooms have already closed.")
     audit.record(
         db,
         actor=seat.ctx.user,

@@ -20,10 +20,10 @@ from app.deps import load_programme_context
 from app.live import channels
 from app.live.breakouts import clock
 from app.live.channels import Seat, seat_for
-from app.live.chat import ChatRefused
 from app.live.events import CaptionFinalPayload, NoticePayload
 from app.models import Group, Role, User
 from app.numbers import is_digits
+from app.refusals import NotAllowed, NotFound, Refused
 from app.services import audit
 from captioning.engine import CaptionEngine
 from realtime.publish import Live
@@ -93,9 +93,7 @@ def final_data(segment: CaptionSegment) -> dict[str, Any]:
 
 def require_caption_moderator(seat: Seat) -> None:
     if not (seat.is_host or seat.ctx.role is Role.FACILITATOR):
-        raise ChatRefused(
-            "Only facilitators and hosts can turn someone's captioning off or on.", status=403
-        )
+        raise NotAllowed("Only facilitators and hosts can turn someone's captioning off or on.")
 
 
 async def is_muted(db: AsyncSession, *, session_id: int, user_id: int) -> bool:
@@ -104,7 +102,7 @@ async def is_muted(db: AsyncSession, *, session_id: int, user_id: int) -> bool:
 
 async def _where(db: AsyncSession, *, seat: Seat, user_id: int) -> tuple[User, Seat]:
     """The person acted on, and where they are now in this session."""
-    not_found = ChatRefused("We could not find that person in this programme.", status=404)
+    not_found = NotFound("We could not find that person in this programme.")
     person = await db.get(User, user_id)
     if person is None:
         raise not_found
@@ -124,14 +122,12 @@ async def set_caption_mute(
     are refused) or on again. Returns a line for the person acting."""
     require_caption_moderator(seat)
     if user_id == seat.user_id:
-        raise ChatRefused("To stop your own captions, turn your microphone off.")
+        raise Refused("To stop your own captions, turn your microphone off.")
     person, where = await _where(db, seat=seat, user_id=user_id)
     if not seat.may_moderate(where.current):
-        raise ChatRefused(
-            "You can only turn off captioning for people in rooms you facilitate.", status=403
-        )
+        raise NotAllowed("You can only turn off captioning for people in rooms you facilitate.")
     if where.is_host and not seat.is_host:
-        raise ChatRefused("Only a host can turn off a host's captioning.", status=403)
+        raise NotAllowed("Only a host can turn off a host's captioning.")
     existing = await db.get(CaptionMute, (seat.session.id, user_id))
     name = person.display_name
     if muted == (existing is not None):
@@ -178,16 +174,14 @@ async def correct_segment(
     version; everyone in the room sees the corrected line in place of the old one."""
     segment = await db.get(CaptionSegment, segment_id)
     if segment is None or segment.session_id != seat.session.id:
-        raise ChatRefused("We could not find that caption.", status=404)
+        raise NotFound("We could not find that caption.")
     if not seat.may_moderate(segment.channel):
-        raise ChatRefused(
-            "Only this room's facilitators and the hosts can correct its captions.", status=403
-        )
+        raise NotAllowed("Only this room's facilitators and the hosts can correct its captions.")
     new_text = clean_caption(text)
     if not new_text:
-        raise ChatRefused("Type the corrected caption.")
+        raise Refused("Type the corrected caption.")
     if len(new_text) > MAX_CORRECTION_CHARS:
-        raise ChatRefused(
+        raise Refused(
             f"A caption can be at most {MAX_CORRECTION_CHARS:,} characters; "
             f"this one has {len(new_text):,}."
         )
@@ -255,12 +249,12 @@ async def readable_room(db: AsyncSession, *, seat: Seat, channel: str) -> str:
     match = channels.CHANNEL_PATTERN.match(channel)
     sid = seat.session.id
     if match is None or match.group(1) != str(sid) or not channels.is_room(channel):
-        raise ChatRefused("We could not find that room in this session.", status=404)
+        raise NotFound("We could not find that room in this session.")
     group_id = channels.room_group_id(channel)
     if group_id is not None:
         group = await db.get(Group, group_id)
         if group is None or group.programme_id != seat.ctx.programme.id:
-            raise ChatRefused("We could not find that room in this session.", status=404)
+            raise NotFound("We could not find that room in this session.")
         own_group = seat.ctx.membership.group_id if seat.ctx.membership else None
         allowed = (
             channel in seat.followable()
@@ -269,7 +263,7 @@ async def readable_room(db: AsyncSession, *, seat: Seat, channel: str) -> str:
             or group_id == own_group
         )
         if not allowed:
-            raise ChatRefused("You cannot read that room's captions.", status=403)
+            raise NotAllowed("You cannot read that room's captions.")
     return channel
 
 

@@ -18,6 +18,7 @@ from app.live.events import ChatMessagePayload, MessageRemovedPayload, ReportPay
 from app.live.models import ChatMessage, ChatMute, MessageReport, RoomSetting
 from app.live.text import clean_message
 from app.models import GroupFacilitator, User
+from app.refusals import Busy, NotAllowed, NotFound, Refused, TooFast
 from app.services import audit
 from realtime.publish import Live
 
@@ -29,35 +30,12 @@ RATE_LIMIT_COUNT = 5
 RATE_LIMIT_SECONDS = 5
 
 
-class ChatRefused(Exception):
-    """A message or action that cannot be done, with the reason to show the person, and
-    for a refusal that passes (429, 503) how many seconds to wait before trying again."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        code: str = "refused",
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
-
-
 BUSY_MESSAGE = "So many messages are arriving at once that yours has not been sent yet."
 
 
-def busy(message: str = BUSY_MESSAGE) -> ChatRefused:
+def busy(message: str = BUSY_MESSAGE) -> Refused:
     """The server is too busy for this now; the page sends it again after Retry-After."""
-    return ChatRefused(message, status=503, code="busy", retry_after=RETRY_AFTER_SECONDS)
+    return Busy(message, code="busy", retry_after=RETRY_AFTER_SECONDS)
 
 
 @contextlib.contextmanager
@@ -127,7 +105,7 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sen
 
     One query answers all of them, since every message pays for it."""
     if not seat.may_post(channel):
-        raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
+        raise NotAllowed("You cannot send messages to that room.", code="not_allowed")
     now = utcnow()
     muted_until, locked, slow_seconds, recent, last_here = (
         await db.execute(
@@ -142,19 +120,14 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sen
     ).one()
     if muted_until is not None and muted_until > now:
         until = time_label(seat, muted_until)
-        raise ChatRefused(
-            f"A facilitator has paused your chat until {until}.", status=403, code="muted"
-        )
+        raise NotAllowed(f"A facilitator has paused your chat until {until}.", code="muted")
     moderator = seat.may_moderate(channel)
     if locked and not moderator:
-        raise ChatRefused(
-            "The facilitator has locked this room's chat for now.", status=403, code="locked"
-        )
+        raise NotAllowed("The facilitator has locked this room's chat for now.", code="locked")
     if (recent or 0) + also_sent >= RATE_LIMIT_COUNT:
-        raise ChatRefused(
+        raise TooFast(
             f"You are sending messages very quickly. Please wait a few seconds "
             f"(at most {RATE_LIMIT_COUNT} messages in {RATE_LIMIT_SECONDS} seconds).",
-            status=429,
             code="rate_limited",
             retry_after=RATE_LIMIT_SECONDS,
         )
@@ -162,9 +135,8 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sen
         waited = (now - last_here).total_seconds()
         if waited < slow_seconds:
             wait = int(slow_seconds - waited) + 1
-            raise ChatRefused(
+            raise TooFast(
                 f"Slow mode is on: you can send another message in {wait} seconds.",
-                status=429,
                 code="slow_mode",
                 retry_after=wait,
             )
@@ -173,9 +145,9 @@ async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sen
 def validate_text(text: str) -> str:
     cleaned = clean_message(text)
     if not cleaned:
-        raise ChatRefused("Type a message first.", code="empty")
+        raise Refused("Type a message first.", code="empty")
     if len(cleaned) > MAX_MESSAGE_CHARS:
-        raise ChatRefused(
+        raise Refused(
             f"Messages can be at most {MAX_MESSAGE_CHARS:,} characters; "
             f"this one has {len(cleaned):,}.",
             code="too_long",
@@ -185,7 +157,7 @@ def validate_text(text: str) -> str:
 
 def validate_client_id(client_id: str) -> str:
     if not 1 <= len(client_id) <= 64 or not client_id.replace("-", "").replace("_", "").isalnum():
-        raise ChatRefused("The message id is not valid; reload the page.", code="bad_client_id")
+        raise Refused("The message id is not valid; reload the page.", code="bad_client_id")
     return client_id
 
 
@@ -204,7 +176,7 @@ async def send_message(
     with the same client id returns the first one)."""
     # Who may post here is decided before anything about the message itself.
     if not seat.may_post(seat.current if private else channel):
-        raise ChatRefused("You cannot send messages to that room.", status=403, code="not_allowed")
+        raise NotAllowed("You cannot send messages to that room.", code="not_allowed")
     body = validate_text(text)
     client_id = validate_client_id(client_id)
     if private:
@@ -235,7 +207,7 @@ async def _send_private(
     """A private message to the facilitators of the person's room; a copy to themselves."""
     group = seat.current_group
     if group is None:
-        raise ChatRefused(
+        raise Refused(
             "Private messages go to your room's facilitator; you are not in a breakout room.",
             code="no_room",
         )
@@ -248,7 +220,7 @@ async def _send_private(
         )
     ).all()
     if not facilitators:
-        raise ChatRefused("Your room has no facilitator to message yet.", code="no_facilitator")
+        raise Refused("Your room has no facilitator to message yet.", code="no_facilitator")
     author = seat.ctx.user
     message = ChatMessage(
         session_id=seat.session.id,
@@ -286,14 +258,14 @@ async def load_message(db: AsyncSession, *, seat: Seat, message_id: int) -> Chat
         or message.session_id != seat.session.id
         or message.channel not in seat.followable()
     ):
-        raise ChatRefused("We could not find that message.", status=404, code="not_found")
+        raise NotFound("We could not find that message.", code="not_found")
     return message
 
 
 async def remove_message(db: AsyncSession, live: Live, *, seat: Seat, message_id: int) -> None:
     message = await load_message(db, seat=seat, message_id=message_id)
     if not seat.may_moderate(message.channel):
-        raise ChatRefused("Only this room's facilitators can remove messages.", status=403)
+        raise NotAllowed("Only this room's facilitators can remove messages.")
     if message.removed_at is not None:
         return
     message.removed_at = utcnow()

@@ -29,8 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
 from app.live.channels import Seat
-from app.live.chat import ChatRefused, busy, check_may_send, message_payload
+from app.live.chat import busy, check_may_send, message_payload
 from app.live.models import ChatMessage
+from app.refusals import Busy, Refused
 from realtime.publish import Live
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ BUSY_RETRY_PAUSES = (0.05, 0.2, 0.5)
 STILL_SENDING = "Your message is taking a while to send; it has not been lost."
 
 
-def not_sent() -> ChatRefused:
-    return ChatRefused("Not sent.", status=503, retry_after=RETRY_AFTER_SECONDS)
+def not_sent() -> Refused:
+    return Busy("Not sent.", retry_after=RETRY_AFTER_SECONDS)
 
 
 # Core statements built once, so SQLAlchemy compiles them once (the ORM's bulk path would
@@ -102,9 +103,7 @@ class ChatWriter:
             pending = self._queue.get_nowait()
             if not pending.future.done():
                 pending.future.set_exception(
-                    ChatRefused(
-                        "The server is restarting.", status=503, retry_after=RETRY_AFTER_SECONDS
-                    )
+                    Busy("The server is restarting.", retry_after=RETRY_AFTER_SECONDS)
                 )
 
     async def send(
@@ -113,9 +112,7 @@ class ChatWriter:
         """Queue a checked, cleaned message; returns its id and whether it is new once it
         is committed and published."""
         if self._task is None or self._task.done():
-            raise ChatRefused(
-                "Chat is not available right now.", status=503, retry_after=RETRY_AFTER_SECONDS
-            )
+            raise Busy("Chat is not available right now.", retry_after=RETRY_AFTER_SECONDS)
         if self._queue.qsize() >= self.queue_limit:
             raise busy()
         pending = _Pending(seat=seat, channel=channel, body=body, client_id=client_id)
@@ -215,7 +212,7 @@ class ChatWriter:
                         channel=pending.channel,
                         also_sent=sent_in_batch[pending.seat.user_id],
                     )
-                except ChatRefused as exc:
+                except Refused as exc:
                     results[index] = exc
                     continue
                 sent_in_batch[pending.seat.user_id] += 1

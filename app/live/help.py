@@ -16,11 +16,11 @@ from app.db import utcnow
 from app.live import channels
 from app.live.breakouts import clock
 from app.live.channels import Seat
-from app.live.chat import ChatRefused
 from app.live.events import HandPayload, HelpPayload, NoticePayload
 from app.live.models import HelpRequest
 from app.live.text import clean_message
 from app.models import Group, GroupFacilitator, Membership, Role, User
+from app.refusals import NotAllowed, NotFound, Refused
 from app.services import audit
 from realtime.publish import Live
 
@@ -201,7 +201,7 @@ async def ask_for_help(db: AsyncSession, live: Live, *, seat: Seat, note: str) -
     new note to it rather than opening another."""
     note = clean_message(note)
     if len(note) > MAX_NOTE_CHARS:
-        raise ChatRefused(
+        raise Refused(
             f"The note can be at most {MAX_NOTE_CHARS} characters; this one has {len(note):,}."
         )
     request = await open_request(db, seat=seat, kind="help")
@@ -234,7 +234,7 @@ async def may_handle(db: AsyncSession, *, seat: Seat, request: HelpRequest) -> b
 async def load_request(db: AsyncSession, *, seat: Seat, help_id: int) -> HelpRequest:
     request = await db.get(HelpRequest, help_id)
     if request is None or request.session_id != seat.session.id:
-        raise ChatRefused("We could not find that request.", status=404)
+        raise NotFound("We could not find that request.")
     return request
 
 
@@ -242,9 +242,8 @@ async def claim(db: AsyncSession, live: Live, *, seat: Seat, help_id: int) -> st
     """Take a request on; returns a line for the person who did."""
     request = await load_request(db, seat=seat, help_id=help_id)
     if not await may_handle(db, seat=seat, request=request):
-        raise ChatRefused(
+        raise NotAllowed(
             "Only the facilitator of that room, IT support or a host can take this on.",
-            status=403,
         )
     if request.status == "resolved":
         return "That request has already been resolved."
@@ -269,9 +268,8 @@ async def resolve(db: AsyncSession, live: Live, *, seat: Seat, help_id: int) -> 
     request = await load_request(db, seat=seat, help_id=help_id)
     own = request.requester_id == seat.user_id
     if not own and not await may_handle(db, seat=seat, request=request):
-        raise ChatRefused(
+        raise NotAllowed(
             "Only the facilitator of that room, IT support or a host can resolve this.",
-            status=403,
         )
     if request.status == "resolved":
         return "That request has already been resolved."

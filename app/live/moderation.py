@@ -16,10 +16,11 @@ from app.deps import load_programme_context
 from app.live import channels
 from app.live.breakouts import clock
 from app.live.channels import Seat, seat_for
-from app.live.chat import ChatRefused, room_setting
+from app.live.chat import room_setting
 from app.live.events import NoticePayload, RoomSettingsPayload
 from app.live.models import ChatMute, RoomSetting
 from app.models import Group, Role, User
+from app.refusals import NotAllowed, NotFound, Refused
 from app.services import audit
 from realtime.publish import Live
 
@@ -29,13 +30,13 @@ MAX_SLOW_MODE_SECONDS = 300
 
 def require_moderator(seat: Seat) -> None:
     if not (seat.is_host or seat.ctx.role is Role.FACILITATOR):
-        raise ChatRefused("Only facilitators and hosts can moderate the chat.", status=403)
+        raise NotAllowed("Only facilitators and hosts can moderate the chat.")
 
 
 async def _target(db: AsyncSession, *, seat: Seat, user_id: int) -> tuple[User, Seat]:
     """The person acted on, and where they are now in this session."""
     person = await db.get(User, user_id)
-    not_found = ChatRefused("We could not find that person in this programme.", status=404)
+    not_found = NotFound("We could not find that person in this programme.")
     if person is None:
         raise not_found
     try:
@@ -54,16 +55,14 @@ async def set_mute(
     the moderator."""
     require_moderator(seat)
     if minutes is not None and not MIN_MUTE_MINUTES <= minutes <= MAX_MUTE_MINUTES:
-        raise ChatRefused(f"Choose a pause from {MIN_MUTE_MINUTES} to {MAX_MUTE_MINUTES} minutes.")
+        raise Refused(f"Choose a pause from {MIN_MUTE_MINUTES} to {MAX_MUTE_MINUTES} minutes.")
     if user_id == seat.user_id:
-        raise ChatRefused("You cannot pause your own chat.")
+        raise Refused("You cannot pause your own chat.")
     person, where = await _target(db, seat=seat, user_id=user_id)
     if not seat.may_moderate(where.current):
-        raise ChatRefused(
-            "You can only pause the chat of people in rooms you facilitate.", status=403
-        )
+        raise NotAllowed("You can only pause the chat of people in rooms you facilitate.")
     if where.is_host and not seat.is_host:
-        raise ChatRefused("Only a host can pause a host's chat.", status=403)
+        raise NotAllowed("Only a host can pause a host's chat.")
     mute = await db.get(ChatMute, (seat.session.id, user_id))
     timezone = seat.ctx.programme.timezone
     if minutes is None:
@@ -122,7 +121,7 @@ async def check_room(db: AsyncSession, *, seat: Seat, channel: str) -> None:
         or group.programme_id != seat.ctx.programme.id
         or channel != channels.room(seat.session.id, group.id)
     ):
-        raise ChatRefused("We could not find that room.", status=404)
+        raise NotFound("We could not find that room.")
 
 
 async def set_room_rules(
@@ -136,14 +135,12 @@ async def set_room_rules(
 ) -> RoomSettingsPayload:
     require_moderator(seat)
     if not channel:
-        raise ChatRefused("Choose the room whose chat rules to change.")
+        raise Refused("Choose the room whose chat rules to change.")
     await check_room(db, seat=seat, channel=channel)
     if not seat.may_moderate(channel):
-        raise ChatRefused(
-            "Only this room's facilitators and the hosts can change its chat rules.", status=403
-        )
+        raise NotAllowed("Only this room's facilitators and the hosts can change its chat rules.")
     if not 0 <= slow_mode_seconds <= MAX_SLOW_MODE_SECONDS:
-        raise ChatRefused(f"Slow mode can be from 0 (off) to {MAX_SLOW_MODE_SECONDS} seconds.")
+        raise Refused(f"Slow mode can be from 0 (off) to {MAX_SLOW_MODE_SECONDS} seconds.")
     before = await room_setting(db, channel)
     was = (before.locked, before.slow_mode_seconds)
     setting = await db.get(RoomSetting, channel)

@@ -10,9 +10,9 @@ from app.db import utcnow
 from app.live.access import access_changed
 from app.live.breakouts import require_host, require_open, tell_person
 from app.live.channels import Seat
-from app.live.chat import ChatRefused
 from app.live.models import RoomAssignment
 from app.models import Group, Membership, Role, User
+from app.refusals import NotAllowed, NotFound
 from app.services import audit
 from realtime.publish import Live
 
@@ -63,7 +63,7 @@ async def find_group(db: AsyncSession, *, seat: Seat, group_id: int | None) -> G
         return None
     group = await db.get(Group, group_id)
     if group is None or group.programme_id != seat.ctx.programme.id:
-        raise ChatRefused("We could not find that room.", status=404)
+        raise NotFound("We could not find that room.")
     return group
 
 
@@ -73,7 +73,7 @@ def room_name(group: Group | None) -> str:
 
 def require_may_enter(seat: Seat) -> None:
     if not (seat.is_host or seat.ctx.role is Role.FACILITATOR):
-        raise ChatRefused("Only facilitators and hosts can enter breakout rooms.", status=403)
+        raise NotAllowed("Only facilitators and hosts can enter breakout rooms.")
 
 
 async def enter(db: AsyncSession, live: Live, *, seat: Seat, group_id: int | None) -> None:
@@ -82,7 +82,7 @@ async def enter(db: AsyncSession, live: Live, *, seat: Seat, group_id: int | Non
     require_open(seat)
     group = await find_group(db, seat=seat, group_id=group_id)
     if group is not None and not seat.is_host and group.id not in seat.facilitated:
-        raise ChatRefused("You can only enter the rooms of groups you facilitate.", status=403)
+        raise NotAllowed("You can only enter the rooms of groups you facilitate.")
     await set_room(
         db,
         live,
@@ -107,7 +107,7 @@ async def move(
     )
     person = await db.get(User, user_id) if member is not None else None
     if person is None:
-        raise ChatRefused("We could not find that person in this programme.", status=404)
+        raise NotFound("We could not find that person in this programme.")
     group = await find_group(db, seat=seat, group_id=group_id)
     await set_room(
         db,

@@ -14,9 +14,9 @@ from starlette.responses import RedirectResponse, Response
 from app.deps import CurrentUser, ProgrammeIdPath, SessionDep, SessionIdPath, user_from_cookie
 from app.live import captions, channels
 from app.live.caption_audio import AudioLimits, Sender, refusal, serve_speaker
-from app.live.chat import ChatRefused
 from app.live.deps import LiveDep, SeatOf
-from app.routes.live import BASE, base_url, refused, wants_fragment
+from app.refusals import Refused
+from app.routes.live import BASE, base_url, wants_fragment
 from app.routes.live_actions import done, required_id
 from app.routes.live_stream import SeatKeeper, load_seat, same_origin
 from app.security import SESSION_COOKIE
@@ -91,10 +91,7 @@ def _filename(session_id: int, channel: str, suffix: str) -> str:
 async def _transcript(
     request: Request, seat: SeatOf, db: SessionDep, channel: str, suffix: str
 ) -> Response:
-    try:
-        room = await captions.readable_room(db, seat=seat, channel=channel)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    room = await captions.readable_room(db, seat=seat, channel=channel)
     segments = await captions.room_finals(db, session_id=seat.session.id, channel=room)
     cues = [Cue(s.started_at, s.ended_at, s.speaker_name, s.text) for s in segments]
     media_type, write = FORMATS[suffix]
@@ -152,16 +149,13 @@ async def mute_captions(
     action: Choice = "mute",
 ) -> Response:
     """Turn a person's captioning off (their microphone stream ends) or on again."""
-    try:
-        captions.require_caption_moderator(seat)
-        person_id = required_id(user_id, what="person")
-        if action not in ("mute", "unmute"):
-            raise ChatRefused("Choose to turn someone's captioning off or on.")
-        message = await captions.set_caption_mute(
-            db, live, seat=seat, user_id=person_id, muted=action == "mute"
-        )
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    captions.require_caption_moderator(seat)
+    person_id = required_id(user_id, what="person")
+    if action not in ("mute", "unmute"):
+        raise Refused("Choose to turn someone's captioning off or on.")
+    message = await captions.set_caption_mute(
+        db, live, seat=seat, user_id=person_id, muted=action == "mute"
+    )
     return done(request, seat, message)
 
 
@@ -175,10 +169,7 @@ async def correct_caption(
     text: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
     """Correct a final caption; the original and every edit are kept."""
-    try:
-        await captions.correct_segment(db, live, seat=seat, segment_id=segment_id, text=text)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    await captions.correct_segment(db, live, seat=seat, segment_id=segment_id, text=text)
     if wants_fragment(request):
         return Response("The caption has been corrected.", media_type="text/plain")
     return RedirectResponse(base_url(seat), status_code=303)

@@ -14,7 +14,7 @@ from app.live import channels
 from app.live.caption_view import caption_panel
 from app.live.captions import public_status
 from app.live.channels import Seat
-from app.live.chat import ChatRefused, remove_message, report_message, send_message
+from app.live.chat import remove_message, report_message, send_message
 from app.live.controls import controls_context
 from app.live.deps import LiveDep, SeatOf
 from app.live.snapshot import channel_view, room_title, settings_of
@@ -114,15 +114,6 @@ async def live_panel(
     )
 
 
-def refused(request: Request, seat: Seat, exc: ChatRefused) -> Response:
-    # Retry-After on a refusal that passes (429, 503): the page waits, says so, and retries.
-    if wants_fragment(request):
-        return Response(
-            exc.message, status_code=exc.status, media_type="text/plain", headers=exc.headers
-        )
-    raise HTTPException(status_code=exc.status, detail=exc.message, headers=exc.headers)
-
-
 @router.post(BASE + "/chat")
 async def post_chat(
     request: Request,
@@ -134,19 +125,16 @@ async def post_chat(
     client_id: Annotated[str, Form(max_length=100)] = "",
     private: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    try:
-        await send_message(
-            db,
-            live,
-            writer=get_app_state(request).chat_writer,
-            seat=seat,
-            channel=channel or seat.current,
-            text=text,
-            client_id=client_id,
-            private=private is not None,
-        )
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    await send_message(
+        db,
+        live,
+        writer=get_app_state(request).chat_writer,
+        seat=seat,
+        channel=channel or seat.current,
+        text=text,
+        client_id=client_id,
+        private=private is not None,
+    )
     if wants_fragment(request):
         return Response(status_code=204)
     return RedirectResponse(base_url(seat) + "#composer", status_code=303)
@@ -161,10 +149,7 @@ async def post_report(
     message_id: MessageIdPath,
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    try:
-        await report_message(db, live, seat=seat, message_id=message_id, reason=reason)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    await report_message(db, live, seat=seat, message_id=message_id, reason=reason)
     if wants_fragment(request):
         return Response("Thank you. The facilitators have been told.", media_type="text/plain")
     return RedirectResponse(base_url(seat), status_code=303)
@@ -178,10 +163,7 @@ async def post_remove(
     live: LiveDep,
     message_id: MessageIdPath,
 ) -> Response:
-    try:
-        await remove_message(db, live, seat=seat, message_id=message_id)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    await remove_message(db, live, seat=seat, message_id=message_id)
     if wants_fragment(request):
         return Response(status_code=204)
     return RedirectResponse(base_url(seat), status_code=303)

@@ -17,11 +17,11 @@ from app.deps import SessionDep
 from app.live import breakouts, moderation, moves
 from app.live import help as help_desk
 from app.live.channels import Seat
-from app.live.chat import ChatRefused
 from app.live.controls import occupancy
 from app.live.deps import LiveDep, SeatOf
 from app.numbers import is_digits
-from app.routes.live import BASE, base_url, refused, wants_fragment
+from app.refusals import Refused
+from app.routes.live import BASE, base_url, wants_fragment
 from app.state import get_app_state
 from app.templating import render
 
@@ -37,9 +37,9 @@ def whole_number(value: str, *, what: str, low: int, high: int, default: int | N
     if not value and default is not None:
         return default
     if not value:
-        raise ChatRefused(f"Enter the {what} (a whole number from {low} to {high}).")
+        raise Refused(f"Enter the {what} (a whole number from {low} to {high}).")
     if not is_digits(value) or not low <= int(value) <= high:
-        raise ChatRefused(f"The {what} must be a whole number from {low} to {high}.")
+        raise Refused(f"The {what} must be a whole number from {low} to {high}.")
     return int(value)
 
 
@@ -49,14 +49,14 @@ def optional_id(value: str, *, what: str) -> int | None:
     if value in ("", "plenary"):
         return None
     if not is_digits(value) or not 1 <= int(value) < 2**31:
-        raise ChatRefused(f"Choose a {what} from the list.")
+        raise Refused(f"Choose a {what} from the list.")
     return int(value)
 
 
 def required_id(value: str, *, what: str) -> int:
     found = optional_id(value, what=what)
     if found is None:
-        raise ChatRefused(f"Choose a {what} from the list.")
+        raise Refused(f"Choose a {what} from the list.")
     return found
 
 
@@ -70,14 +70,11 @@ def done(request: Request, seat: Seat, message: str) -> Response:
 async def open_breakouts(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, minutes: Number = ""
 ) -> Response:
-    try:
-        breakouts.require_host(seat)
-        length = whole_number(
-            minutes, what="length in minutes", low=breakouts.MIN_MINUTES, high=breakouts.MAX_MINUTES
-        )
-        await breakouts.open_rooms(db, live, seat=seat, minutes=length)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    breakouts.require_host(seat)
+    length = whole_number(
+        minutes, what="length in minutes", low=breakouts.MIN_MINUTES, high=breakouts.MAX_MINUTES
+    )
+    await breakouts.open_rooms(db, live, seat=seat, minutes=length)
     return done(request, seat, f"Breakout rooms are open for {length} minutes.")
 
 
@@ -85,17 +82,14 @@ async def open_breakouts(
 async def extend_breakouts(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, minutes: Number = ""
 ) -> Response:
-    try:
-        breakouts.require_host(seat)
-        extra = whole_number(
-            minutes,
-            what="number of minutes to add",
-            low=breakouts.MIN_MINUTES,
-            high=breakouts.MAX_MINUTES,
-        )
-        await breakouts.extend(db, live, seat=seat, minutes=extra)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    breakouts.require_host(seat)
+    extra = whole_number(
+        minutes,
+        what="number of minutes to add",
+        low=breakouts.MIN_MINUTES,
+        high=breakouts.MAX_MINUTES,
+    )
+    await breakouts.extend(db, live, seat=seat, minutes=extra)
     return done(request, seat, f"Added {extra} minutes.")
 
 
@@ -103,18 +97,15 @@ async def extend_breakouts(
 async def close_breakouts(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, warning_seconds: Number = ""
 ) -> Response:
-    try:
-        breakouts.require_host(seat)
-        warning = whole_number(
-            warning_seconds,
-            what="warning in seconds",
-            low=0,
-            high=breakouts.MAX_WARNING_SECONDS,
-            default=breakouts.WARNING_SECONDS,
-        )
-        await breakouts.close_rooms(db, live, seat=seat, warning_seconds=warning)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    breakouts.require_host(seat)
+    warning = whole_number(
+        warning_seconds,
+        what="warning in seconds",
+        low=0,
+        high=breakouts.MAX_WARNING_SECONDS,
+        default=breakouts.WARNING_SECONDS,
+    )
+    await breakouts.close_rooms(db, live, seat=seat, warning_seconds=warning)
     return done(
         request, seat, f"Rooms close in {warning} seconds." if warning else "Rooms are closed."
     )
@@ -128,10 +119,7 @@ async def broadcast(
     live: LiveDep,
     text: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
-    try:
-        await breakouts.broadcast(db, live, seat=seat, text=text)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    await breakouts.broadcast(db, live, seat=seat, text=text)
     return done(request, seat, "Sent to every room.")
 
 
@@ -144,13 +132,10 @@ async def move_person(
     user_id: Number = "",
     group_id: Number = "",
 ) -> Response:
-    try:
-        breakouts.require_host(seat)
-        person_id = required_id(user_id, what="person")
-        room_id = optional_id(group_id, what="room")
-        person = await moves.move(db, live, seat=seat, user_id=person_id, group_id=room_id)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    breakouts.require_host(seat)
+    person_id = required_id(user_id, what="person")
+    room_id = optional_id(group_id, what="room")
+    person = await moves.move(db, live, seat=seat, user_id=person_id, group_id=room_id)
     return done(request, seat, f"{person.display_name} has been moved.")
 
 
@@ -158,12 +143,9 @@ async def move_person(
 async def enter_room(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, group_id: Number = ""
 ) -> Response:
-    try:
-        moves.require_may_enter(seat)
-        room_id = optional_id(group_id, what="room")
-        await moves.enter(db, live, seat=seat, group_id=room_id)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    moves.require_may_enter(seat)
+    room_id = optional_id(group_id, what="room")
+    await moves.enter(db, live, seat=seat, group_id=room_id)
     return done(request, seat, "Moving you now.")
 
 
@@ -171,17 +153,14 @@ async def enter_room(
 async def hand(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, action: Choice = "raise"
 ) -> Response:
-    try:
-        if action == "raise":
-            await help_desk.raise_hand(db, live, seat=seat)
-            message = "Your hand is raised."
-        elif action == "lower":
-            await help_desk.lower_hand(db, live, seat=seat)
-            message = "Your hand is down."
-        else:
-            raise ChatRefused("Choose to raise or lower your hand.")
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    if action == "raise":
+        await help_desk.raise_hand(db, live, seat=seat)
+        message = "Your hand is raised."
+    elif action == "lower":
+        await help_desk.lower_hand(db, live, seat=seat)
+        message = "Your hand is down."
+    else:
+        raise Refused("Choose to raise or lower your hand.")
     return done(request, seat, message)
 
 
@@ -193,10 +172,7 @@ async def ask_for_help(
     live: LiveDep,
     note: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
-    try:
-        await help_desk.ask_for_help(db, live, seat=seat, note=note)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    await help_desk.ask_for_help(db, live, seat=seat, note=note)
     return done(request, seat, "Help is on its way: your facilitator and the help desk know.")
 
 
@@ -204,10 +180,7 @@ async def ask_for_help(
 async def claim_help(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, help_id: HelpIdPath
 ) -> Response:
-    try:
-        message = await help_desk.claim(db, live, seat=seat, help_id=help_id)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    message = await help_desk.claim(db, live, seat=seat, help_id=help_id)
     return done(request, seat, message)
 
 
@@ -215,10 +188,7 @@ async def claim_help(
 async def resolve_help(
     request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, help_id: HelpIdPath
 ) -> Response:
-    try:
-        message = await help_desk.resolve(db, live, seat=seat, help_id=help_id)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    message = await help_desk.resolve(db, live, seat=seat, help_id=help_id)
     return done(request, seat, message)
 
 
@@ -232,23 +202,20 @@ async def mute(
     minutes: Number = "",
     action: Choice = "mute",
 ) -> Response:
-    try:
-        moderation.require_moderator(seat)
-        person_id = required_id(user_id, what="person")
-        if action == "unmute":
-            length = None
-        elif action == "mute":
-            length = whole_number(
-                minutes,
-                what="length of the pause in minutes",
-                low=moderation.MIN_MUTE_MINUTES,
-                high=moderation.MAX_MUTE_MINUTES,
-            )
-        else:
-            raise ChatRefused("Choose to pause someone's chat or let them chat again.")
-        message = await moderation.set_mute(db, live, seat=seat, user_id=person_id, minutes=length)
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    moderation.require_moderator(seat)
+    person_id = required_id(user_id, what="person")
+    if action == "unmute":
+        length = None
+    elif action == "mute":
+        length = whole_number(
+            minutes,
+            what="length of the pause in minutes",
+            low=moderation.MIN_MUTE_MINUTES,
+            high=moderation.MAX_MUTE_MINUTES,
+        )
+    else:
+        raise Refused("Choose to pause someone's chat or let them chat again.")
+    message = await moderation.set_mute(db, live, seat=seat, user_id=person_id, minutes=length)
     return done(request, seat, message)
 
 
@@ -262,25 +229,22 @@ async def room_settings(
     locked: Annotated[str | None, Form(max_length=10)] = None,
     slow_mode_seconds: Number = "",
 ) -> Response:
-    try:
-        moderation.require_moderator(seat)
-        slow = whole_number(
-            slow_mode_seconds,
-            what="slow mode in seconds",
-            low=0,
-            high=moderation.MAX_SLOW_MODE_SECONDS,
-            default=0,
-        )
-        rules = await moderation.set_room_rules(
-            db,
-            live,
-            seat=seat,
-            channel=channel.strip(),
-            locked=locked is not None,
-            slow_mode_seconds=slow,
-        )
-    except ChatRefused as exc:
-        return refused(request, seat, exc)
+    moderation.require_moderator(seat)
+    slow = whole_number(
+        slow_mode_seconds,
+        what="slow mode in seconds",
+        low=0,
+        high=moderation.MAX_SLOW_MODE_SECONDS,
+        default=0,
+    )
+    rules = await moderation.set_room_rules(
+        db,
+        live,
+        seat=seat,
+        channel=channel.strip(),
+        locked=locked is not None,
+        slow_mode_seconds=slow,
+    )
     parts = ["Chat is locked." if rules.locked else "Chat is open."]
     if rules.slow_mode_seconds:
         parts.append(f"Slow mode: {rules.slow_mode_seconds} seconds.")

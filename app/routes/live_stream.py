@@ -20,9 +20,10 @@ from app.deps import SessionDep, load_programme_context, user_from_cookie
 from app.live import channels
 from app.live.access import refollow
 from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
-from app.live.chat import ChatRefused, refused_when_busy, send_message
+from app.live.chat import refused_when_busy, send_message
 from app.live.deps import HubDep, SeatOf
 from app.models import ProgrammeSession, User
+from app.refusals import Refused
 from app.security import SESSION_COOKIE
 from app.state import get_app_state
 from realtime.connection import AccessEnded, Connection
@@ -202,7 +203,7 @@ def make_frame_handler(conn: HTTPConnection, keeper: SeatKeeper):  # type: ignor
                         client_id=client_id,
                         private=frame.get("private") is True,
                     )
-        except ChatRefused as exc:
+        except Refused as exc:
             extra = {"retry_after": exc.retry_after} if exc.retry_after is not None else {}
             return [
                 control(

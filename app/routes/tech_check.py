@@ -24,8 +24,8 @@ from starlette.websockets import WebSocketDisconnect
 from app.bodylimits import release_connection
 from app.deps import CurrentUser, SessionDep, user_from_cookie
 from app.live.captions import public_status
-from app.live.chat import ChatRefused
 from app.live.deps import LiveDep
+from app.refusals import Conflict, Refused
 from app.routes.live import wants_fragment
 from app.routes.live_stream import same_origin
 from app.security import SESSION_COOKIE
@@ -160,13 +160,14 @@ async def ask_it_support(
     target = await tech_check.help_target(db, user=user, session_id=chosen)
     try:
         if target is None:
-            raise ChatRefused(
+            raise Conflict(
                 "You have no session on now or coming up, so there is no help desk to ask. "
                 "Your programme's host can help.",
-                status=409,
             )
         await tech_check.ask_it_support(db, live, target=target, note=note, results=results)
-    except ChatRefused as exc:
+    except Refused as exc:
+        # Kept here, not left to the app's handler: without htmx the refusal is shown on
+        # the tech-check page itself, with the person's check and choice kept.
         if wants_fragment(request):
             return Response(exc.message, status_code=exc.status, media_type="text/plain")
         return await page(request, db, user, chosen, error=exc.message, status_code=exc.status)

@@ -22,10 +22,10 @@ from app.db import utcnow
 from app.deps import ProgrammeContext, load_programme_context
 from app.live import help as help_desk
 from app.live.channels import seat_for
-from app.live.chat import ChatRefused
 from app.live.models import HelpRequest
 from app.live.text import clean_message
 from app.models import Membership, MembershipStatus, ProgrammeSession, User
+from app.refusals import Refused
 from captioning.audio import SAMPLE_WIDTH, AudioFormatError, PcmAudio, read_wav
 from captioning.engine import CaptionEngine
 from captioning.stream import FILE_BUDGET, RecognizerStream, StreamConfigError
@@ -134,7 +134,7 @@ def help_note(note: str, results: str) -> str:
     written = clean_message(note)
     room = help_desk.MAX_NOTE_CHARS - len(NOTE_PREFIX) - len(found) - 2
     if len(written) > room:
-        raise ChatRefused(
+        raise Refused(
             f"Your note can be at most {room} characters here; this one has {len(written):,}."
         )
     return " ".join(part for part in (NOTE_PREFIX, found, written) if part)
