@@ -141,6 +141,16 @@ class ProgrammeContext:
     def can_manage(self) -> bool:
         return self.role is Role.HOST
 
+    @property
+    def can_code_themes(self) -> bool:
+        """Hosts and facilitators work on the codebook of themes."""
+        return self.role in (Role.HOST, Role.FACILITATOR)
+
+    @property
+    def sees_all_groups(self) -> bool:
+        """Hosts, facilitators and IT support see every group, not only their own."""
+        return self.role in (Role.HOST, Role.FACILITATOR, Role.IT_SUPPORT)
+
 
 NOT_FOUND = "We could not find that programme, or you are not part of it."
 
