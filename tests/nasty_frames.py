@@ -1,4 +1,4 @@
-"""Hostile input for the live protocol's fuzz tests (tests/test_live_fuzz.py): text frames
+"""Hostile input for the live protocol's fuzz tests (tests/realtime/test_live_fuzz.py): text frames
 of every bad shape, and a WebSocket client that writes raw frames (invalid UTF-8, binary,
 broken fragments, reserved bits) that ordinary clients refuse to send."""
 

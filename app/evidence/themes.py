@@ -31,7 +31,7 @@ class Colour:
 
 
 # White text on each of these, and each against the page background, is at least 4.5:1
-# (tests/test_themes.py checks), so a chip stays readable whichever way it is drawn. The
+# (tests/evidence/test_themes.py checks), so a chip stays readable whichever way it is drawn. The
 # name is always shown with the colour: colour alone never carries meaning.
 PALETTE: tuple[Colour, ...] = (
     Colour("blue", "Blue", "#1d70b8"),

@@ -28,7 +28,7 @@ from tests.factories import World, make_world
 from tests.live_action_helpers import act, live_path, of_type, open_rooms
 from tests.live_helpers import LiveClient, chat_texts
 from tests.live_streams import Poller, SseReader, poll
-from tests.test_scale_out import Cluster, cluster  # noqa: F401 - the two-process fixture
+from tests.realtime.test_scale_out import Cluster, cluster  # noqa: F401 - the two-process fixture
 
 CLOSED_WITHIN = 1.0
 

@@ -34,7 +34,7 @@ from tests.audio_fixtures import (  # noqa: F401 - the fixtures
 )
 from tests.conftest import LiveServer
 
-CLIENT = Path(__file__).resolve().parent / "vosk_client_example.py"
+CLIENT = Path(__file__).resolve().parents[1] / "vosk_client_example.py"
 # Sentences the small model gets right from espeak at 16 and 48 kHz, and at 8 kHz.
 CLEAR = SENTENCES[0]
 CLEAR_8K = SENTENCES[3]

@@ -14,7 +14,7 @@ from app.services.roster import ImportSummary, RosterRejected, import_roster
 from app.services.roster_csv import MAX_ROSTER_BYTES
 from tests.factories import add_member, make_programme, make_user
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def csv_bytes(*lines: str, bom: bool = False) -> bytes:

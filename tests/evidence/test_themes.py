@@ -17,8 +17,8 @@ from app.evidence import coding as coding_service
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.evidence.themes import PALETTE
 from app.models import AuditEntry, ProgrammeSession, User
+from tests.evidence.test_coding import make_item, make_theme
 from tests.factories import World, make_session, make_world
-from tests.test_coding import make_item, make_theme
 
 
 def base(w: World) -> str:

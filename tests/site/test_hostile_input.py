@@ -15,7 +15,7 @@ import pytest
 from app.config import Settings
 from app.factory import create_app
 from tests.factories import make_world
-from tests.test_authorization import QUERY_FOR, path_values, seed_extras, url_for
+from tests.people.test_authorization import QUERY_FOR, path_values, seed_extras, url_for
 
 SCRIPT = "<script>alert('rt')</script>"
 HOSTILE_STRINGS = [
