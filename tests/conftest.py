@@ -275,6 +275,12 @@ class LiveServer:
         self.http = f"http://127.0.0.1:{self.port}"
         self.ws = f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def app_state(self) -> AppState:
+        """The running app's resources (its lifespan's AppState)."""
+        state: AppState = self.server.lifespan.state[STATE_KEY]
+        return state
+
     def cookie_header(self, user: User) -> str:
         claims = SessionClaims(user_id=user.id, epoch=user.auth_epoch)
         return f"{SESSION_COOKIE}={self.signer.session_cookie(claims)}; {CSRF_COOKIE}=live-test"

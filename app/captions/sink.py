@@ -42,7 +42,6 @@ class RoomCaptions:
         self.live = live
         self.sessionmaker = sessionmaker
         self.speaker = speaker
-        self.segment_ids: list[int] = []
 
     async def partial(self, to: Room, stream_id: str, text: str) -> None:
         await self.live.publish_transient(
@@ -88,4 +87,3 @@ class RoomCaptions:
                 data=final_data(segment),
             )
             await outbox.commit()
-        self.segment_ids.append(segment.id)

@@ -70,7 +70,7 @@ class VoskServer:
 
     @property
     def engine(self) -> CaptionEngine:
-        engine: CaptionEngine = self.live.server.lifespan.state["app_state"].captions
+        engine: CaptionEngine = self.live.app_state.captions
         return engine
 
     def limit(self, limits: VoskLimits) -> None:

@@ -319,7 +319,7 @@ async def test_opus_speech_follows_the_speaker_into_their_room_and_survives_a_va
 ) -> None:
     w = await make_world(db)
     plenary, room_a = channels.plenary(w.session.id), channels.room(w.session.id, w.group_a.id)
-    engine = live_server.server.lifespan.state["app_state"].captions
+    engine = live_server.app_state.captions
     alive_before = engine.recognizers_alive
     priya = await Speaker.start(live_server, w, w.participant_a, codec="opus", rate=48000)
     assert priya.room == plenary

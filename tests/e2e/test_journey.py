@@ -160,7 +160,7 @@ async def test_a_whole_session(
     links = await invitation_links(
         plain_db,
         cast,
-        live=live_server.server.lifespan.state["app_state"].live,
+        live=live_server.app_state.live,
         signer=live_server.signer,
         base_url=live_server.http,
     )

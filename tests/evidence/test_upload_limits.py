@@ -160,7 +160,7 @@ def files_in(folder: Path) -> list[Path]:
 async def no_database_connection_held(server: LiveServer) -> bool:
     """Whether the server's pool has every connection back (within a second: background
     workers take one for a moment now and then)."""
-    pool = server.server.lifespan.state["app_state"].engine.pool
+    pool = server.app_state.engine.pool
     for _ in range(50):
         if pool.checkedout() == 0:
             return True
@@ -276,7 +276,7 @@ async def test_a_trickling_tech_check_sample_holds_no_database_connection(
         await asyncio.sleep(0.3)  # signed in and checked, now reading the body
         # Sampled while the body is still arriving (it is cut off after 1.5 s of nothing);
         # background workers may take a connection for a moment, the route must hold none.
-        pool = live_server.server.lifespan.state["app_state"].engine.pool
+        pool = live_server.app_state.engine.pool
         samples = []
         for _ in range(10):
             samples.append(pool.checkedout())

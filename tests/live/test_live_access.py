@@ -35,7 +35,7 @@ CLOSED_WITHIN = 1.0
 
 def server_live(server: LiveServer) -> Live:
     """The live server's own Live, whose broker reaches its connections."""
-    live: Live = server.server.lifespan.state["app_state"].live
+    live: Live = server.app_state.live
     return live
 
 

@@ -144,7 +144,7 @@ async def test_with_the_pool_empty_every_transport_is_refused_at_once_and_leaves
     await db.close()  # the test's own session is not the app's pool
     path = live_path(w)
     plenary = channels.plenary(w.session.id)
-    state = live_server.server.lifespan.state["app_state"]
+    state = live_server.app_state
     hub = state.hub
     following = len(hub.connections)
     async with state.engine.connect() as held, live_server.client(w.participant_a) as http:
