@@ -25,13 +25,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
+from app.captions import asr_tokens
 from app.config import PROJECT_ROOT, Settings
 from app.db import make_engine, make_sessionmaker
-from app.models import Membership, Programme, User
-from app.security import MIN_PASSWORD_LENGTH, Signer, hash_password
-from app.services import asr_tokens, audit
-from app.services.invitations import InvitationRefused, issue_invitation
-from app.services.seed import (
+from app.demo import (
     DEMO_PASSWORD,
     HOST_EMAIL,
     DemoRefused,
@@ -39,6 +37,9 @@ from app.services.seed import (
     seed_demo,
     write_links_csv,
 )
+from app.models import Membership, Programme, User
+from app.people.invitations import InvitationRefused, issue_invitation
+from app.security import MIN_PASSWORD_LENGTH, Signer, hash_password
 
 MAX_PASSWORD_LENGTH = 200  # the sign-in form accepts no more
 MAX_NAME_LENGTH = 100

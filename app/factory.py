@@ -193,31 +193,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def include_routers(app: FastAPI) -> None:
+    from app import health
     from app.api import router as api_router
-    from app.routes import (
-        asr,
-        auth,
-        caption_pages,
-        captions,
-        consoles,
-        evidence,
-        evidence_items,
-        evidence_transcripts,
-        evidence_uploads,
-        groups,
-        health,
-        home,
-        live,
-        live_actions,
-        live_stream,
-        memberships,
-        profile,
-        programmes,
-        roster,
-        sessions,
-        tech_check,
-        themes,
-    )
+    from app.captions.routes import asr
+    from app.captions.routes import pages as caption_pages
+    from app.captions.routes import room as captions
+    from app.evidence.routes import board as evidence
+    from app.evidence.routes import items as evidence_items
+    from app.evidence.routes import transcripts as evidence_transcripts
+    from app.evidence.routes import uploads as evidence_uploads
+    from app.live.routes import actions as live_actions
+    from app.live.routes import consoles, tech_check
+    from app.live.routes import room as live
+    from app.live.routes import stream as live_stream
+    from app.people.routes import auth, home, memberships, profile
+    from app.programmes.routes import groups, programmes, roster, sessions
+    from app.themes import routes as themes
 
     app.include_router(health.router)
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.

@@ -9,10 +9,12 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from starlette.requests import HTTPConnection
 
 SESSION_COOKIE = "rt_session"
 CSRF_COOKIE = "rt_csrf"
@@ -160,3 +162,12 @@ class Signer:
 
 def new_nonce() -> str:
     return secrets.token_urlsafe(24)
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """Browsers send Origin with every WebSocket; it must be this site."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True  # not a browser; the session cookie still decides
+    host = conn.headers.get("host", "")
+    return urlsplit(origin).netloc == host

@@ -7,10 +7,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from app import (
-    asr_models,  # noqa: F401
-    models,  # noqa: F401 - registers the tables on Base.metadata
-)
+from app import models  # noqa: F401 - registers the tables on Base.metadata
+from app.captions import asr_models  # noqa: F401
 from app.captions import models as caption_models  # noqa: F401
 from app.config import Settings
 from app.db import Base, UTCDateTime

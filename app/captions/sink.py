@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.captions.actions import caption_list_id, final_data, final_payload
 from app.captions.models import CaptionSegment
-from app.live.captions import caption_list_id, final_data, final_payload
 from app.live.events import CaptionPartialPayload
 from captioning.live import Utterance
 from realtime.publish import Live

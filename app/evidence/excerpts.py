@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class ExcerptProblem(ValueError):
-    """Why no excerpt was found; `code` is one of app.evidence.coding.ERROR_MESSAGES."""
+    """Why no excerpt was found; `code` is one of app.themes.coding.ERROR_MESSAGES."""
 
     def __init__(self, code: str, message: str = "") -> None:
         super().__init__(message or code)

@@ -17,12 +17,12 @@ from pathlib import Path
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
+from app.csv_export import to_csv
 from app.deps import GroupContext
 from app.evidence.models import EvidenceItem, EvidenceKind
 from app.evidence.service import list_items
-from app.services import audit
-from app.services.csv_export import to_csv
-from app.services.papers import safe_filename
+from app.programmes.papers import safe_filename
 from app.storage import Storage
 
 MANIFEST = "manifest.csv"

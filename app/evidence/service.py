@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app import audit
 from app.db import utcnow
 from app.deps import GroupContext
 from app.evidence.access import ItemContext
@@ -29,7 +30,6 @@ from app.evidence.models import Coding, EvidenceItem, EvidenceKind, Visibility
 from app.evidence.search import apply_search, normalise_query
 from app.evidence.searchtext import refresh_search_text
 from app.models import ProgrammeSession, User
-from app.services import audit
 from app.storage import Storage
 
 

@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 
 from app.evidence.filetypes import SAFE_CONTENT_TYPES, Family, sniff
-from app.services.papers import content_disposition
+from app.programmes.papers import content_disposition
 
 OCTET_STREAM = "application/octet-stream"
 FILE_CSP = "default-src 'none'; sandbox"

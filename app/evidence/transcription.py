@@ -33,6 +33,7 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import audit
 from app.db import utcnow
 from app.evidence.audio import (
     PCM_BYTES_PER_SECOND,
@@ -46,7 +47,6 @@ from app.evidence.cpu_budget import CpuBudget, CpuMeter, metered_engine
 from app.evidence.models import EvidenceItem, EvidenceKind, TranscriptStatus
 from app.evidence.searchtext import refresh_search_text
 from app.models import User
-from app.services import audit
 from app.storage import Storage
 from captioning.engine import CaptionEngine, CaptionsUnavailable
 from captioning.stream import FILE_BUDGET, RecognizerStream, StreamConfigError, StreamLimitExceeded

@@ -14,6 +14,7 @@ import anyio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.deps import GroupContext
 from app.evidence import images
 from app.evidence.audio import AudioRejected, probe_audio
@@ -36,8 +37,7 @@ from app.evidence.models import EvidenceItem, EvidenceKind, TranscriptStatus, Vi
 from app.evidence.multipart import FilePart
 from app.evidence.searchtext import refresh_search_text
 from app.models import ProgrammeSession, User
-from app.services import audit
-from app.services.papers import safe_filename
+from app.programmes.papers import safe_filename
 from app.storage import Storage, StorageWriter, StoredFile, UploadTooLarge
 
 MB = 1024 * 1024

@@ -4,7 +4,7 @@ when they next send something.
 
 `access_changed` (called after the change commits) sends a recheck on each person's own
 channel, through the broker, so it reaches their connections in every process. Each
-connection then checks itself as it was opened (app/routes/live_stream.py: SeatKeeper):
+connection then checks itself as it was opened (app/live/seats.py: SeatKeeper):
 the session cookie it came with, then the person's seat in the session. If either is gone
 it tells the page to load itself again and ends; otherwise it follows what the new seat
 allows (`refollow`)."""

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import audit
 from app.db import utcnow
 from app.live import channels
 from app.live.access import access_changed
@@ -25,7 +26,6 @@ from app.live.models import Breakout, RoomAssignment
 from app.live.text import clean_message
 from app.models import Group, Membership, Programme, ProgrammeSession, Role, User
 from app.refusals import Conflict, NotAllowed, Refused
-from app.services import audit
 from realtime.publish import Live, Outbox
 
 logger = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.db import RETRY_AFTER_SECONDS, UTCDateTime, is_overloaded, utcnow
 from app.live import channels
 from app.live.channels import Seat
@@ -19,7 +20,6 @@ from app.live.models import ChatMessage, ChatMute, MessageReport, RoomSetting
 from app.live.text import clean_message
 from app.models import GroupFacilitator, User
 from app.refusals import Busy, NotAllowed, NotFound, Refused, TooFast
-from app.services import audit
 from realtime.publish import Live
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from app.live.snapshot import open_help
 from app.live.speaking import Speaking
 from app.models import Group, GroupFacilitator, Membership, Role, User
 from app.numbers import is_digits
-from app.services.roster_views import AccessNeeds
+from app.programmes.roster_views import AccessNeeds
 
 
 def meeting_channel(seat: Seat, group: Group) -> str:

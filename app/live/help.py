@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.db import utcnow
 from app.live import channels
 from app.live.breakouts import clock
@@ -21,7 +22,6 @@ from app.live.models import HelpRequest
 from app.live.text import clean_message
 from app.models import Group, GroupFacilitator, Membership, Role, User
 from app.refusals import NotAllowed, NotFound, Refused
-from app.services import audit
 from realtime.publish import Live
 
 MAX_NOTE_CHARS = 500

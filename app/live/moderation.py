@@ -11,6 +11,7 @@ from datetime import timedelta
 from fastapi import HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.db import utcnow
 from app.deps import load_programme_context
 from app.live import channels
@@ -21,7 +22,6 @@ from app.live.events import NoticePayload, RoomSettingsPayload
 from app.live.models import ChatMute, RoomSetting
 from app.models import Group, Role, User
 from app.refusals import NotAllowed, NotFound, Refused
-from app.services import audit
 from realtime.publish import Live
 
 MIN_MUTE_MINUTES, MAX_MUTE_MINUTES = 1, 120

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.db import utcnow
 from app.live.access import access_changed
 from app.live.breakouts import require_host, require_open, tell_person
@@ -13,7 +14,6 @@ from app.live.channels import Seat
 from app.live.models import RoomAssignment
 from app.models import Group, Membership, Role, User
 from app.refusals import NotAllowed, NotFound
-from app.services import audit
 from realtime.publish import Live
 
 

@@ -1,6 +1,6 @@
 """Who is speaking: the people whose caption microphone is live in a room now.
 
-A speaker's microphone stream (app/live/caption_audio.py) marks them as speaking in their
+A speaker's microphone stream (app/captions/microphone.py) marks them as speaking in their
 room when it starts or resumes, and unmarks them when it pauses, stops, moves room or
 drops. Like presence, the marks are kept in the broker (so every process sees every
 room) with a time to live refreshed while the stream lasts, so a process that dies takes

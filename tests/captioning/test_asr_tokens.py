@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import cli
-from app.asr_models import AsrToken
+from app.captions.asr_models import AsrToken
+from app.captions.asr_tokens import check_token
 from app.config import Settings
 from app.models import AuditEntry, Role
 from app.security import sha256_hex
-from app.services.asr_tokens import check_token
 from tests.factories import World, add_member, make_user, make_world
 
 TOKEN = re.compile(r"rtasr_[A-Za-z0-9_-]{43}")

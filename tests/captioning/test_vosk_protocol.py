@@ -17,11 +17,11 @@ import pytest
 import websockets
 from sqlalchemy import update
 
-from app.asr_models import AsrToken
+from app.captions.asr_models import AsrToken
+from app.captions.asr_tokens import issue_token
+from app.captions.routes.asr import vosk_limits
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, utcnow
-from app.routes.asr import vosk_limits
-from app.services.asr_tokens import issue_token
 from captioning.engine import CaptionEngine
 from captioning.vosk_protocol import VoskLimits
 from tests.audio_fixtures import (  # noqa: F401 - the fixtures

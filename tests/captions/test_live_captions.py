@@ -18,11 +18,11 @@ import pytest
 import websockets
 from sqlalchemy import select
 
+from app.captions.microphone import AudioLimits
 from app.captions.models import CaptionSegment
+from app.captions.routes.room import caption_audio_limits
 from app.config import Settings
 from app.live import channels
-from app.live.caption_audio import AudioLimits
-from app.routes.captions import caption_audio_limits
 from captioning.live import PartialCoalescer, split_utterance, words_of
 from captioning.stream import RealtimeBudget
 from tests.audio_fixtures import (  # noqa: F401 - the fixtures

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Group, Membership, Programme, ProgrammeSession, Role, User
+from app.programmes.invite_batches import issue_links
 from app.security import Signer
-from app.services.invite_batches import issue_links
 from realtime.publish import Live
 from tests.factories import (
     PASSWORD,

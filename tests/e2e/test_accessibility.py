@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from app.captions import asr_tokens
 from app.captions.models import CaptionSegment
 from app.config import Settings
 from app.db import utcnow
@@ -25,8 +26,7 @@ from app.evidence.models import Coding, EvidenceItem, Theme
 from app.evidence.searchtext import refresh_search_text
 from app.live import channels
 from app.models import MembershipStatus, Role, User
-from app.services import asr_tokens
-from app.services.invitations import issue_invitation
+from app.people.invitations import issue_invitation
 from app.storage import LocalStorage
 from tests import audio_fixtures
 from tests import evidence_files as ef

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.deps import load_programme_context
-from app.evidence import coding as coding_service
-from app.evidence.coding import CodingRejected
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.models import AuditEntry, Group, User
+from app.themes import coding as coding_service
+from app.themes.coding import CodingRejected
 from tests.factories import World, make_world
 
 NOTE = (

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.evidence import coding as coding_service
 from app.evidence.models import Coding, EvidenceItem, Theme
-from app.evidence.themes import PALETTE
 from app.models import AuditEntry, ProgrammeSession, User
+from app.themes import coding as coding_service
+from app.themes.themes import PALETTE
 from tests.evidence.test_coding import make_item, make_theme
 from tests.factories import World, make_session, make_world
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.asr_models import AsrToken
+from app.captions.asr_models import AsrToken
+from app.captions.asr_tokens import issue_token
 from app.captions.models import CaptionSegment
 from app.config import Settings
 from app.db import utcnow
@@ -21,7 +22,6 @@ from app.factory import create_app
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
-from app.services.asr_tokens import issue_token
 from tests.factories import World, make_world
 
 ANON = "anonymous"

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 
 from app.models import Programme, ProgrammeSession, Role
-from app.services.calendar import DESCRIPTION_MAX, build_calendar
+from app.programmes.calendar import DESCRIPTION_MAX, build_calendar
 from tests.factories import add_member, make_world
 
 

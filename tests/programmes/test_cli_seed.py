@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import cli
 from app.config import PROJECT_ROOT, Settings
 from app.db import Base
+from app.demo import DEMO_PASSWORD, HOST_EMAIL, next_tuesday
 from app.models import (
     Group,
     GroupFacilitator,
@@ -30,7 +31,6 @@ from app.models import (
     Role,
     User,
 )
-from app.services.seed import DEMO_PASSWORD, HOST_EMAIL, next_tuesday
 from tests.conftest import TEST_SECRET
 
 ADMIN_PASSWORD = "a long admin password"  # noqa: S105 - test data

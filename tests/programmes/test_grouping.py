@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Group, GroupFacilitator, Membership, Programme, Role, User
-from app.services.grouping import (
+from app.programmes.grouping import (
     GroupingError,
     add_facilitator,
     auto_assign,

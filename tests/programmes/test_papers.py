@@ -10,7 +10,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 
 from app.models import AuditEntry, Paper
-from app.services.papers import PAPER_MAX_BYTES, content_disposition, safe_filename
+from app.programmes.papers import PAPER_MAX_BYTES, content_disposition, safe_filename
 from tests.factories import make_world
 
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Group, GroupFacilitator, Membership, Programme, Role, User
-from app.services.roster import ImportSummary, RosterRejected, import_roster
-from app.services.roster_csv import MAX_ROSTER_BYTES
+from app.programmes.roster import ImportSummary, RosterRejected, import_roster
+from app.programmes.roster_csv import MAX_ROSTER_BYTES
 from tests.factories import add_member, make_programme, make_user
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from app.models import AuditEntry, ProgrammeSession
-from app.services.schedule import next_session, parse_local_time, recording_url_problem
+from app.programmes.schedule import next_session, parse_local_time, recording_url_problem
 from tests.factories import make_world
 
 LONDON_FORM = {

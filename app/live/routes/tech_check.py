@@ -1,0 +1,221 @@
+"""The tech check: anyone signed in can check their microphone (with a sample caption of
+what they say), their connection (WebSocket or the compatibility mode, and the round trip)
+and their browser before a session, and ask IT support for help from there. IT support
+can send the page's link to someone they are helping (`?session_id=` brings them back to
+that session).
+
+Routes: the page; `…/ws`, a tiny echo WebSocket to time round trips (outside the CSRF
+dependency: it checks its Origin and the session cookie itself, like the live one);
+`…/ping`, the same over plain HTTP for when WebSockets are blocked; `…/caption`, a few
+seconds of speech in, the caption out; `…/help`, a request for help."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request, WebSocket
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.websockets import WebSocketDisconnect
+
+from app.bodylimits import release_connection
+from app.captions.actions import public_status
+from app.deps import CurrentUser, SessionDep, user_from_cookie
+from app.live import tech_check
+from app.live.deps import LiveDep
+from app.live.web import wants_fragment
+from app.refusals import Conflict, Refused
+from app.security import SESSION_COOKIE, same_origin
+from app.state import get_app_state
+from app.templating import render
+from captioning.engine import CaptionsUnavailable
+
+router = APIRouter(tags=["pages: tech check"])
+ws_router = APIRouter(tags=["tech check: connection"])
+
+PAGE = "/tech-check"
+SessionQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Session to return to")]
+AUDIO_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
+# The echo WebSocket: a few pings a check, small frames, a short life.
+ECHO_MAX_MESSAGES = 20
+ECHO_MAX_FRAME = 64
+ECHO_SECONDS = 30.0
+
+
+def page_url(session_id: int | None) -> str:
+    return f"{PAGE}?session_id={session_id}" if session_id else PAGE
+
+
+async def page(
+    request: Request,
+    db: SessionDep,
+    user: CurrentUser,
+    session_id: int | None,
+    *,
+    flash: str = "",
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    target = await tech_check.help_target(db, user=user, session_id=session_id)
+    live_url = None
+    if target is not None:
+        live_url = f"/programmes/{target.ctx.programme.id}/sessions/{target.session.id}/live"
+    return render(
+        request,
+        "tech_check.html",
+        {
+            "title": "Tech check",
+            "target": target,
+            "session_id": session_id,
+            "live_url": live_url if session_id else None,
+            "captions_status": public_status(get_app_state(request).captions),
+            "max_seconds": int(tech_check.MAX_SAMPLE_SECONDS),
+            "flash_messages": [flash] if flash else [],
+            "help_error": error,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get(PAGE)
+async def tech_check_page(
+    request: Request,
+    user: CurrentUser,
+    db: SessionDep,
+    session_id: SessionQuery = None,
+    asked: Annotated[str | None, Query(max_length=5)] = None,
+) -> Response:
+    flash = "IT support has your request and what the check found." if asked else ""
+    return await page(request, db, user, session_id, flash=flash)
+
+
+@router.get(PAGE + "/ping")
+async def ping(user: CurrentUser) -> Response:
+    """Nothing, at once: the page times the round trip."""
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+def refusal(message: str, status: int, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+
+
+@router.post(PAGE + "/caption")
+async def sample_caption(request: Request, user: CurrentUser, db: SessionDep) -> Response:
+    """A WAV recording of at most ten seconds in; what the speech model heard out, as
+    {"text": …, "seconds": …}. Refusals are {"detail": …} with a 4xx status."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in AUDIO_TYPES:
+        return refusal("Send the sample as a WAV sound file (Content-Type: audio/wav).", 415)
+    limiter = get_app_state(request).tech_check_limiter
+    key = f"caption:{user.id}"
+    if not limiter.allow(key):
+        wait = limiter.retry_after(key)
+        return refusal(
+            f"You have tried several samples just now; try again in {wait} seconds.",
+            429,
+            **{"Retry-After": str(wait)},
+        )
+    # The sample takes seconds to arrive; the sign-in check's connection goes back first.
+    await release_connection(db)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > tech_check.MAX_SAMPLE_BYTES:
+            seconds = int(tech_check.MAX_SAMPLE_SECONDS)
+            return refusal(f"The sample is too long: the tech check takes {seconds} seconds.", 413)
+    try:
+        audio = tech_check.read_sample(bytes(body))
+        engine = get_app_state(request).captions
+        if not engine.available:
+            raise CaptionsUnavailable(engine.public_reason)
+        text = await tech_check.sample_caption(engine, audio)
+    except tech_check.SampleRefused as exc:
+        return refusal(exc.message, exc.status)
+    except CaptionsUnavailable as exc:
+        reason = str(exc).removeprefix("captions unavailable: ")
+        return refusal(f"Captions are unavailable at the moment: {reason}.", 503)
+    return JSONResponse(
+        {"text": text, "seconds": round(audio.seconds, 2)}, headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.post(PAGE + "/help")
+async def ask_it_support(
+    request: Request,
+    user: CurrentUser,
+    db: SessionDep,
+    live: LiveDep,
+    session_id: Annotated[str, Form(max_length=12)] = "",
+    note: Annotated[str, Form(max_length=5000)] = "",
+    results: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    digits = session_id.strip()
+    chosen = int(digits) if re.fullmatch(r"[0-9]{1,10}", digits) else None
+    if chosen is not None and not 0 < chosen < 2**31:
+        chosen = None
+    target = await tech_check.help_target(db, user=user, session_id=chosen)
+    try:
+        if target is None:
+            raise Conflict(
+                "You have no session on now or coming up, so there is no help desk to ask. "
+                "Your programme's host can help.",
+            )
+        await tech_check.ask_it_support(db, live, target=target, note=note, results=results)
+    except Refused as exc:
+        # Kept here, not left to the app's handler: without htmx the refusal is shown on
+        # the tech-check page itself, with the person's check and choice kept.
+        if wants_fragment(request):
+            return Response(exc.message, status_code=exc.status, media_type="text/plain")
+        return await page(request, db, user, chosen, error=exc.message, status_code=exc.status)
+    message = (
+        f"IT support for “{target.session.title}” has your request and what the check found. "
+        "They will be in touch here or in the session."
+    )
+    if wants_fragment(request):
+        return Response(message, media_type="text/plain")
+    return RedirectResponse(page_url(chosen) + "&asked=1" if chosen else PAGE + "?asked=1", 303)
+
+
+@ws_router.websocket(PAGE + "/ws")
+async def echo(websocket: WebSocket) -> None:
+    """Answers each small text frame with the same text, so the page can time round
+    trips; a few a connection, for at most half a minute."""
+    await websocket.accept()
+    if not same_origin(websocket):
+        await websocket.close(code=1008, reason="cross-site connections are refused")
+        return
+    state = get_app_state(websocket)
+    async with state.sessionmaker() as db:
+        user = await user_from_cookie(
+            db,
+            signer=state.signer,
+            settings=state.settings,
+            cookie=websocket.cookies.get(SESSION_COOKIE),
+        )
+    if user is None:
+        await websocket.close(code=1008, reason="sign in first")
+        return
+    deadline = time.monotonic() + ECHO_SECONDS
+    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+        for _ in range(ECHO_MAX_MESSAGES):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                message = await asyncio.wait_for(websocket.receive(), left)
+            except TimeoutError:
+                break
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                await websocket.close(code=1003, reason="send text frames")
+                return
+            if len(text) > ECHO_MAX_FRAME:
+                await websocket.close(code=1009, reason="frames are at most 64 characters")
+                return
+            await websocket.send_text(text)
+        await websocket.close(code=1000, reason="done")

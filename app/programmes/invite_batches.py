@@ -1,0 +1,152 @@
+"""Issuing personal invitation links to many people at once, and the mail-merge CSV.
+
+Links are secrets: only a hash of each is stored, so they can be shown (or downloaded) once,
+right after they are made. Making a new link for someone revokes their earlier ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import audit
+from app.csv_export import to_csv
+from app.live.access import access_changed
+from app.models import Membership, Programme, User
+from app.people.invitations import InvitationRefused, issue_invitation, link_refusal
+from app.programmes.roster_views import list_members
+from app.security import Signer
+from app.templating import local_time
+from realtime.publish import Live
+
+CSV_HEADER = ("name", "email", "group", "link", "expires")
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    membership_id: int
+    user_id: int
+    name: str
+    email: str
+    group: str  # a participant's group, or the groups a facilitator looks after
+    link: str
+    expires_at: datetime
+
+
+async def issue_links(
+    db: AsyncSession,
+    live: Live,
+    *,
+    programme: Programme,
+    actor: User,
+    signer: Signer,
+    base_url: str,
+    valid_days: int,
+    membership_ids: Sequence[int] | None = None,
+) -> list[IssuedLink]:
+    """New links for the given members of `programme` (ids of other programmes' members are
+    ignored: check them first), or, when `membership_ids` is None, for every member except
+    `actor` who has no live link and whom a link may sign in (people with a password, or in
+    other programmes, sign in their own way). Commits.
+
+    Raises InvitationRefused, having made no link, when a member named in `membership_ids`
+    is someone a link may not sign in."""
+    members = await list_members(db, programme=programme, with_invitations=True)
+    if membership_ids is None:
+        chosen = [
+            m for m in members if m.invite_expires_at is None and m.person.user_id != actor.id
+        ]
+    else:
+        wanted = set(membership_ids)
+        chosen = [m for m in members if m.membership_id in wanted]
+    if not chosen:
+        return []
+    users = {
+        u.id: u
+        for u in await db.scalars(
+            select(User).where(User.id.in_([m.person.user_id for m in chosen]))
+        )
+    }
+    if membership_ids is not None:
+        # All or nothing: check everyone named before making any link.
+        for member in chosen:
+            user = users[member.person.user_id]
+            refusal = await link_refusal(db, user=user, programme_id=programme.id)
+            if refusal is not None:
+                raise InvitationRefused(refusal, refusal.for_host(user.display_name))
+    issued = []
+    for member in chosen:
+        try:
+            invite = await issue_invitation(
+                db,
+                signer=signer,
+                base_url=base_url,
+                user=users[member.person.user_id],
+                programme_id=programme.id,
+                created_by=actor,
+                valid_days=valid_days,
+            )
+        except InvitationRefused:
+            continue  # nothing was written for this person: they sign in their own way
+        group = member.group_name or "; ".join(name for _, name in member.facilitator_of)
+        issued.append(
+            IssuedLink(
+                membership_id=member.membership_id,
+                user_id=member.person.user_id,
+                name=member.person.name,
+                email=member.email,
+                group=group,
+                link=invite.link,
+                expires_at=datetime.fromisoformat(invite.expires_at_iso),
+            )
+        )
+    if not issued:
+        return []
+    audit.record(
+        db,
+        actor=actor,
+        action="invitations.issue",
+        programme_id=programme.id,
+        target=f"programme:{programme.id}",
+        count=len(issued),
+        user_ids=[link.user_id for link in issued][:500],
+    )
+    await db.commit()
+    # The replaced links' sessions have ended: their open live connections close now.
+    await access_changed(live, user_ids=[link.user_id for link in issued], reason="new link")
+    return issued
+
+
+async def unknown_membership_ids(
+    db: AsyncSession, *, programme: Programme, membership_ids: Sequence[int]
+) -> list[int]:
+    """The ids that are not memberships of `programme`."""
+    known = set(
+        await db.scalars(
+            select(Membership.id).where(
+                Membership.programme_id == programme.id, Membership.id.in_(set(membership_ids))
+            )
+        )
+    )
+    return sorted(set(membership_ids) - known)
+
+
+def links_csv(links: Sequence[IssuedLink], *, timezone: str) -> str:
+    """The links for a mail merge: name, email, group, link, expires (in the programme's time
+    zone). Cells are escaped against formula injection."""
+    return to_csv(
+        CSV_HEADER,
+        (
+            (
+                link.name,
+                link.email,
+                link.group,
+                link.link,
+                local_time(link.expires_at, timezone, "%Y-%m-%d %H:%M %Z"),
+            )
+            for link in links
+        ),
+    )

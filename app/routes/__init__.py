@@ -1,1 +1,0 @@
-"""HTML pages. Each module is one area of the product."""

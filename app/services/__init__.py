@@ -1,1 +1,0 @@
-"""Domain actions and queries; routes call these, never the other way round."""
