@@ -1,20 +1,28 @@
 """Dependencies routes receive through `Annotated`: database, settings, who is asking, and
-what they may do."""
+what they may do. They adapt the domain's checks (`app.access`, `app.sessions`) to
+FastAPI; a refusal they raise is answered by the one handler in `app.errors`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request
-from sqlalchemy import select
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from app.access import (
+    GroupContext,
+    ProgrammeContext,
+    group_context,
+    group_in_programme,
+    load_programme_context,
+    session_in_programme,
+)
 from app.config import Settings
 from app.errors import NotSignedIn
-from app.models import Group, GroupFacilitator, Membership, Programme, ProgrammeSession, Role, User
+from app.models import Group, Membership, ProgrammeSession, Role, User
+from app.refusals import NotAllowed, NotFound
 from app.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -23,7 +31,7 @@ from app.security import (
     PasswordWorker,
     Signer,
 )
-from app.sessions import read_claims, session_user
+from app.sessions import user_from_cookie
 from app.state import get_app_state
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -72,21 +80,10 @@ async def verify_csrf(request: Request) -> None:
             value = form.get(CSRF_FIELD)
             token = value if isinstance(value, str) else None
     if not signer.csrf_valid(cookie, token):
-        raise HTTPException(
-            status_code=403,
-            detail="This form has expired or was sent from another site. "
-            "Please reload the page and try again.",
+        raise NotAllowed(
+            "This form has expired or was sent from another site. "
+            "Please reload the page and try again."
         )
-
-
-async def user_from_cookie(
-    db: AsyncSession, *, signer: Signer, settings: Settings, cookie: str | None
-) -> User | None:
-    """The person a session cookie signs in, while that session lasts."""
-    claims = read_claims(cookie, signer=signer, settings=settings)
-    if claims is None:
-        return None
-    return await session_user(db, claims)
 
 
 async def optional_user(
@@ -117,68 +114,11 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 async def admin_user(user: CurrentUser) -> User:
     if not user.is_admin:
-        raise HTTPException(status_code=403, detail="Only administrators can do this.")
+        raise NotAllowed("Only administrators can do this.")
     return user
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
-
-
-@dataclass
-class ProgrammeContext:
-    """A programme together with who is asking and what role they hold in it."""
-
-    programme: Programme
-    user: User
-    membership: Membership | None
-    role: Role  # administrators who are not members act as hosts
-
-    @property
-    def is_host(self) -> bool:
-        return self.role is Role.HOST
-
-    @property
-    def can_manage(self) -> bool:
-        return self.role is Role.HOST
-
-    @property
-    def can_code_themes(self) -> bool:
-        """Hosts and facilitators work on the codebook of themes."""
-        return self.role in (Role.HOST, Role.FACILITATOR)
-
-    @property
-    def sees_all_groups(self) -> bool:
-        """Hosts, facilitators and IT support see every group, not only their own."""
-        return self.role in (Role.HOST, Role.FACILITATOR, Role.IT_SUPPORT)
-
-
-NOT_FOUND = "We could not find that programme, or you are not part of it."
-
-
-async def load_programme_context(
-    db: AsyncSession, user: User, programme_id: int
-) -> ProgrammeContext:
-    programme = await db.get(Programme, programme_id)
-    if programme is None:
-        raise HTTPException(status_code=404, detail=NOT_FOUND)
-    membership = await db.scalar(
-        select(Membership).where(
-            Membership.user_id == user.id, Membership.programme_id == programme_id
-        )
-    )
-    if membership is not None and not membership.is_active:
-        # Invited but not accepted yet: no access until the person says yes.
-        membership = None
-    if membership is not None:
-        role = Role(membership.role)
-        if user.is_admin:
-            role = Role.HOST
-    elif user.is_admin:
-        role = Role.HOST
-    else:
-        # Not revealing whether a programme exists to people outside it.
-        raise HTTPException(status_code=404, detail=NOT_FOUND)
-    return ProgrammeContext(programme=programme, user=user, membership=membership, role=role)
 
 
 ProgrammeIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Programme id")]
@@ -197,11 +137,7 @@ def programme_role(*allowed: Role) -> ContextDependency:
         programme_id: ProgrammeIdPath, user: CurrentUser, db: SessionDep
     ) -> ProgrammeContext:
         ctx = await load_programme_context(db, user, programme_id)
-        if allowed and ctx.role not in allowed:
-            names = " or ".join(r.label.lower() for r in allowed)
-            raise HTTPException(
-                status_code=403, detail=f"Only the programme's {names} can do this."
-            )
+        ctx.require_role(*allowed)
         return ctx
 
     return dependency
@@ -218,10 +154,7 @@ StaffOf = Annotated[
 async def get_session_in_programme(
     ctx: MemberOf, session_id: SessionIdPath, db: SessionDep
 ) -> ProgrammeSession:
-    session = await db.get(ProgrammeSession, session_id)
-    if session is None or session.programme_id != ctx.programme.id:
-        raise HTTPException(status_code=404, detail="We could not find that session.")
-    return session
+    return await session_in_programme(db, ctx, session_id)
 
 
 SessionOf = Annotated[ProgrammeSession, Depends(get_session_in_programme)]
@@ -237,34 +170,9 @@ async def get_session_for_host(
 HostSessionOf = Annotated[ProgrammeSession, Depends(get_session_for_host)]
 
 
-async def facilitates(db: AsyncSession, *, user_id: int, group_id: int) -> bool:
-    row = await db.get(GroupFacilitator, (group_id, user_id))
-    return row is not None
-
-
-@dataclass
-class GroupContext:
-    ctx: ProgrammeContext
-    group: Group
-    is_facilitator: bool
-
-    @property
-    def can_moderate(self) -> bool:
-        return self.is_facilitator or self.ctx.is_host
-
-
 async def group_access(ctx: MemberOf, group_id: GroupIdPath, db: SessionDep) -> GroupContext:
     """A group's private space: its members, its facilitators and the programme's hosts."""
-    group = await db.get(Group, group_id)
-    if group is None or group.programme_id != ctx.programme.id:
-        raise HTTPException(status_code=404, detail="We could not find that group.")
-    is_facilitator = await facilitates(db, user_id=ctx.user.id, group_id=group.id)
-    is_member = ctx.membership is not None and ctx.membership.group_id == group.id
-    if not (ctx.is_host or is_facilitator or is_member):
-        raise HTTPException(
-            status_code=403, detail="This group's space is open to its members only."
-        )
-    return GroupContext(ctx=ctx, group=group, is_facilitator=is_facilitator)
+    return await group_context(db, ctx, group_id)
 
 
 GroupOf = Annotated[GroupContext, Depends(group_access)]
@@ -280,9 +188,7 @@ async def get_membership_for_host(
     """The path's membership, for its programme's hosts (non-members 404, other members 403)."""
     membership = await db.get(Membership, membership_id)
     if membership is None or membership.programme_id != ctx.programme.id:
-        raise HTTPException(
-            status_code=404, detail="We could not find that person in this programme."
-        )
+        raise NotFound("We could not find that person in this programme.")
     return membership
 
 
@@ -291,10 +197,7 @@ HostMembershipOf = Annotated[Membership, Depends(get_membership_for_host)]
 
 async def get_group_for_host(ctx: HostOf, group_id: GroupIdPath, db: SessionDep) -> Group:
     """The path's group, for its programme's hosts (non-members 404, other members 403)."""
-    group = await db.get(Group, group_id)
-    if group is None or group.programme_id != ctx.programme.id:
-        raise HTTPException(status_code=404, detail="We could not find that group.")
-    return group
+    return await group_in_programme(db, ctx, group_id)
 
 
 HostGroupOf = Annotated[Group, Depends(get_group_for_host)]

@@ -93,3 +93,13 @@ def safe_next(target: str | None) -> str:
     if len(target) > 500 or any(ord(c) < 32 for c in target):
         return "/"
     return target
+
+
+async def user_from_cookie(
+    db: AsyncSession, *, signer: Signer, settings: Settings, cookie: str | None
+) -> User | None:
+    """The person a session cookie signs in, while that session lasts."""
+    claims = read_claims(cookie, signer=signer, settings=settings)
+    if claims is None:
+        return None
+    return await session_user(db, claims)

@@ -10,14 +10,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
+from app.access import load_programme_context
 from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from app.db import utcnow
-from app.deps import load_programme_context
 from app.live import channels
 from app.live.breakouts import clock
 from app.live.channels import Seat, seat_for
@@ -108,7 +107,7 @@ async def _where(db: AsyncSession, *, seat: Seat, user_id: int) -> tuple[User, S
         raise not_found
     try:
         ctx = await load_programme_context(db, person, seat.ctx.programme.id)
-    except HTTPException as exc:
+    except NotFound as exc:
         raise not_found from exc
     if ctx.membership is None:
         raise not_found

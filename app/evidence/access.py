@@ -18,7 +18,8 @@ from fastapi import Depends, HTTPException, Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deps import GroupContext, GroupOf, MemberOf, ProgrammeContext, SessionDep
+from app.access import GroupContext, ProgrammeContext
+from app.deps import GroupOf, MemberOf, SessionDep
 from app.evidence.models import EvidenceItem, Visibility
 from app.models import GroupFacilitator, Role
 

@@ -18,8 +18,8 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
+from app.access import GroupContext
 from app.csv_export import to_csv
-from app.deps import GroupContext
 from app.evidence.models import EvidenceItem, EvidenceKind
 from app.evidence.service import list_items
 from app.programmes.papers import safe_filename

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deps import GroupContext
+from app.access import GroupContext
 from app.evidence.errors import EvidenceRejected
 from app.evidence.models import EvidenceKind, Visibility
 from app.evidence.notes import NOTE_MAX

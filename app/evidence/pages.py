@@ -9,7 +9,7 @@ from fastapi import Form, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deps import GroupContext
+from app.access import GroupContext
 from app.evidence import fields, filetypes
 from app.evidence.access import ItemContext
 from app.evidence.models import EvidenceKind, Visibility

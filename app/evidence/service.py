@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app import audit
+from app.access import GroupContext
 from app.db import utcnow
-from app.deps import GroupContext
 from app.evidence.access import ItemContext
 from app.evidence.errors import EvidenceRejected
 from app.evidence.fields import (

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.deps import GroupContext
+from app.access import GroupContext
 from app.evidence import images
 from app.evidence.audio import AudioRejected, probe_audio
 from app.evidence.errors import EvidenceRejected

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deps import ProgrammeContext
+from app.access import ProgrammeContext
 from app.live.models import Breakout, RoomAssignment
 from app.models import Group, GroupFacilitator, ProgrammeSession, Role
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
+from app.access import load_programme_context
 from app.db import utcnow
-from app.deps import load_programme_context
 from app.live import channels
 from app.live.breakouts import clock
 from app.live.channels import Seat, seat_for
@@ -41,7 +40,7 @@ async def _target(db: AsyncSession, *, seat: Seat, user_id: int) -> tuple[User, 
         raise not_found
     try:
         ctx = await load_programme_context(db, person, seat.ctx.programme.id)
-    except HTTPException as exc:
+    except NotFound as exc:
         raise not_found from exc
     if ctx.membership is None:
         raise not_found

@@ -6,16 +6,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from fastapi import HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from app.deps import load_programme_context, user_from_cookie
+from app.access import load_programme_context
 from app.live import channels
 from app.live.access import refollow
 from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
 from app.models import ProgrammeSession, User
+from app.refusals import NotFound
 from app.security import SESSION_COOKIE
+from app.sessions import user_from_cookie
 from app.state import get_app_state
 from realtime.connection import AccessEnded, Connection
 from realtime.hub import Hub
@@ -134,7 +135,7 @@ def make_authorizer(keeper: SeatKeeper):  # type: ignore[no-untyped-def]
 async def seat_in(db: AsyncSession, user: User, programme_id: int, session_id: int) -> Seat | None:
     try:
         ctx = await load_programme_context(db, user, programme_id)
-    except HTTPException:
+    except NotFound:
         return None
     session = await db.get(ProgrammeSession, session_id)
     if session is None or session.programme_id != programme_id:

@@ -14,18 +14,17 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.access import ProgrammeContext, load_programme_context
 from app.db import utcnow
-from app.deps import ProgrammeContext, load_programme_context
 from app.live import help as help_desk
 from app.live.channels import seat_for
 from app.live.models import HelpRequest
 from app.live.text import clean_message
 from app.models import Membership, MembershipStatus, ProgrammeSession, User
-from app.refusals import Refused
+from app.refusals import NotFound, Refused
 from captioning.audio import SAMPLE_WIDTH, AudioFormatError, PcmAudio, read_wav
 from captioning.engine import CaptionEngine
 from captioning.stream import FILE_BUDGET, RecognizerStream, StreamConfigError
@@ -103,12 +102,12 @@ async def help_target(db: AsyncSession, *, user: User, session_id: int | None) -
     must be in one of their programmes), else their session on now or next."""
     if session_id is not None:
         session = await db.get(ProgrammeSession, session_id)
-        not_found = HTTPException(status_code=404, detail="We could not find that session.")
+        not_found = NotFound("We could not find that session.")
         if session is None:
             raise not_found
         try:
             ctx = await load_programme_context(db, user, session.programme_id)
-        except HTTPException as exc:
+        except NotFound as exc:
             raise not_found from exc
         return HelpTarget(ctx=ctx, session=session)
     session = await db.scalar(

@@ -9,8 +9,8 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from app.access import ProgrammeContext
 from app.config import Settings
-from app.deps import ProgrammeContext
 from app.models import Role
 from app.programmes.grouping import AssignSummary
 from app.programmes.invite_batches import IssuedLink

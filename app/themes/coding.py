@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app import audit
-from app.deps import ProgrammeContext, facilitates
+from app.access import ProgrammeContext, facilitates
 from app.evidence.excerpts import ExcerptProblem, locate_excerpt
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.models import User

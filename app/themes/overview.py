@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
-from app.deps import ProgrammeContext
+from app.access import ProgrammeContext
 from app.evidence.access import coded_group_ids
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.models import Group, ProgrammeSession, User

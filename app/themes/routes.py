@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.deps import ProgrammeContext, SessionDep, SettingsDep
+from app.access import ProgrammeContext
+from app.deps import SessionDep, SettingsDep
 from app.evidence.access import CoderOf, CodingIdPath, OrganiserItemOf, ThemeIdPath, host_only
 from app.evidence.models import Theme
 from app.numbers import is_digits

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deps import load_programme_context
+from app.access import load_programme_context
 from app.evidence.models import Coding, EvidenceItem, Theme
 from app.models import AuditEntry, Group, User
 from app.themes import coding as coding_service

@@ -13,14 +13,14 @@ from starlette.responses import RedirectResponse, Response
 
 from app.captions import actions as captions
 from app.captions.microphone import AudioLimits, Sender, refusal, serve_speaker
-from app.deps import CurrentUser, ProgrammeIdPath, SessionDep, SessionIdPath, user_from_cookie
+from app.deps import CurrentUser, ProgrammeIdPath, SessionDep, SessionIdPath
 from app.live import channels
 from app.live.deps import LiveDep, SeatOf
 from app.live.seats import SeatKeeper, load_seat
 from app.live.web import BASE, base_url, done, required_id, wants_fragment
 from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
-from app.sessions import safe_next
+from app.sessions import safe_next, user_from_cookie
 from app.state import get_app_state
 from app.templating import render
 from captioning.ingest import CLOSE_POLICY, IngestError

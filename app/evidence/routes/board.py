@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from app.access import GroupContext
 from app.db import utcnow
-from app.deps import GroupContext, GroupOf, SessionDep, SettingsDep
+from app.deps import GroupOf, SessionDep, SettingsDep
 from app.evidence import board as board_view
 from app.evidence import export_zip, fields, service
 from app.evidence.errors import EvidenceRejected

@@ -13,8 +13,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.requests import ClientDisconnect
 
+from app.access import GroupContext
 from app.bodylimits import BodyRefused, release_connection
-from app.deps import GroupContext, GroupOf, SessionDep, SettingsDep
+from app.deps import GroupOf, SessionDep, SettingsDep
 from app.evidence.errors import EvidenceRejected
 from app.evidence.multipart import FilePart, MalformedForm, receive_form
 from app.evidence.pages import board_url, upload_form_context

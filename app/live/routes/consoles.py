@@ -18,8 +18,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from app.access import GroupContext
 from app.db import utcnow
-from app.deps import GroupContext, GroupIdPath, SessionDep
+from app.deps import GroupIdPath, SessionDep
 from app.evidence import fields, service
 from app.evidence.errors import EvidenceRejected
 from app.evidence.models import EvidenceKind, Visibility

@@ -13,12 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.responses import Response, StreamingResponse
 
-from app.deps import SessionDep, user_from_cookie
+from app.deps import SessionDep
 from app.live.chat import refused_when_busy, send_message
 from app.live.deps import HubDep, SeatOf
 from app.live.seats import SEAT_CHANGING_EVENTS, SeatKeeper, keeper_for, load_seat, make_authorizer
 from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
+from app.sessions import user_from_cookie
 from app.state import get_app_state
 from realtime.connection import Connection
 from realtime.events import control

@@ -23,12 +23,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.bodylimits import release_connection
 from app.captions.actions import public_status
-from app.deps import CurrentUser, SessionDep, user_from_cookie
+from app.deps import CurrentUser, SessionDep
 from app.live import tech_check
 from app.live.deps import LiveDep
 from app.live.web import wants_fragment
 from app.refusals import Conflict, Refused
 from app.security import SESSION_COOKIE, same_origin
+from app.sessions import user_from_cookie
 from app.state import get_app_state
 from app.templating import render
 from captioning.engine import CaptionsUnavailable

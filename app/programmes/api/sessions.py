@@ -9,12 +9,12 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
+from app.access import ProgrammeContext
 from app.deps import (
     HostOf,
     HostSessionOf,
     MemberOf,
     PaperIdPath,
-    ProgrammeContext,
     SessionDep,
     SessionOf,
     SettingsDep,

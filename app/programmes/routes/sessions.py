@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from app.access import ProgrammeContext
 from app.config import Settings
 from app.db import utcnow
 from app.deps import (
@@ -15,7 +16,6 @@ from app.deps import (
     HostSessionOf,
     MemberOf,
     PaperIdPath,
-    ProgrammeContext,
     SessionDep,
     SessionOf,
     SettingsDep,
