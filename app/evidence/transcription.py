@@ -35,14 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import audit
 from app.db import utcnow
-from app.evidence.audio import (
-    PCM_BYTES_PER_SECOND,
-    PCM_RATE,
-    AudioRejected,
-    SampleRateRefused,
-    iter_pcm16k,
-    probe_audio,
-)
+from app.evidence.audio.limits import AudioRejected, SampleRateRefused
+from app.evidence.audio.pcm import PCM_BYTES_PER_SECOND, PCM_RATE, iter_pcm16k
+from app.evidence.audio.probe import probe_audio
 from app.evidence.cpu_budget import CpuBudget, CpuMeter, metered_engine
 from app.evidence.models import EvidenceItem, EvidenceKind, TranscriptStatus
 from app.evidence.searchtext import refresh_search_text

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import audit
 from app.deps import GroupContext
 from app.evidence import images
-from app.evidence.audio import AudioRejected, probe_audio
+from app.evidence.audio.limits import AudioRejected
+from app.evidence.audio.probe import probe_audio
 from app.evidence.errors import EvidenceRejected
 from app.evidence.fields import TITLE_MAX, clean_alt_text, clean_common, parse_session_id
 from app.evidence.filetypes import (
