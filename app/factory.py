@@ -208,7 +208,9 @@ def include_routers(app: FastAPI) -> None:
     from app.live.routes import stream as live_stream
     from app.people.routes import auth, home, memberships, profile
     from app.programmes.routes import groups, programmes, roster, sessions
-    from app.themes import routes as themes
+    from app.themes.routes import codebook as themes_codebook
+    from app.themes.routes import codings as themes_codings
+    from app.themes.routes import overview as themes_overview
 
     app.include_router(health.router)
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
@@ -239,7 +241,9 @@ def include_routers(app: FastAPI) -> None:
         evidence,
         evidence_items,
         evidence_transcripts,
-        themes,
+        themes_codebook,
+        themes_overview,
+        themes_codings,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms

@@ -144,7 +144,7 @@ async def our_pipeline(engine: Any, path: Path) -> str:
     """What the worker does between reading the file and storing the text."""
     import anyio
 
-    from app.evidence.audio import iter_pcm16k
+    from app.evidence.audio.pcm import iter_pcm16k
     from captioning.stream import FILE_BUDGET, RecognizerStream
 
     stream = RecognizerStream(engine, 16000, words=True, budget=FILE_BUDGET)
@@ -260,7 +260,8 @@ class TranscriptionFigures:
 def measure_transcription(
     args: argparse.Namespace, tmp: Path, log: Callable[[str], None]
 ) -> TranscriptionFigures:
-    from app.evidence.audio import iter_pcm16k, probe_audio
+    from app.evidence.audio.pcm import iter_pcm16k
+    from app.evidence.audio.probe import probe_audio
 
     track = make_tracks(1, args.seconds)[0]
     path = browser_recording(track, tmp)

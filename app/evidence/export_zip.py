@@ -21,7 +21,7 @@ from app import audit
 from app.access import GroupContext
 from app.csv_export import to_csv
 from app.evidence.models import EvidenceItem, EvidenceKind
-from app.evidence.service import list_items
+from app.evidence.queries import list_items
 from app.programmes.papers import safe_filename
 from app.storage import Storage
 

@@ -130,6 +130,42 @@ class _Recorder:
             self.events.append(("field", (self.part.name, _decode(bytes(self.part.data)))))
 
 
+class _Delivery:
+    """Applies the recorded events in order: fields are collected, each file's pieces go
+    to the sink `open_file` made for it."""
+
+    def __init__(self, open_file: FileOpener) -> None:
+        self.open_file = open_file
+        self.fields: dict[str, list[str]] = {}
+        self.sink: FileSink | None = None  # the file being received
+
+    async def apply(self, events: list[tuple[str, object]]) -> None:
+        for kind, value in events:
+            if kind == "field":
+                assert isinstance(value, tuple)
+                self.fields.setdefault(value[0], []).append(value[1])
+            elif kind == "file":
+                assert isinstance(value, FilePart)
+                self.sink = await self.open_file(value, self.fields)
+            elif kind == "data" and self.sink is not None:
+                await self.sink.write(value)  # type: ignore[arg-type]
+            elif kind == "end" and self.sink is not None:
+                finished, self.sink = self.sink, None
+                await finished.finish()
+
+
+def _parse(parser: MultipartParser, chunk: bytes) -> None:
+    try:
+        parser.write(chunk)
+    except FormParserError as exc:
+        if "header size" in str(exc):
+            raise MalformedForm(
+                "A file name in the upload is far too long. Rename the file "
+                "(at most 255 characters) and try again."
+            ) from None
+        raise MalformedForm("The upload was not a well-formed form. Please try again.") from None
+
+
 async def receive_form(
     stream: AsyncIterator[bytes],
     *,
@@ -155,42 +191,20 @@ async def receive_form(
             "on_headers_finished": recorder.on_headers_finished,
         },
     )
-    fields: dict[str, list[str]] = {}
-    sink: FileSink | None = None
+    delivery = _Delivery(open_file)
     try:
         async for chunk in stream:
-            try:
-                parser.write(chunk)
-            except FormParserError as exc:
-                if "header size" in str(exc):
-                    raise MalformedForm(
-                        "A file name in the upload is far too long. Rename the file "
-                        "(at most 255 characters) and try again."
-                    ) from None
-                raise MalformedForm(
-                    "The upload was not a well-formed form. Please try again."
-                ) from None
+            _parse(parser, chunk)
             events, recorder.events = recorder.events, []
-            for kind, value in events:
-                if kind == "field":
-                    assert isinstance(value, tuple)
-                    fields.setdefault(value[0], []).append(value[1])
-                elif kind == "file":
-                    assert isinstance(value, FilePart)
-                    sink = await open_file(value, fields)
-                elif kind == "data" and sink is not None:
-                    await sink.write(value)  # type: ignore[arg-type]
-                elif kind == "end" and sink is not None:
-                    finished, sink = sink, None
-                    await finished.finish()
+            await delivery.apply(events)
         try:
             parser.finalize()
         except FormParserError:
             raise MalformedForm("The upload ended too soon. Please try again.") from None
-        if sink is not None or parser.state is not MultipartState.END:
+        if delivery.sink is not None or parser.state is not MultipartState.END:
             raise MalformedForm("The upload ended too soon. Please try again.")
     except BaseException:
-        if sink is not None:
-            await sink.abort()
+        if delivery.sink is not None:
+            await delivery.sink.abort()
         raise
-    return fields
+    return delivery.fields

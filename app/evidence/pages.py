@@ -3,9 +3,10 @@ shown after an action, and the context every group page and the upload form need
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Form, Query, Request
+from fastapi import Depends, Form, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +50,30 @@ ReasonForm = Annotated[str, Form(max_length=2 * fields.REASON_MAX + 100)]
 
 
 ShortQuery = Annotated[str, Query(max_length=40)]
+
+
+@dataclass(frozen=True)
+class WrittenFields:
+    """What the forms of a typed note and of a link share, as sent (the action checks it)."""
+
+    title: str
+    description: str
+    session_id: str
+    from_trio: str
+    visibility: str
+
+
+async def written_fields(
+    title: TitleForm = "",
+    description: DescriptionForm = "",
+    session_id: ShortForm = "",
+    from_trio: ShortForm = "",
+    visibility: ShortForm = Visibility.GROUP.value,
+) -> WrittenFields:
+    return WrittenFields(title, description, session_id, from_trio, visibility)
+
+
+WrittenForm = Annotated[WrittenFields, Depends(written_fields)]
 
 
 DONE_MESSAGES = {

@@ -1,14 +1,14 @@
-"""Files sent to a group's evidence: streamed to storage as they arrive, judged by their
-content, cleaned (images) or checked (sound, documents), then recorded all together.
+"""Files sent to a group's evidence: the form's fields checked together, then every file
+checked (app/evidence/file_checks.py) and recorded all together. The files themselves
+arrive through app/evidence/incoming.py, streamed to storage as they come.
 
 A batch is all or nothing: when one file is refused, none is kept, and nothing is left on
 disk or in the database; the message names the file and says why."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 from sqlalchemy import select
@@ -16,103 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.access import GroupContext
-from app.evidence import images
-from app.evidence.audio import AudioRejected, probe_audio
 from app.evidence.errors import EvidenceRejected
 from app.evidence.fields import TITLE_MAX, clean_alt_text, clean_common, parse_session_id
-from app.evidence.filetypes import (
-    KIND_FOR_FAMILY,
-    PDF,
-    POSTER_FAMILIES,
-    SNIFF_BYTES,
-    Family,
-    FileType,
-    TypeRefused,
-    extension_of,
-    identify,
-    pdf_complete,
-    zip_structure_ok,
-)
+from app.evidence.file_checks import Prepared, discard_prepared, prepare_file
+from app.evidence.filetypes import KIND_FOR_FAMILY, Family, extension_of
+from app.evidence.incoming import FILE_FIELD, Batch, IncomingFile
 from app.evidence.models import EvidenceItem, EvidenceKind, TranscriptStatus, Visibility
-from app.evidence.multipart import FilePart
 from app.evidence.searchtext import refresh_search_text
 from app.models import ProgrammeSession, User
-from app.programmes.papers import safe_filename
-from app.storage import Storage, StorageWriter, StoredFile, UploadTooLarge
-
-MB = 1024 * 1024
-FILE_FIELD = "files"
-NAME_MAX = 255
-
-
-class IncomingFile:
-    """One file of the form, written to storage as it arrives. Its first bytes decide its
-    type before anything is written; the size limit is enforced on every piece."""
-
-    def __init__(self, storage: Storage, part: FilePart, *, max_bytes: int) -> None:
-        self.storage = storage
-        raw = part.filename
-        if "/" in raw or "\\" in raw or raw.startswith("."):
-            raise EvidenceRejected(
-                FILE_FIELD,
-                "A file name must not contain folders (“/” or “\\”) or start with a dot: "
-                "rename the file and try again.",
-            )
-        if len(raw) > NAME_MAX:
-            raise EvidenceRejected(
-                FILE_FIELD,
-                f"A file name is too long ({len(raw)} characters; at most {NAME_MAX}). "
-                "Rename the file and try again.",
-            )
-        self.filename = safe_filename(raw, fallback="")
-        self.max_bytes = max_bytes
-        self.file_type: FileType | None = None
-        self.stored: StoredFile | None = None
-        self._buffer = b""
-        self._writer: StorageWriter | None = None
-        if not self.filename:
-            raise EvidenceRejected(FILE_FIELD, "Choose a file to upload (one had no name).")
-
-    async def write(self, data: bytes) -> None:
-        if self._writer is not None:
-            await self._write(data)
-            return
-        self._buffer += data
-        if len(self._buffer) >= SNIFF_BYTES:
-            await self._start()
-
-    async def _start(self) -> None:
-        try:
-            self.file_type = identify(self._buffer, self.filename)
-        except TypeRefused as exc:
-            raise EvidenceRejected(FILE_FIELD, str(exc), 415) from None
-        self._writer = await self.storage.open_writer(max_bytes=self.max_bytes)
-        buffered, self._buffer = self._buffer, b""
-        await self._write(buffered)
-
-    async def _write(self, data: bytes) -> None:
-        assert self._writer is not None
-        try:
-            await self._writer.write(data)
-        except UploadTooLarge:
-            raise EvidenceRejected(
-                FILE_FIELD,
-                f"“{self.filename}” is larger than the {self.max_bytes // MB} MB limit. "
-                "Make it smaller (for sound, a shorter recording) and try again.",
-                413,
-            ) from None
-
-    async def finish(self) -> None:
-        if self._writer is None:
-            if not self._buffer:
-                raise EvidenceRejected(FILE_FIELD, f"“{self.filename}” is empty (0 bytes).")
-            await self._start()
-        assert self._writer is not None
-        self.stored = await self._writer.commit()
-
-    async def abort(self) -> None:
-        if self._writer is not None:
-            await self._writer.abort()
+from app.storage import Storage
 
 
 @dataclass
@@ -126,29 +38,6 @@ class UploadOptions:
     from_trio: bool
     visibility: Visibility
     alt_text: str
-
-
-@dataclass
-class Batch:
-    """The files of one request, as they arrive."""
-
-    storage: Storage
-    max_bytes: int
-    files: list[IncomingFile] = field(default_factory=list)
-
-    async def open_file(self, part: FilePart, fields: dict[str, list[str]]) -> IncomingFile:
-        if part.field != FILE_FIELD:
-            raise EvidenceRejected(FILE_FIELD, "Send files in the form's file field.")
-        incoming = IncomingFile(self.storage, part, max_bytes=self.max_bytes)
-        self.files.append(incoming)
-        return incoming
-
-    async def discard(self) -> None:
-        with anyio.CancelScope(shield=True):
-            for incoming in self.files:
-                await incoming.abort()
-                if incoming.stored is not None:
-                    await self.storage.delete(incoming.stored.key)
 
 
 def _last(fields: dict[str, list[str]], name: str) -> str:
@@ -208,77 +97,6 @@ def _refuse(exc: EvidenceRejected) -> Callable[[str], str]:
     return validate
 
 
-@dataclass
-class Prepared:
-    incoming: IncomingFile
-    file_type: FileType
-    stored: StoredFile  # the file kept (a cleaned copy for images)
-    original_sha256: str
-    thumbnail: StoredFile | None = None
-    width: int | None = None
-    height: int | None = None
-    duration: float | None = None
-
-
-async def _prepare(storage: Storage, incoming: IncomingFile, poster: bool) -> Prepared:
-    """Look inside the stored file; images are replaced by their cleaned copy."""
-    stored, file_type = incoming.stored, incoming.file_type
-    assert stored is not None and file_type is not None
-    path = storage.path(stored.key)
-    name = incoming.filename
-    if poster and file_type.family not in POSTER_FAMILIES:
-        raise EvidenceRejected(
-            "kind", f"“{name}” is a sound file; a poster is an image, a PDF or slides.", 415
-        )
-    needs_zip_check = bool(file_type.zip_member or file_type.odf_mimetype)
-    if needs_zip_check and not await anyio.to_thread.run_sync(zip_structure_ok, path, file_type):
-        raise EvidenceRejected(
-            FILE_FIELD,
-            f"“{name}” is not a complete {file_type.name}: it may be damaged, or be "
-            "another kind of file. Save it again in that format.",
-            415,
-        )
-    if file_type is PDF and not await anyio.to_thread.run_sync(pdf_complete, path):
-        raise EvidenceRejected(
-            FILE_FIELD, f"“{name}” is an incomplete PDF (its end is missing). Save it again."
-        )
-    prepared = Prepared(incoming, file_type, stored, stored.sha256)
-    if file_type.family is Family.IMAGE:
-        try:
-            clean = await anyio.to_thread.run_sync(
-                lambda: images.clean_image(path, file_type, filename=name)
-            )
-        except images.ImageRefused as exc:
-            raise EvidenceRejected(FILE_FIELD, str(exc)) from None
-        cleaned = await storage.adopt(clean.path)
-        prepared.thumbnail = await storage.adopt(clean.thumbnail)
-        await storage.delete(stored.key)
-        incoming.stored = None  # the original is gone; the cleaned copy is `prepared.stored`
-        prepared.stored, prepared.file_type = cleaned, clean.file_type
-        prepared.width, prepared.height = clean.width, clean.height
-    elif file_type.family is Family.AUDIO:
-        try:
-            info = await anyio.to_thread.run_sync(probe_audio, path)
-        except AudioRejected as exc:
-            raise EvidenceRejected(FILE_FIELD, f"“{name}”: {exc}") from None
-        prepared.duration = info.duration_seconds
-    return prepared
-
-
-async def _discard_prepared(storage: Storage, prepared: list[Prepared]) -> None:
-    with anyio.CancelScope(shield=True):
-        for p in prepared:
-            for stored in (p.stored, p.thumbnail):
-                if stored is not None:
-                    with contextlib.suppress(OSError):
-                        await storage.delete(stored.key)
-
-
-def _stem(filename: str) -> str:
-    stem, dot, _ = filename.rpartition(".")
-    return (stem if dot else filename) or filename
-
-
 async def find_duplicate(db: AsyncSession, *, group_id: int, sha256: str) -> EvidenceItem | None:
     return await db.scalar(
         select(EvidenceItem)
@@ -304,55 +122,69 @@ async def record_batch(
     try:
         seen: dict[str, str] = {}
         for incoming in incoming_files:
-            assert incoming.stored is not None
-            digest = incoming.stored.sha256
-            if digest in seen:
-                raise EvidenceRejected(
-                    FILE_FIELD,
-                    f"“{incoming.filename}” is the same file as “{seen[digest]}”; send it once.",
-                    409,
-                )
-            seen[digest] = incoming.filename
-            duplicate = await find_duplicate(db, group_id=gctx.group.id, sha256=digest)
-            if duplicate is not None:
-                raise EvidenceRejected(
-                    FILE_FIELD,
-                    f"“{incoming.filename}” is already on this group's board, as "
-                    f"“{duplicate.title}” (item {duplicate.id}).",
-                    409,
-                )
-            prepared.append(await _prepare(storage, incoming, options.poster))
+            await _refuse_duplicate(db, group_id=gctx.group.id, incoming=incoming, seen=seen)
+            prepared.append(await prepare_file(storage, incoming, options.poster))
     except BaseException:
         # Nothing was added to the session yet: no rollback, so the caller's objects stay
         # loaded for its error page.
-        await _discard_prepared(storage, prepared)
+        await discard_prepared(storage, prepared)
         await batch.discard()
         raise
     items = _make_items(gctx, actor, options, prepared)
     try:
-        db.add_all(items)
-        await db.flush()
-        for item in items:
-            audit.record(
-                db,
-                actor=actor,
-                action="evidence.upload",
-                programme_id=gctx.ctx.programme.id,
-                target=f"evidence:{item.id}",
-                group_id=gctx.group.id,
-                kind=item.kind,
-                filename=item.filename,
-                size_bytes=item.size_bytes,
-                sha256=item.sha256,
-            )
-        await db.commit()
+        await _record(db, gctx=gctx, actor=actor, items=items)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await db.rollback()
-        await _discard_prepared(storage, prepared)
+        await discard_prepared(storage, prepared)
         await batch.discard()
         raise
     return items
+
+
+async def _refuse_duplicate(
+    db: AsyncSession, *, group_id: int, incoming: IncomingFile, seen: dict[str, str]
+) -> None:
+    """The same file twice in the batch (`seen`: name by digest so far), or a file already
+    on the group's board."""
+    assert incoming.stored is not None
+    digest = incoming.stored.sha256
+    if digest in seen:
+        raise EvidenceRejected(
+            FILE_FIELD,
+            f"“{incoming.filename}” is the same file as “{seen[digest]}”; send it once.",
+            409,
+        )
+    seen[digest] = incoming.filename
+    duplicate = await find_duplicate(db, group_id=group_id, sha256=digest)
+    if duplicate is not None:
+        raise EvidenceRejected(
+            FILE_FIELD,
+            f"“{incoming.filename}” is already on this group's board, as "
+            f"“{duplicate.title}” (item {duplicate.id}).",
+            409,
+        )
+
+
+async def _record(
+    db: AsyncSession, *, gctx: GroupContext, actor: User, items: list[EvidenceItem]
+) -> None:
+    db.add_all(items)
+    await db.flush()
+    for item in items:
+        audit.record(
+            db,
+            actor=actor,
+            action="evidence.upload",
+            programme_id=gctx.ctx.programme.id,
+            target=f"evidence:{item.id}",
+            group_id=gctx.group.id,
+            kind=item.kind,
+            filename=item.filename,
+            size_bytes=item.size_bytes,
+            sha256=item.sha256,
+        )
+    await db.commit()
 
 
 def _make_items(
@@ -402,3 +234,8 @@ def _make_items(
         refresh_search_text(item)
         items.append(item)
     return items
+
+
+def _stem(filename: str) -> str:
+    stem, dot, _ = filename.rpartition(".")
+    return (stem if dot else filename) or filename

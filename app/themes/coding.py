@@ -1,7 +1,7 @@
 """Coding evidence into themes: a whole item, or an excerpt of one of its texts.
 
 Who coded what, when, and why (the memo) is kept on each coding and in the audit log.
-The routes (app/themes/routes.py) admit the item's group's facilitators and the
+The routes (app/themes/routes/codings.py) admit the item's group's facilitators and the
 programme's hosts; the item page includes templates/themes/coding_panel.html with the
 context from `coding_panel_context`."""
 
@@ -161,43 +161,9 @@ async def code_item(
     if len(theme_ids) > THEMES_PER_CODING_MAX:
         raise CodingRejected.of("too_many_themes")
     memo = _clean_memo(memo)
-    themes = (
-        await db.scalars(
-            select(Theme).where(Theme.id.in_(theme_ids), Theme.programme_id == item.programme_id)
-        )
-    ).all()
-    if len(themes) != len(set(theme_ids)):
-        raise CodingRejected.of("unknown_theme")
-    text_excerpt = ""
-    if source is None:
-        if start is not None or end is not None or excerpt.strip():
-            raise CodingRejected.of("unknown_source")
-    else:
-        if source not in SOURCES:
-            raise CodingRejected.of("unknown_source")
-        text = source_text(item, source)
-        if not text.strip():
-            raise CodingRejected.of("empty_source")
-        try:
-            start, end = locate_excerpt(text, excerpt=excerpt, start=start, end=end)
-        except ExcerptProblem as problem:
-            message = problem.message or ERROR_MESSAGES[problem.code]
-            raise CodingRejected(ERROR_FIELDS[problem.code], message, code=problem.code) from None
-        text_excerpt = text[start:end]
-    existing = set(
-        (
-            await db.scalars(
-                select(Coding.theme_id).where(
-                    Coding.item_id == item.id,
-                    Coding.source.is_(None) if source is None else Coding.source == source,
-                    Coding.start_offset.is_(None)
-                    if start is None
-                    else Coding.start_offset == start,
-                    Coding.end_offset.is_(None) if end is None else Coding.end_offset == end,
-                )
-            )
-        ).all()
-    )
+    await _require_programme_themes(db, item=item, theme_ids=theme_ids)
+    start, end, text_excerpt = _passage(item, source=source, start=start, end=end, excerpt=excerpt)
+    existing = await _themes_on_passage(db, item_id=item.id, source=source, start=start, end=end)
     created = [
         Coding(
             item_id=item.id,
@@ -232,6 +198,54 @@ async def code_item(
     )
     await db.commit()
     return created
+
+
+async def _require_programme_themes(
+    db: AsyncSession, *, item: EvidenceItem, theme_ids: list[int]
+) -> None:
+    themes = (
+        await db.scalars(
+            select(Theme).where(Theme.id.in_(theme_ids), Theme.programme_id == item.programme_id)
+        )
+    ).all()
+    if len(themes) != len(set(theme_ids)):
+        raise CodingRejected.of("unknown_theme")
+
+
+def _passage(
+    item: EvidenceItem, *, source: str | None, start: int | None, end: int | None, excerpt: str
+) -> tuple[int | None, int | None, str]:
+    """The coded passage: (start, end, its text), or (None, None, "") for the whole item."""
+    if source is None:
+        if start is not None or end is not None or excerpt.strip():
+            raise CodingRejected.of("unknown_source")
+        return None, None, ""
+    if source not in SOURCES:
+        raise CodingRejected.of("unknown_source")
+    text = source_text(item, source)
+    if not text.strip():
+        raise CodingRejected.of("empty_source")
+    try:
+        start, end = locate_excerpt(text, excerpt=excerpt, start=start, end=end)
+    except ExcerptProblem as problem:
+        message = problem.message or ERROR_MESSAGES[problem.code]
+        raise CodingRejected(ERROR_FIELDS[problem.code], message, code=problem.code) from None
+    return start, end, text[start:end]
+
+
+async def _themes_on_passage(
+    db: AsyncSession, *, item_id: int, source: str | None, start: int | None, end: int | None
+) -> set[int]:
+    """The themes the item already has for exactly this passage."""
+    rows = await db.scalars(
+        select(Coding.theme_id).where(
+            Coding.item_id == item_id,
+            Coding.source.is_(None) if source is None else Coding.source == source,
+            Coding.start_offset.is_(None) if start is None else Coding.start_offset == start,
+            Coding.end_offset.is_(None) if end is None else Coding.end_offset == end,
+        )
+    )
+    return set(rows.all())
 
 
 async def remove_coding(

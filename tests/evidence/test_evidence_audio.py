@@ -14,7 +14,7 @@ from typing import Any
 import av
 import pytest
 
-from app.evidence.audio import (
+from app.evidence.audio.limits import (
     EMPTY,
     INCOMPLETE,
     NO_SOUND,
@@ -22,10 +22,9 @@ from app.evidence.audio import (
     UNREADABLE,
     AudioRejected,
     SampleRateRefused,
-    iter_pcm16k,
-    probe_audio,
-    probe_audio_async,
 )
+from app.evidence.audio.pcm import iter_pcm16k
+from app.evidence.audio.probe import probe_audio, probe_audio_async
 from tests.evidence_files import png
 from tests.sound_files import FORMATS, cut, encode, ogg_page_ends
 

@@ -20,8 +20,9 @@ from app.config import Settings
 from app.db import utcnow
 from app.evidence.cpu_budget import CpuBudget
 from app.evidence.models import EvidenceItem
+from app.evidence.recognition import TOO_COSTLY, UNAVAILABLE, UNDECODABLE
 from app.evidence.routes.transcripts import NOT_AUDIO
-from app.evidence.transcription import TOO_COSTLY, UNAVAILABLE, UNDECODABLE, Transcriber
+from app.evidence.transcription import Transcriber
 from app.models import AuditEntry, User
 from app.state import AppState
 from tests.audio_fixtures import (  # noqa: F401 - the fixtures

@@ -1,5 +1,5 @@
 """Pages: a group's evidence board, typed notes and links, and the ZIP of it all (one
-item's pages are in evidence_items.py, uploads in evidence_uploads.py).
+item's pages are in items.py, uploads in uploads.py).
 
 These pages admit the group (`GroupOf`: its members, its facilitators, the programme's
 hosts)."""
@@ -16,20 +16,19 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from app.access import GroupContext
 from app.db import utcnow
 from app.deps import GroupOf, SessionDep, SettingsDep
+from app.evidence import actions, export_zip, fields, queries
 from app.evidence import board as board_view
-from app.evidence import export_zip, fields, service
 from app.evidence.errors import EvidenceRejected
 from app.evidence.models import EvidenceKind, Visibility
 from app.evidence.notes import NOTE_MAX
 from app.evidence.pages import (
     BASE,
     TRIO_VALUES,
-    DescriptionForm,
     NoteForm,
-    ShortForm,
     ShortQuery,
-    TitleForm,
     UrlForm,
+    WrittenFields,
+    WrittenForm,
     board_url,
     checked,
     flash_for,
@@ -92,10 +91,10 @@ async def board(
     )
     session_filter: int | None = None
     if values["session"] == "none":
-        session_filter = service.NO_SESSION
+        session_filter = queries.NO_SESSION
     elif values["session"]:
         session_filter = int(values["session"])
-    items = await service.list_items(
+    items = await queries.list_items(
         db,
         gctx=gctx,
         session_id=session_filter,
@@ -114,7 +113,7 @@ async def board(
         "item_count": len(items),
         "results": [board_view.card_for(i, values["q"]) for i in items] if values["q"] else [],
         "sections": [] if values["q"] else board_view.sections(items, sessions),
-        "awaiting": await service.awaiting_description(db, gctx=gctx),
+        "awaiting": await queries.awaiting_description(db, gctx=gctx),
         "flash_messages": flash_for(done),
     }
     return render(request, "evidence/board.html", context)
@@ -166,7 +165,7 @@ def _blank_values() -> dict[str, Any]:
 async def _blank_page(
     request: Request, gctx: GroupContext, db: AsyncSession, kind: EvidenceKind
 ) -> Response:
-    sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
+    sessions = await queries.programme_sessions(db, programme_id=gctx.ctx.programme.id)
     return _new_page(request, gctx, kind=kind, sessions=sessions, values=_blank_values(), errors={})
 
 
@@ -187,37 +186,33 @@ async def _create_written(
     *,
     kind: EvidenceKind,
     content: str,
-    title: str,
-    description: str,
-    session_id: str,
-    from_trio: str,
-    visibility: str,
+    form: WrittenFields,
 ) -> Response:
     content_field = "markdown" if kind is EvidenceKind.NOTE else "url"
     values = {
         **_blank_values(),
-        "title": title,
+        "title": form.title,
         content_field: content,
-        "description": description,
-        "session_id": session_id,
-        "from_trio": checked(from_trio),
-        "visibility": visibility,
+        "description": form.description,
+        "session_id": form.session_id,
+        "from_trio": checked(form.from_trio),
+        "visibility": form.visibility,
     }
     try:
-        item = await service.create_written(
+        item = await actions.create_written(
             db,
             gctx=gctx,
             actor=gctx.ctx.user,
             kind=kind,
             content=content,
-            title=title,
-            description=description,
-            session_id=fields.parse_session_id(session_id),
-            from_trio=checked(from_trio),
-            visibility=visibility,
+            title=form.title,
+            description=form.description,
+            session_id=fields.parse_session_id(form.session_id),
+            from_trio=checked(form.from_trio),
+            visibility=form.visibility,
         )
     except EvidenceRejected as exc:
-        sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
+        sessions = await queries.programme_sessions(db, programme_id=gctx.ctx.programme.id)
         return _new_page(
             request,
             gctx,
@@ -234,54 +229,18 @@ async def _create_written(
 
 @router.post(BASE + "/notes")
 async def create_note(
-    request: Request,
-    gctx: GroupOf,
-    db: SessionDep,
-    title: TitleForm = "",
-    markdown: NoteForm = "",
-    description: DescriptionForm = "",
-    session_id: ShortForm = "",
-    from_trio: ShortForm = "",
-    visibility: ShortForm = Visibility.GROUP.value,
+    request: Request, gctx: GroupOf, db: SessionDep, form: WrittenForm, markdown: NoteForm = ""
 ) -> Response:
     return await _create_written(
-        request,
-        gctx,
-        db,
-        kind=EvidenceKind.NOTE,
-        content=markdown,
-        title=title,
-        description=description,
-        session_id=session_id,
-        from_trio=from_trio,
-        visibility=visibility,
+        request, gctx, db, kind=EvidenceKind.NOTE, content=markdown, form=form
     )
 
 
 @router.post(BASE + "/links")
 async def create_link(
-    request: Request,
-    gctx: GroupOf,
-    db: SessionDep,
-    title: TitleForm = "",
-    url: UrlForm = "",
-    description: DescriptionForm = "",
-    session_id: ShortForm = "",
-    from_trio: ShortForm = "",
-    visibility: ShortForm = Visibility.GROUP.value,
+    request: Request, gctx: GroupOf, db: SessionDep, form: WrittenForm, url: UrlForm = ""
 ) -> Response:
-    return await _create_written(
-        request,
-        gctx,
-        db,
-        kind=EvidenceKind.LINK,
-        content=url,
-        title=title,
-        description=description,
-        session_id=session_id,
-        from_trio=from_trio,
-        visibility=visibility,
-    )
+    return await _create_written(request, gctx, db, kind=EvidenceKind.LINK, content=url, form=form)
 
 
 # The whole group's evidence as a ZIP (before the item routes: it is not an item)

@@ -12,8 +12,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import SessionDep
+from app.evidence import actions, fields, queries
 from app.evidence import board as board_view
-from app.evidence import fields, service
 from app.evidence.access import ItemContext, ItemOf, OrganiserItemOf
 from app.evidence.errors import EvidenceRejected
 from app.evidence.models import EvidenceKind
@@ -76,7 +76,7 @@ async def _item_page(
     gctx = item_ctx.gctx
     await db.refresh(item, ["uploader", "session"])
     hidden_by = await db.get(User, item.hidden_by_id) if item.hidden_by_id else None
-    sessions = await service.programme_sessions(db, programme_id=gctx.ctx.programme.id)
+    sessions = await queries.programme_sessions(db, programme_id=gctx.ctx.programme.id)
     all_errors = errors or {}
     context: dict[str, Any] = {
         **group_page_context(gctx),
@@ -95,7 +95,7 @@ async def _item_page(
         "alt_errors": all_errors.get("alt", {}),
         "hide_errors": all_errors.get("hide", {}),
         "typed": typed or {},
-        "delete_problem": await service.delete_problem(db, item_ctx=item_ctx),
+        "delete_problem": await actions.delete_problem(db, item_ctx=item_ctx),
         "flash_messages": flash or [],
         "coding_panel": False,
     }
@@ -181,7 +181,7 @@ async def edit_item(
         "visibility": visibility,
     }
     try:
-        await service.update_item(
+        await actions.update_item(
             db,
             item_ctx=item_ctx,
             actor=item_ctx.gctx.ctx.user,
@@ -224,7 +224,7 @@ async def describe_image(
             status_code=400, detail="Only images and posters have an image description."
         )
     try:
-        await service.set_alt_text(
+        await actions.set_alt_text(
             db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, alt_text=alt_text
         )
     except EvidenceRejected as exc:
@@ -248,7 +248,7 @@ async def hide_item(
     request: Request, item_ctx: OrganiserItemOf, db: SessionDep, reason: ReasonForm = ""
 ) -> Response:
     try:
-        await service.hide_item(db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, reason=reason)
+        await actions.hide_item(db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, reason=reason)
     except EvidenceRejected as exc:
         return await _item_page(
             request,
@@ -266,7 +266,7 @@ async def unhide_item(
     request: Request, item_ctx: OrganiserItemOf, db: SessionDep, reason: ReasonForm = ""
 ) -> Response:
     try:
-        await service.unhide_item(
+        await actions.unhide_item(
             db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, reason=reason
         )
     except EvidenceRejected as exc:
@@ -283,7 +283,7 @@ async def unhide_item(
 
 @router.get(ITEM + "/delete")
 async def confirm_delete(request: Request, item_ctx: ItemOf, db: SessionDep) -> Response:
-    problem = await service.delete_problem(db, item_ctx=item_ctx)
+    problem = await actions.delete_problem(db, item_ctx=item_ctx)
     if problem is not None:
         raise HTTPException(status_code=403, detail=problem)
     return render(
@@ -294,7 +294,7 @@ async def confirm_delete(request: Request, item_ctx: ItemOf, db: SessionDep) -> 
             "title": f"Delete {item_ctx.item.title}?",
             "item": item_ctx.item,
             "item_url": item_url(item_ctx),
-            "codings": await service.coding_count(db, item_id=item_ctx.item.id),
+            "codings": await queries.coding_count(db, item_id=item_ctx.item.id),
         },
     )
 
@@ -304,7 +304,7 @@ async def delete_item(request: Request, item_ctx: ItemOf, db: SessionDep) -> Res
     item = item_ctx.item
     board = board_url(item.programme_id, item.group_id)
     try:
-        await service.delete_item(
+        await actions.delete_item(
             db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, storage=storage_of(request)
         )
     except EvidenceRejected as exc:

@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from app.deps import SessionDep
 from app.evidence.access import ItemContext, ItemOf, OrganiserItemOf
 from app.evidence.models import EvidenceKind
-from app.evidence.transcription import TranscriptRefused, retry_transcript, save_transcript
+from app.evidence.transcripts import TranscriptRefused, retry_transcript, save_transcript
 from app.models import User
 from app.state import get_app_state
 from app.templating import render

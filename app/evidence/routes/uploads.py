@@ -17,9 +17,11 @@ from app.access import GroupContext
 from app.bodylimits import BodyRefused, release_connection
 from app.deps import GroupOf, SessionDep, SettingsDep
 from app.evidence.errors import EvidenceRejected
+from app.evidence.incoming import MB, Batch, IncomingFile
+from app.evidence.models import EvidenceItem
 from app.evidence.multipart import FilePart, MalformedForm, receive_form
 from app.evidence.pages import board_url, upload_form_context
-from app.evidence.uploads import MB, Batch, IncomingFile, read_options, record_batch
+from app.evidence.uploads import read_options, record_batch
 from app.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, Signer
 from app.state import get_app_state
 from app.templating import render
@@ -122,9 +124,14 @@ async def upload(
     except BaseException:
         await batch.discard()
         raise
-    transcriber = get_app_state(request).transcriber
+    return _uploaded(request, gctx, items)
+
+
+def _uploaded(request: Request, gctx: GroupContext, items: list[EvidenceItem]) -> Response:
+    """Recorded: sound is transcribed next; the person is told, or sent to describe the
+    first picture that needs it."""
     if any(item.kind == "audio" for item in items):
-        transcriber.wake()
+        get_app_state(request).transcriber.wake()
     base = board_url(gctx.ctx.programme.id, gctx.group.id)
     if wants_json(request):
         return JSONResponse(

@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from app.access import GroupContext
 from app.db import utcnow
 from app.deps import GroupIdPath, SessionDep
-from app.evidence import fields, service
+from app.evidence import actions, fields
 from app.evidence.errors import EvidenceRejected
 from app.evidence.models import EvidenceKind, Visibility
 from app.evidence.notes import NOTE_MAX
@@ -229,7 +229,7 @@ async def quick_note(
     seat, group = access.seat, access.group
     gctx = GroupContext(ctx=seat.ctx, group=group, is_facilitator=group.id in seat.facilitated)
     try:
-        item = await service.create_written(
+        item = await actions.create_written(
             db,
             gctx=gctx,
             actor=seat.ctx.user,

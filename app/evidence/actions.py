@@ -1,5 +1,5 @@
-"""Evidence items: typed notes and links, editing, describing images, hiding, deleting,
-and the list a person may see on their group's board (with search).
+"""Changes to evidence items: typed notes and links, editing, describing images, hiding
+and deleting. The only code that writes items (uploads aside: app/evidence/uploads.py).
 
 Every change is validated (app/evidence/fields.py, whose checks file uploads can share),
 audited, and committed with its audit entry."""
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from app import audit
 from app.access import GroupContext
@@ -26,10 +24,10 @@ from app.evidence.fields import (
     clean_reason,
     clean_url,
 )
-from app.evidence.models import Coding, EvidenceItem, EvidenceKind, Visibility
-from app.evidence.search import apply_search, normalise_query
+from app.evidence.models import EvidenceItem, EvidenceKind
+from app.evidence.queries import coding_count
 from app.evidence.searchtext import refresh_search_text
-from app.models import ProgrammeSession, User
+from app.models import User
 from app.storage import Storage
 
 
@@ -153,11 +151,6 @@ async def update_item(
     address too. The uploader and the organisers."""
     _require_editor(item_ctx)
     item = item_ctx.item
-    extra: dict[str, tuple[Callable[[str], str], str]] = {}
-    if item.kind == EvidenceKind.NOTE and markdown is not None:
-        extra["markdown"] = (clean_note, markdown)
-    if item.kind == EvidenceKind.LINK and url is not None:
-        extra["url"] = (clean_url, url)
     fields, cleaned = await clean_common(
         db,
         gctx=item_ctx.gctx,
@@ -166,23 +159,18 @@ async def update_item(
         session_id=session_id,
         from_trio=from_trio,
         visibility=visibility,
-        extra=extra,
+        extra=_content_checks(item, markdown=markdown, url=url),
     )
-    note = cleaned.get("markdown")
-    link = cleaned.get("url")
-    changed = []
-    for name, value in (
-        ("title", fields.title),
-        ("description", fields.description),
-        ("session_id", fields.session_id),
-        ("from_trio", fields.from_trio),
-        ("visibility", fields.visibility),
-        ("note_markdown", note),
-        ("link_url", link),
-    ):
-        if value is not None and getattr(item, name) != value:
-            setattr(item, name, value)
-            changed.append(name)
+    changed = _apply(
+        item,
+        title=fields.title,
+        description=fields.description,
+        session_id=fields.session_id,
+        from_trio=fields.from_trio,
+        visibility=fields.visibility,
+        note_markdown=cleaned.get("markdown"),
+        link_url=cleaned.get("url"),
+    )
     if not changed:
         return item
     refresh_search_text(item)
@@ -198,6 +186,28 @@ async def update_item(
     )
     await db.commit()
     return item
+
+
+def _content_checks(
+    item: EvidenceItem, *, markdown: str | None, url: str | None
+) -> dict[str, tuple[Callable[[str], str], str]]:
+    """A note's text and a link's address, checked when sent for an item of that kind."""
+    extra: dict[str, tuple[Callable[[str], str], str]] = {}
+    if item.kind == EvidenceKind.NOTE and markdown is not None:
+        extra["markdown"] = (clean_note, markdown)
+    if item.kind == EvidenceKind.LINK and url is not None:
+        extra["url"] = (clean_url, url)
+    return extra
+
+
+def _apply(item: EvidenceItem, **values: object) -> list[str]:
+    """Set each value given (None: not sent) that differs; the names of those changed."""
+    changed = []
+    for name, value in values.items():
+        if value is not None and getattr(item, name) != value:
+            setattr(item, name, value)
+            changed.append(name)
+    return changed
 
 
 async def set_alt_text(
@@ -273,11 +283,6 @@ async def unhide_item(
     return item
 
 
-async def coding_count(db: AsyncSession, *, item_id: int) -> int:
-    count = await db.scalar(select(func.count()).where(Coding.item_id == item_id))
-    return int(count or 0)
-
-
 async def delete_problem(db: AsyncSession, *, item_ctx: ItemContext) -> str | None:
     """Why this person may not delete the item, or None if they may: hosts always; whoever
     added it while no one has coded it (facilitators hide items instead)."""
@@ -322,86 +327,3 @@ async def delete_item(
     # After the commit: a failed commit must not leave a row pointing at a missing file.
     for key in keys:
         await storage.delete(key)
-
-
-def _visible_to(gctx: GroupContext) -> ColumnElement[bool]:
-    """`access.can_see` as SQL, for the board's query."""
-    in_group = EvidenceItem.group_id == gctx.group.id
-    if gctx.can_moderate:
-        return in_group
-    described = or_(
-        EvidenceItem.kind.not_in(IMAGE_KINDS),
-        EvidenceItem.thumbnail_key.is_(None),
-        func.trim(EvidenceItem.alt_text) != "",
-    )
-    shared = and_(EvidenceItem.visibility == Visibility.GROUP.value, described)
-    return and_(
-        in_group,
-        EvidenceItem.hidden_at.is_(None),
-        or_(EvidenceItem.uploader_id == gctx.ctx.user.id, shared),
-    )
-
-
-NO_SESSION = 0  # the filter value for items not tied to a session
-
-
-async def list_items(
-    db: AsyncSession,
-    *,
-    gctx: GroupContext,
-    session_id: int | None = None,
-    kind: str | None = None,
-    trio: bool | None = None,
-    q: str | None = None,
-) -> list[EvidenceItem]:
-    """The group's items this person may see, newest first, or best match first when
-    searching. `session_id=NO_SESSION` lists items not tied to a session."""
-    stmt = (
-        select(EvidenceItem)
-        .where(_visible_to(gctx))
-        .options(selectinload(EvidenceItem.uploader), selectinload(EvidenceItem.session))
-    )
-    if session_id == NO_SESSION:
-        stmt = stmt.where(EvidenceItem.session_id.is_(None))
-    elif session_id is not None:
-        stmt = stmt.where(EvidenceItem.session_id == session_id)
-    if kind:
-        stmt = stmt.where(EvidenceItem.kind == kind)
-    if trio is not None:
-        stmt = stmt.where(EvidenceItem.from_trio.is_(trio))
-    query = normalise_query(q or "")
-    if query:
-        searched = apply_search(stmt, dialect=db.get_bind().dialect.name, query=query)
-        if searched is None:
-            return []
-        stmt = searched
-    else:
-        stmt = stmt.order_by(EvidenceItem.created_at.desc(), EvidenceItem.id.desc())
-    rows = await db.scalars(stmt)
-    return list(rows.unique().all())
-
-
-async def programme_sessions(db: AsyncSession, *, programme_id: int) -> list[ProgrammeSession]:
-    rows = await db.scalars(
-        select(ProgrammeSession)
-        .where(ProgrammeSession.programme_id == programme_id)
-        .order_by(ProgrammeSession.starts_at, ProgrammeSession.id)
-    )
-    return list(rows.all())
-
-
-async def awaiting_description(db: AsyncSession, *, gctx: GroupContext) -> list[EvidenceItem]:
-    """This person's own images that wait for a description before the group sees them."""
-    rows = await db.scalars(
-        select(EvidenceItem)
-        .where(
-            EvidenceItem.group_id == gctx.group.id,
-            EvidenceItem.uploader_id == gctx.ctx.user.id,
-            EvidenceItem.hidden_at.is_(None),
-            EvidenceItem.kind.in_(IMAGE_KINDS),
-            EvidenceItem.thumbnail_key.is_not(None),
-            func.trim(EvidenceItem.alt_text) == "",
-        )
-        .order_by(EvidenceItem.created_at, EvidenceItem.id)
-    )
-    return list(rows.all())
