@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path
+from fastapi import Depends, Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from app.access import GroupContext, ProgrammeContext
 from app.deps import GroupOf, MemberOf, SessionDep
 from app.evidence.models import EvidenceItem, Visibility
 from app.models import GroupFacilitator, Role
+from app.refusals import NotAllowed, NotFound
 
 ItemIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Evidence item id")]
 ThemeIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="Theme id")]
@@ -73,7 +74,7 @@ class ItemContext:
 async def item_access(gctx: GroupOf, item_id: ItemIdPath, db: SessionDep) -> ItemContext:
     item = await db.get(EvidenceItem, item_id)
     if item is None or not can_see(item, gctx):
-        raise HTTPException(status_code=404, detail=ITEM_NOT_FOUND)
+        raise NotFound(ITEM_NOT_FOUND)
     return ItemContext(gctx=gctx, item=item)
 
 
@@ -83,10 +84,7 @@ ItemOf = Annotated[ItemContext, Depends(item_access)]
 async def organiser_item_access(item: ItemOf) -> ItemContext:
     """The item, for its group's facilitators and the programme's hosts."""
     if not item.is_organiser:
-        raise HTTPException(
-            status_code=403,
-            detail="Only this group's facilitators and the programme's hosts can do this.",
-        )
+        raise NotAllowed("Only this group's facilitators and the programme's hosts can do this.")
     return item
 
 
@@ -107,10 +105,7 @@ async def coded_group_ids(db: AsyncSession, ctx: ProgrammeContext) -> set[int] |
 async def coder_access(ctx: MemberOf) -> ProgrammeContext:
     """The codebook and the theme overview: hosts and facilitators."""
     if ctx.role not in (Role.HOST, Role.FACILITATOR):
-        raise HTTPException(
-            status_code=403,
-            detail="Only the programme's hosts and facilitators code evidence into themes.",
-        )
+        raise NotAllowed("Only the programme's hosts and facilitators code evidence into themes.")
     return ctx
 
 
@@ -119,5 +114,5 @@ CoderOf = Annotated[ProgrammeContext, Depends(coder_access)]
 
 async def host_only(ctx: MemberOf) -> ProgrammeContext:
     if not ctx.is_host:
-        raise HTTPException(status_code=403, detail="Only the programme's hosts can do this.")
+        raise NotAllowed("Only the programme's hosts can do this.")
     return ctx

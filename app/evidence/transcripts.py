@@ -12,6 +12,7 @@ from app.db import utcnow
 from app.evidence.models import EvidenceItem, TranscriptStatus
 from app.evidence.searchtext import refresh_search_text
 from app.models import User
+from app.refusals import Refused
 
 QUEUED, RUNNING = TranscriptStatus.QUEUED.value, TranscriptStatus.RUNNING.value
 DONE, FAILED = TranscriptStatus.DONE.value, TranscriptStatus.FAILED.value
@@ -19,13 +20,8 @@ DONE, FAILED = TranscriptStatus.DONE.value, TranscriptStatus.FAILED.value
 TRANSCRIPT_MAX = 100_000
 
 
-class TranscriptRefused(Exception):
+class TranscriptRefused(Refused):
     """An edit or retry that cannot be done; the message says why, `status` the HTTP code."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def clean_transcript(text: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import SessionDep
@@ -37,6 +37,7 @@ from app.evidence.pages import (
 )
 from app.evidence.serving import file_response, thumbnail_content_type
 from app.models import User
+from app.refusals import NotAllowed, NotFound, Refused
 from app.templating import render
 from app.themes.coding import coding_panel_context
 
@@ -149,7 +150,7 @@ async def item_thumbnail(request: Request, item_ctx: ItemOf) -> Response:
 def _stored(request: Request, key: str | None) -> Any:
     path = storage_of(request).path(key) if key else None
     if path is None or not path.is_file():
-        raise HTTPException(status_code=404, detail="This item has no file to show.")
+        raise NotFound("This item has no file to show.")
     return path
 
 
@@ -167,9 +168,8 @@ async def edit_item(
     visibility: ShortForm = "",
 ) -> Response:
     if not item_ctx.can_edit:
-        raise HTTPException(
-            status_code=403,
-            detail="Only whoever added this, the group's facilitators and the hosts can change it.",
+        raise NotAllowed(
+            "Only whoever added this, the group's facilitators and the hosts can change it."
         )
     values = {
         "title": title,
@@ -214,15 +214,11 @@ async def describe_image(
     return_to: ShortForm = "item",
 ) -> Response:
     if not item_ctx.can_edit:
-        raise HTTPException(
-            status_code=403,
-            detail="Only whoever added this, the group's facilitators and the hosts can "
-            "describe it.",
+        raise NotAllowed(
+            "Only whoever added this, the group's facilitators and the hosts can describe it."
         )
     if item_ctx.item.kind not in fields.IMAGE_KINDS:
-        raise HTTPException(
-            status_code=400, detail="Only images and posters have an image description."
-        )
+        raise Refused("Only images and posters have an image description.")
     try:
         await actions.set_alt_text(
             db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, alt_text=alt_text
@@ -285,7 +281,7 @@ async def unhide_item(
 async def confirm_delete(request: Request, item_ctx: ItemOf, db: SessionDep) -> Response:
     problem = await actions.delete_problem(db, item_ctx=item_ctx)
     if problem is not None:
-        raise HTTPException(status_code=403, detail=problem)
+        raise NotAllowed(problem)
     return render(
         request,
         "evidence/confirm_delete.html",
@@ -303,10 +299,7 @@ async def confirm_delete(request: Request, item_ctx: ItemOf, db: SessionDep) -> 
 async def delete_item(request: Request, item_ctx: ItemOf, db: SessionDep) -> Response:
     item = item_ctx.item
     board = board_url(item.programme_id, item.group_id)
-    try:
-        await actions.delete_item(
-            db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, storage=storage_of(request)
-        )
-    except EvidenceRejected as exc:
-        raise HTTPException(status_code=exc.status, detail=exc.message) from None
+    await actions.delete_item(
+        db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, storage=storage_of(request)
+    )
     return RedirectResponse(f"{board}?done=deleted", status_code=303)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 
@@ -19,6 +19,7 @@ from app.evidence.access import ItemContext, ItemOf, OrganiserItemOf
 from app.evidence.models import EvidenceKind
 from app.evidence.transcripts import TranscriptRefused, retry_transcript, save_transcript
 from app.models import User
+from app.refusals import NotFound
 from app.state import get_app_state
 from app.templating import render
 
@@ -37,7 +38,7 @@ def item_url(item_ctx: ItemContext) -> str:
 
 async def audio_item(item: ItemOf) -> ItemContext:
     if item.item.kind != EvidenceKind.AUDIO.value:
-        raise HTTPException(status_code=404, detail=NOT_AUDIO)
+        raise NotFound(NOT_AUDIO)
     return item
 
 
@@ -99,10 +100,7 @@ async def edit_transcript(
 
 @router.post(BASE + "/retry")
 async def retry(request: Request, item: OrganiserAudioItemOf, db: SessionDep) -> Response:
-    try:
-        await retry_transcript(db, item=item.item, actor=item.gctx.ctx.user)
-    except TranscriptRefused as exc:
-        raise HTTPException(status_code=exc.status, detail=exc.message) from None
+    await retry_transcript(db, item=item.item, actor=item.gctx.ctx.user)
     get_app_state(request).transcriber.wake()
     return RedirectResponse(
         f"{item_url(item)}?transcript=requeued#transcript-{item.item.id}", status_code=303

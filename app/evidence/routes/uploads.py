@@ -22,6 +22,7 @@ from app.evidence.models import EvidenceItem
 from app.evidence.multipart import FilePart, MalformedForm, receive_form
 from app.evidence.pages import board_url, upload_form_context
 from app.evidence.uploads import read_options, record_batch
+from app.refusals import NotAllowed
 from app.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, Signer
 from app.state import get_app_state
 from app.templating import render
@@ -75,7 +76,7 @@ async def upload(
 ) -> Response:
     header_token = request.headers.get(CSRF_HEADER)
     if header_token is not None and not _csrf_ok(request, header_token):
-        raise HTTPException(status_code=403, detail=CSRF_REFUSED)
+        raise NotAllowed(CSRF_REFUSED)
     # Who is asking has been checked; no connection is held while the files arrive (a
     # slow upload would otherwise keep it for as long as it trickles).
     await release_connection(db)
@@ -84,7 +85,7 @@ async def upload(
 
     async def open_file(part: FilePart, fields: dict[str, list[str]]) -> IncomingFile:
         if header_token is None and not _csrf_ok(request, _form_token(fields)):
-            raise HTTPException(status_code=403, detail=CSRF_REFUSED)
+            raise NotAllowed(CSRF_REFUSED)
         return await batch.open_file(part, fields)
 
     fields: dict[str, list[str]] = {}
@@ -95,7 +96,7 @@ async def upload(
             open_file=open_file,
         )
         if header_token is None and not _csrf_ok(request, _form_token(fields)):
-            raise HTTPException(status_code=403, detail=CSRF_REFUSED)
+            raise NotAllowed(CSRF_REFUSED)
         options = await read_options(db, gctx, fields)
         items = await record_batch(
             db,

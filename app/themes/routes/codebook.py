@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.access import ProgrammeContext
@@ -15,6 +15,7 @@ from app.deps import SessionDep
 from app.evidence.access import CoderOf, ThemeIdPath, host_only
 from app.evidence.models import Theme
 from app.numbers import is_digits
+from app.refusals import NotFound
 from app.templating import render
 from app.themes import overview, theme_actions
 from app.themes import themes as theme_service
@@ -44,7 +45,7 @@ def _codebook_url(programme_id: int) -> str:
 async def theme_in_programme(ctx: CoderOf, theme_id: ThemeIdPath, db: SessionDep) -> Theme:
     theme = await theme_service.get_theme(db, programme_id=ctx.programme.id, theme_id=theme_id)
     if theme is None:
-        raise HTTPException(status_code=404, detail="We could not find that theme.")
+        raise NotFound("We could not find that theme.")
     return theme
 
 

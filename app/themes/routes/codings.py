@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException
+from fastapi import APIRouter, Form
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import SessionDep
 from app.evidence.access import CodingIdPath, OrganiserItemOf
+from app.refusals import NotFound
 from app.themes import coding as coding_service
 from app.themes.coding import CodingRejected
 
@@ -75,5 +76,5 @@ async def remove_coding(
         db, item=access.item, coding_id=coding_id, actor=access.gctx.ctx.user
     )
     if removed is None:
-        raise HTTPException(status_code=404, detail="We could not find that coding on this item.")
+        raise NotFound("We could not find that coding on this item.")
     return _back_to_item(access.item, coding_done="removed")

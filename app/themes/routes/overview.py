@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.access import ProgrammeContext
 from app.deps import SessionDep, SettingsDep
 from app.evidence.access import CoderOf
+from app.refusals import Refused
 from app.templating import render
 from app.themes import coding as coding_service
 from app.themes import export as coding_export
@@ -110,7 +111,7 @@ async def codings_csv(
         db, ctx, session_id=session_id, group_id=group_id, trio=trio
     )
     if errors:
-        raise HTTPException(status_code=400, detail=" ".join(errors.values()))
+        raise Refused(" ".join(errors.values()))
     body = await coding_export.codings_csv(
         db, scope=scope, filters=filters, base_url=settings.base_url
     )
