@@ -27,7 +27,7 @@ async def test_facilitator_pauses_and_restores_a_participants_chat(live_server, 
     refused = await alice.chat(room_a, "Can I still talk?", "m1")
     assert (
         refused["t"] == "error"
-        and refused["code"] == "muted"
+        and refused["status"] == 403
         and "paused your chat" in refused["message"]
     )
 
@@ -80,7 +80,7 @@ async def test_locking_and_slow_mode(live_server, db) -> None:
     assert settings["x"] == f"rs-{room_a}" and "locked" in settings["h"]
     assert "locked the chat" in (await alice.wait_for(of_type("notice")))["h"]
     refused = await alice.chat(room_a, "Hello?", "l1")
-    assert refused["code"] == "locked" and "locked this room's chat" in refused["message"]
+    assert refused["status"] == 403 and "locked this room's chat" in refused["message"]
     assert (await fola.chat(room_a, "Only me for a moment", "l2"))["t"] == "ack"
 
     slow = await act(
@@ -93,7 +93,8 @@ async def test_locking_and_slow_mode(live_server, db) -> None:
     assert "one message every 60 seconds" in (await alice.wait_for(of_type("room.settings")))["h"]
     assert (await alice.chat(room_a, "First", "s1"))["t"] == "ack"
     second = await alice.chat(room_a, "Second", "s2")
-    assert second["code"] == "slow_mode" and "Slow mode is on" in second["message"]
+    assert second["status"] == 429 and "Slow mode is on" in second["message"]
+    assert second["retry_after"] is not None and int(second["retry_after"]) > 0
     # Moderators are not slowed down.
     assert (await fola.chat(room_a, "One", "s3"))["t"] == "ack"
     assert (await fola.chat(room_a, "Two", "s4"))["t"] == "ack"
@@ -191,3 +192,4 @@ async def test_nobody_moderates_rooms_that_are_not_theirs(live_server, db) -> No
             live_server, w.host, path + "/mute", {"user_id": w.participant_a.id, "minutes": "1"}
         )
     ).status_code == 200
+
