@@ -114,7 +114,6 @@ async def post_chat(
     request: Request,
     seat: SeatOf,
     db: SessionDep,
-    live: LiveDep,
     text: Annotated[str, Form(max_length=10_000)] = "",
     channel: Annotated[str, Form(max_length=100)] = "",
     client_id: Annotated[str, Form(max_length=100)] = "",
@@ -126,7 +125,6 @@ async def post_chat(
     names its id (X-Message-Id)."""
     message_id, _new = await send_message(
         db,
-        live,
         writer=get_app_state(request).chat_writer,
         seat=seat,
         channel=channel or seat.current,
