@@ -34,12 +34,12 @@ SEAT_MAX_AGE_SECONDS = 120.0
 
 SIGNED_OUT = "signed out: sign in again"
 
+
+NOT_IN_SESSION = "you are no longer part of this session"
+
 # What a connection follows once its person's seat has changed (before, after, what it
 # follows now with its cursors); raises AccessEnded when it may follow nothing.
 Follows = Callable[[Seat | None, Seat, Mapping[str, int]], Cursors]
-
-
-NOT_IN_SESSION = "you are no longer part of this session"
 
 
 class SeatKeeper:
