@@ -12,14 +12,14 @@ What it does, all on 127.0.0.1:
   2. the app under uvicorn in its own process (production settings: SQLite, the
      in-process broker), as `scripts/serve` runs it;
   3. one listener on the live WebSocket following the plenary, and the posters: each
-     participant with their own session cookie; a share of them (`--websocket-share`) post
-     `chat.send` frames on their live WebSocket, the others the page's form post
-     (`POST .../live/chat` with `HX-Request`, as htmx sends it). All posts start at once,
+     participant with their own session cookie, posting the page's form (`POST
+     .../live/chat` with `HX-Request`, as htmx sends it: the one way in for chat); a share
+     of them (`--websocket-share`) hold their own live WebSocket open meanwhile, as a page
+     does (shown as "ws"), the others post without one ("http"). All posts start at once,
      at most `--in-flight` outstanding; post k is participant k mod N's, so each person
      posts many times quickly and the per-person limit (5 in 5 s) refuses some with 429;
-  4. every answer is classified: accepted (204 or `ack`), refused with a reason (429/503
-     with Retry-After, an `error` frame with its code, a WebSocket closed 1008 or 1013
-     with its reason), or failed (any other 5xx, a transport error, no answer within
+  4. every answer is classified: accepted (204), refused with a reason (429/503 with
+     Retry-After), or failed (any other 5xx, a transport error, no answer within
      `--timeout`, or at all within `--max-seconds`). Latency is from sending the post to
      its answer;
   5. afterwards: every accepted message must have reached the listener once, and be
@@ -85,7 +85,7 @@ CSRF_COOKIE_VALUE = "bench-csrf"
 @dataclass
 class Outcome:
     index: int
-    via: str  # "http" or "ws"
+    via: str  # "http", or "ws": posted by someone holding a live WebSocket
     kind: str  # "accepted", "refused", "failed"
     reason: str
     seconds: float
@@ -119,7 +119,10 @@ def fmt(value: float) -> str:
 # --------------------------------------------------------------------------- posters
 
 
-async def post_http(client: Any, url: str, index: int, timeout: float) -> Outcome:
+async def post_http(
+    client: Any, url: str, index: int, timeout: float, *, via: str = "http"
+) -> Outcome:
+    """The page's form post; `via` says whether its poster holds a live WebSocket."""
     data = {"text": f"Hello, I am here burst-{index}-x", "client_id": f"b{index}"}
     started = time.perf_counter()
     try:
@@ -127,83 +130,16 @@ async def post_http(client: Any, url: str, index: int, timeout: float) -> Outcom
             url, data=data, headers={"HX-Request": "true"}, timeout=timeout
         )
     except Exception as exc:
-        return Outcome(index, "http", "failed", type(exc).__name__, time.perf_counter() - started)
+        return Outcome(index, via, "failed", type(exc).__name__, time.perf_counter() - started)
     took = time.perf_counter() - started
     status = response.status_code
     if status in (200, 204):
-        return Outcome(index, "http", "accepted", str(status), took)
+        return Outcome(index, via, "accepted", str(status), took)
     retry_after = response.headers.get("retry-after")
     if status >= 500 and status != 503:
-        return Outcome(index, "http", "failed", str(status), took)
+        return Outcome(index, via, "failed", str(status), took)
     reason = f"{status} {response.text[:70]!r}"
-    return Outcome(index, "http", "refused", reason, took, retry_after)
-
-
-class Closed(ConnectionError):
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"closed {code} {reason}")
-        self.code = code
-        self.reason = reason or ""
-
-
-class WsPoster:
-    """One participant's live WebSocket, posting chat.send frames and matching answers."""
-
-    def __init__(self, ws: Any, channel: str) -> None:
-        self.ws = ws
-        self.channel = channel
-        self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for raw in self.ws:
-                message = json.loads(raw)
-                future = self.waiting.pop(str(message.get("client_id")), None)
-                if future is not None and not future.done():
-                    future.set_result(message)
-        for future in self.waiting.values():
-            if not future.done():
-                future.set_exception(Closed(self.ws.close_code, self.ws.close_reason))
-
-    async def post(self, index: int, timeout: float) -> Outcome:
-        client_id = f"b{index}"
-        future = asyncio.get_running_loop().create_future()
-        self.waiting[client_id] = future
-        started = time.perf_counter()
-        try:
-            await self.ws.send(
-                json.dumps(
-                    {
-                        "type": "chat.send",
-                        "channel": self.channel,
-                        "text": f"Hello, I am here burst-{index}-x",
-                        "client_id": client_id,
-                    }
-                )
-            )
-            answer = await asyncio.wait_for(future, timeout)
-        except Exception as exc:
-            took = time.perf_counter() - started
-            code, why = self.ws.close_code, self.ws.close_reason or ""
-            if isinstance(exc, Closed):
-                code, why = exc.code, exc.reason
-            if code in (1008, 1013):  # a policy or "try again later" close, with its reason
-                return Outcome(index, "ws", "refused", f"closed {code} {why!r}", took, "close")
-            return Outcome(index, "ws", "failed", f"{type(exc).__name__} {code or ''}", took)
-        took = time.perf_counter() - started
-        if answer.get("t") == "ack":
-            return Outcome(index, "ws", "accepted", "ack", took)
-        return Outcome(
-            index, "ws", "refused", str(answer.get("code")), took, answer.get("retry_after")
-        )
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close()
-        self.reader.cancel()
-        with contextlib.suppress(BaseException):
-            await self.reader
+    return Outcome(index, via, "refused", reason, took, retry_after)
 
 
 async def open_ws(url: str, cookie: str, channel: str) -> Any:
@@ -278,7 +214,9 @@ async def burst(
         )
         for cookie in cookies
     ]
-    posters: list[WsPoster] = []
+    # The live WebSockets of the posters that hold one, as their pages do.
+    pages: list[Any] = []
+    page_tasks: list[asyncio.Task[None]] = []
     listener = None
     listen_task = None
     try:
@@ -286,15 +224,15 @@ async def burst(
             listener = await open_ws(ws_url, cookies[-1], channel)
             listen_task = asyncio.create_task(listen(listener, run.delivered))
             for cookie in cookies[:ws_count]:
-                posters.append(WsPoster(await open_ws(ws_url, cookie, channel), channel))
+                pages.append(await open_ws(ws_url, cookie, channel))
+                page_tasks.append(asyncio.create_task(listen(pages[-1], Counter())))
         gate = asyncio.Semaphore(args.in_flight)
 
         async def one(index: int) -> Outcome:
             person = index % len(cookies)
             async with gate:
-                if person < ws_count:
-                    return await posters[person].post(index, args.timeout)
-                return await post_http(clients[person], chat_path, index, args.timeout)
+                via = "ws" if person < ws_count else "http"
+                return await post_http(clients[person], chat_path, index, args.timeout, via=via)
 
         started = time.perf_counter()
         run.outcomes = await all_posts(one, args)
@@ -305,8 +243,13 @@ async def burst(
             while time.monotonic() < deadline and not accepted <= set(run.delivered):
                 await asyncio.sleep(0.1)
     finally:
-        for poster in posters:
-            await poster.close()
+        for page in pages:
+            with contextlib.suppress(Exception):
+                await page.close()
+        for task in page_tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         if listener is not None:
             with contextlib.suppress(Exception):
                 await listener.close()
@@ -400,7 +343,7 @@ def show(run: Run) -> None:
         ones = [o for o in run.outcomes if o.via == via]
         if ones and run.name != "bare":
             kinds = Counter(o.kind for o in ones)
-            print(f"    over {via:<4}  " + "  ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+            print(f"    by {via:<4}    " + "  ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     reasons = Counter(o.reason for o in refused)
     for reason, n in reasons.most_common(6):
         print(f"    refused {n:>5} x {reason}")
@@ -445,7 +388,12 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=24)
     parser.add_argument("--in-flight", type=int, default=20, help="posts outstanding at once")
     parser.add_argument("--posts", type=int, default=1000)
-    parser.add_argument("--websocket-share", type=float, default=0.25)
+    parser.add_argument(
+        "--websocket-share",
+        type=float,
+        default=0.25,
+        help="share of the posters holding their live WebSocket open while they post",
+    )
     parser.add_argument("--timeout", type=float, default=40.0, help="seconds to wait for an answer")
     parser.add_argument(
         "--max-seconds", type=float, default=120.0, help="the longest a burst may take"

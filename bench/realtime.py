@@ -11,12 +11,15 @@ What it does, all on 127.0.0.1:
   2. the app under uvicorn in its own process (one process: the embedded default, with
      SQLite and the in-process broker);
   3. client processes (asyncio + the `websockets` client), each client with its own
-     session cookie, following its room channel and the plenary channel from "now";
+     session cookie, following its room channel and the plenary channel from "now", and
+     sending chat as the page does: the composer's form post (`POST .../live/chat` with
+     `HX-Request`, over `httpx`), answered 204 with the message's id;
   4. phases: connect (time to connect everyone), idle (bytes each client receives while
      nothing happens: heartbeats and pings), warm-up, measure, drain;
   5. the same clients, rates and measurements against a bare broadcast server that keeps
      rooms in a dict and sends each chat frame to the room's members: no database, no
-     authorization, no templates.
+     authorization, no templates, and no HTTP (it is a `websockets` server: its clients
+     send each message as a frame on their WebSocket, answered with an ack frame).
 
 Offered load: `--rate` chat messages per second in total, of which `--plenary-rate` go to
 the plenary (each delivered to every client) and the rest to rooms (each delivered to the
@@ -66,6 +69,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 SECRET = "bench-secret-key-" + "x" * 40
 TEXT_PATTERN = re.compile(r"bench (\w+) (\d+)")
+CSRF_VALUE = "bench-csrf"
 NOFILE = 16384
 # Before the idle window: events that the joins caused (presence, coalesced) arrive first.
 IDLE_SETTLE_SECONDS = 5.0
@@ -457,11 +461,26 @@ class PhaseState:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChatPost:
+    """How a client sends chat to the app: the composer's form post, with the CSRF token
+    and cookie a page has."""
+
+    url: str
+    csrf_token: str
+    csrf_cookie: str
+
+
 class Worker:
     """One client process: connects its share of the clients and runs the phases."""
 
-    def __init__(self, url: str, specs: list[ClientSpec], plenary: str) -> None:
+    def __init__(
+        self, url: str, specs: list[ClientSpec], plenary: str, post: ChatPost | None = None
+    ) -> None:
         self.url = url
+        self.post = post
+        self.http: Any = None
+        self.posting: set[asyncio.Task[None]] = set()
         self.plenary = plenary
         self.clients = {s.index: Client(s) for s in specs}
         self.bytes_in = 0
@@ -625,23 +644,25 @@ class Worker:
             lags.append((now - when) // 1000)
             client_id = f"bench-{key}"
             self.sent_at[client_id] = now
-            frame = {
-                "type": "chat.send",
-                "channel": channel,
-                "text": f"bench {key} {now}",
-                "client_id": client_id,
-            }
-            try:
-                await client.ws.send(json.dumps(frame))
-            except Exception:  # noqa: BLE001
-                skipped += 1
-                continue
+            message = {"channel": channel, "text": f"bench {key} {now}", "client_id": client_id}
+            if self.post is not None:
+                task = asyncio.create_task(self.post_form(client, message, now))
+                self.posting.add(task)
+                task.add_done_callback(self.posting.discard)
+            else:
+                try:
+                    await client.ws.send(json.dumps({"type": "chat.send", **message}))
+                except Exception:  # noqa: BLE001
+                    skipped += 1
+                    continue
             sent += 1
             if plan["t0"] <= now <= plan["t1"]:
                 sent_keys.append((key, channel, client_id))
         remaining = (plan["t_end"] - time.monotonic_ns()) / 1e9
         if remaining > 0:
             await asyncio.sleep(remaining)
+        for task in list(self.posting):  # unanswered after the drain: no answer
+            task.cancel()
         self.phase = None
         window = [
             (key, channel, phase.acks.get(client_id), phase.errors.get(client_id))
@@ -662,7 +683,38 @@ class Worker:
             "stray_errors": dict(self.stray_errors),
         }
 
+    async def post_form(self, client: Client, message: dict[str, str], sent_ns: int) -> None:
+        """The page's chat post; its answer is the sender's acknowledgement (204) or a
+        refusal (its status)."""
+        import httpx
+
+        assert self.post is not None
+        if self.http is None:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+            self.http = httpx.AsyncClient(limits=limits, timeout=60)
+        headers = {
+            "Cookie": f"rt_session={client.spec.cookie}; {self.post.csrf_cookie}",
+            "X-CSRF-Token": self.post.csrf_token,
+            "HX-Request": "true",
+        }
+        try:
+            response = await self.http.post(self.post.url, data=message, headers=headers)
+            outcome = "ack" if response.status_code == 204 else str(response.status_code)
+        except Exception as exc:  # noqa: BLE001 - every failure is counted
+            outcome = type(exc).__name__
+        now = time.monotonic_ns()
+        phase, client_id = self.phase, message["client_id"]
+        if phase is None:
+            return
+        if outcome == "ack":
+            phase.acks[client_id] = (now - sent_ns) // 1000
+        else:
+            phase.errors[client_id] = outcome
+
     async def close_all(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+
         async def one(client: Client) -> None:
             if client.ws is not None:
                 with contextlib.suppress(Exception):
@@ -674,12 +726,17 @@ class Worker:
 
 
 def worker_process(
-    conn: Any, url: str, specs: list[ClientSpec], plenary: str, concurrency: int
+    conn: Any,
+    url: str,
+    specs: list[ClientSpec],
+    plenary: str,
+    concurrency: int,
+    post: ChatPost | None,
 ) -> None:
     raise_fd_limit()
 
     async def main() -> None:
-        worker = Worker(url, specs, plenary)
+        worker = Worker(url, specs, plenary, post)
         while True:
             command, arg = await asyncio.to_thread(conn.recv)
             if command == "connect":
@@ -723,7 +780,13 @@ class Pool:
     """The client processes, driven over pipes."""
 
     def __init__(
-        self, url: str, specs: list[ClientSpec], plenary: str, workers: int, concurrency: int
+        self,
+        url: str,
+        specs: list[ClientSpec],
+        plenary: str,
+        workers: int,
+        concurrency: int,
+        post: ChatPost | None = None,
     ) -> None:
         ctx = mp.get_context("spawn")
         self.pipes = []
@@ -732,7 +795,9 @@ class Pool:
             parent, child = ctx.Pipe()
             share = specs[w::workers]
             proc = ctx.Process(
-                target=worker_process, args=(child, url, share, plenary, concurrency), daemon=True
+                target=worker_process,
+                args=(child, url, share, plenary, concurrency, post),
+                daemon=True,
             )
             proc.start()
             self.pipes.append(parent)
@@ -776,10 +841,11 @@ def run_target(
     args: argparse.Namespace,
     rng: random.Random,
     log: Any,
+    post: ChatPost | None = None,
 ) -> Figures:
     figures = Figures(name=name, clients=len(specs))
     figures.rss_start_mb = proc_status(server.proc.pid, "VmRSS") / 2**20
-    pool = Pool(url, specs, plenary, args.workers, args.connect_concurrency)
+    pool = Pool(url, specs, plenary, args.workers, args.connect_concurrency, post)
     try:
         log(f"[{name}] connecting {len(specs)} clients ...")
         profiler = Profiler(server.proc.pid, profile_path(args, name, "connect"))
@@ -1215,7 +1281,7 @@ def main(argv: list[str] | None = None) -> int:
             "an open breakout"
         )
         database_url, world = make_database(tmp, clients=args.clients, groups=args.groups)
-        from app.security import SessionClaims, Signer
+        from app.security import CSRF_COOKIE, SessionClaims, Signer
 
         signer = Signer(SECRET)
         sid = world.session_id
@@ -1231,8 +1297,13 @@ def main(argv: list[str] | None = None) -> int:
         port = args.port or free_port()
         app = start_app(tmp, database_url, port, args.ws)
         log(f"roundtable serving on 127.0.0.1:{port} (pid {app.proc.pid})")
+        post = ChatPost(
+            url=f"http://127.0.0.1:{port}{path.removesuffix('/ws')}/chat",
+            csrf_token=signer.csrf_token(CSRF_VALUE),
+            csrf_cookie=f"{CSRF_COOKIE}={CSRF_VALUE}",
+        )
         ours = run_target(
-            "roundtable", app, f"ws://127.0.0.1:{port}{path}", specs, plenary, args, rng, log
+            "roundtable", app, f"ws://127.0.0.1:{port}{path}", specs, plenary, args, rng, log, post
         )
         stop_server(app)
         if app.proc.returncode not in (0, None, -signal.SIGINT):

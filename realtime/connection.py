@@ -188,14 +188,22 @@ class Connection:
         return await self._accept(channel, seq, wire)
 
     async def _run_recheck(self) -> list[str]:
-        """Ask the app what this connection follows now (it may raise AccessEnded), and
-        follow that: what was missed on a channel new to it comes with the answer."""
         self._recheck_queued = False
-        self.checked_at = time.monotonic()
         if self._recheck is None:
             # Nothing to ask: `stale` tells the connection's owner to look for itself.
+            self.checked_at = time.monotonic()
             return []
+        return await self.recheck()
+
+    async def recheck(self) -> list[str]:
+        """Ask the app what this connection follows now (it may raise AccessEnded), and
+        follow that: what was missed on a channel new to it comes with the answer. The
+        answer is fresh, so the connection is no longer stale (an event that passes while
+        the app looks makes it stale again)."""
+        assert self._recheck is not None, "a connection without a recheck cannot recheck"
+        self.checked_at = time.monotonic()
         async with self._following:
+            self.stale = False
             wanted = await self._recheck(dict(self.cursors))
             return await self.follow_held(wanted)
 

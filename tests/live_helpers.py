@@ -1,4 +1,5 @@
-"""Clients for live tests: a WebSocket client that keeps what it receives."""
+"""Clients for live tests: a WebSocket client that keeps what it receives, and sends chat
+as the page does (the composer's form post)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from tests.conftest import LiveServer
 
 
 class LiveClient:
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, server: LiveServer, user: Any, path: str) -> None:
         self.ws = ws
+        self.server = server
+        self.user = user
+        self.path = path
         self.received: list[dict[str, Any]] = []
         # Received but not yet taken by wait_for.
         self.inbox: list[dict[str, Any]] = []
@@ -28,7 +32,7 @@ class LiveClient:
             additional_headers={"Cookie": server.cookie_header(user)},
             open_timeout=10,
         )
-        client = cls(ws)
+        client = cls(ws, server, user, path)
         await client.send({"type": "hello", "cursors": cursors})
         hello = await client.next()
         assert hello["t"] == "hello", hello
@@ -69,13 +73,25 @@ class LiveClient:
         except TimeoutError:
             return got
 
-    async def chat(self, channel: str, text: str, client_id: str) -> dict[str, Any]:
-        await self.send(
-            {"type": "chat.send", "channel": channel, "text": text, "client_id": client_id}
-        )
-        return await self.wait_for(
-            lambda m: m["t"] in ("ack", "error") and m.get("client_id") == client_id
-        )
+    async def chat(
+        self, channel: str, text: str, client_id: str, *, private: bool = False
+    ) -> dict[str, Any]:
+        """Post a message as the page's composer does (htmx): an `ack` with the stored
+        message's id, or an `error` with the answer's status, text and Retry-After."""
+        form = {"text": text, "channel": channel, "client_id": client_id}
+        if private:
+            form["private"] = "on"
+        async with self.server.client(self.user) as http:
+            answer = await http.post(self.path + "/chat", data=form, headers={"HX-Request": "true"})
+        if answer.status_code == 204:
+            return {"t": "ack", "client_id": client_id, "id": int(answer.headers["x-message-id"])}
+        return {
+            "t": "error",
+            "client_id": client_id,
+            "status": answer.status_code,
+            "message": answer.text,
+            "retry_after": answer.headers.get("retry-after"),
+        }
 
     async def close(self) -> None:
         await self.ws.close()

@@ -66,7 +66,6 @@ def deep_objects(depth: int) -> str:
 LIVE_KINDS: dict[str, dict[str, Any]] = {
     "hello": {"type": "hello", "cursors": {"s1:plenary": None}},
     "ping": {"type": "ping", "n": 1},
-    "chat.send": {"type": "chat.send", "channel": "s1:plenary", "text": "hi", "client_id": "c1"},
 }
 
 

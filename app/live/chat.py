@@ -18,7 +18,7 @@ from app.live.channels import Seat
 from app.live.events import ChatMessagePayload, MessageRemovedPayload, ReportPayload
 from app.live.models import ChatMessage, ChatMute, MessageReport, RoomSetting
 from app.live.text import clean_message
-from app.models import GroupFacilitator, User
+from app.models import Group, GroupFacilitator, User
 from app.refusals import Busy, NotAllowed, NotFound, Refused, TooFast
 from realtime.publish import Live
 
@@ -161,57 +161,18 @@ def validate_client_id(client_id: str) -> str:
     return client_id
 
 
-async def send_message(
-    db: AsyncSession,
-    live: Live,
-    *,
-    writer: ChatWriter,
-    seat: Seat,
-    channel: str,
-    text: str,
-    client_id: str,
-    private: bool = False,
-) -> tuple[int, bool]:
-    """Store and publish a message; returns its id and whether it is new (a retried send
-    with the same client id returns the first one)."""
-    # Who may post here is decided before anything about the message itself.
-    if not seat.may_post(seat.current if private else channel):
-        raise NotAllowed("You cannot send messages to that room.", code="not_allowed")
-    body = validate_text(text)
-    client_id = validate_client_id(client_id)
-    if private:
-        existing = await _sent_before(db, seat=seat, client_id=client_id)
-        if existing is not None:
-            return existing.id, False
-        message = await _send_private(db, live, seat=seat, body=body, client_id=client_id)
-        return message.id, True
-    # The request's own connection goes back to the pool before the wait: the writer has
-    # one of its own, and a room of senders waiting for it must not hold the pool (when
-    # they did, a burst emptied it and the writer then waited on the very requests that
-    # were waiting on it). The seat stays usable: closing detaches it, it is not expired.
-    await db.close()
-    return await writer.send(seat=seat, channel=channel, body=body, client_id=client_id)
-
-
-async def _sent_before(db: AsyncSession, *, seat: Seat, client_id: str) -> ChatMessage | None:
-    return await db.scalar(
-        select(ChatMessage).where(
-            ChatMessage.author_id == seat.user_id, ChatMessage.client_id == client_id
-        )
-    )
-
-
-async def _send_private(
-    db: AsyncSession, live: Live, *, seat: Seat, body: str, client_id: str
-) -> ChatMessage:
-    """A private message to the facilitators of the person's room; a copy to themselves."""
+async def check_may_send_private(
+    db: AsyncSession, *, seat: Seat, also_sent: int = 0
+) -> tuple[Group, list[User]]:
+    """The rules for a private message to the facilitators of the person's room: the
+    room's group, and its facilitators (who receive it)."""
     group = seat.current_group
     if group is None:
         raise Refused(
             "Private messages go to your room's facilitator; you are not in a breakout room.",
             code="no_room",
         )
-    await check_may_send(db, seat=seat, channel=seat.current)
+    await check_may_send(db, seat=seat, channel=seat.current, also_sent=also_sent)
     facilitators = (
         await db.scalars(
             select(User)
@@ -221,33 +182,39 @@ async def _send_private(
     ).all()
     if not facilitators:
         raise Refused("Your room has no facilitator to message yet.", code="no_facilitator")
-    author = seat.ctx.user
-    message = ChatMessage(
-        session_id=seat.session.id,
-        channel=channels.personal(author.id),
-        author_id=author.id,
-        private_to_group_id=group.id,
+    return group, list(facilitators)
+
+
+async def send_message(
+    db: AsyncSession,
+    *,
+    writer: ChatWriter,
+    seat: Seat,
+    channel: str,
+    text: str,
+    client_id: str,
+    private: bool = False,
+) -> tuple[int, bool]:
+    """Store and publish a message (to `channel`, or privately to the facilitators of the
+    person's room); returns its id and whether it is new (a retried send with the same
+    client id returns the first one)."""
+    # Who may post here is decided before anything about the message itself.
+    if not seat.may_post(seat.current if private else channel):
+        raise NotAllowed("You cannot send messages to that room.", code="not_allowed")
+    body = validate_text(text)
+    client_id = validate_client_id(client_id)
+    # The request's own connection goes back to the pool before the wait: the writer has
+    # one of its own, and a room of senders waiting for it must not hold the pool (when
+    # they did, a burst emptied it and the writer then waited on the very requests that
+    # were waiting on it). The seat stays usable: closing detaches it, it is not expired.
+    await db.close()
+    return await writer.send(
+        seat=seat,
+        channel=channels.personal(seat.user_id) if private else channel,
         body=body,
         client_id=client_id,
-        created_at=utcnow(),
+        private=private,
     )
-    db.add(message)
-    await db.flush()
-    to = ", ".join(f.display_name for f in facilitators)
-    payload = message_payload(seat, message, author, private=True, to=f"{group.name} facilitator")
-    outbox = live.outbox(db)
-    for recipient in {author.id, *(f.id for f in facilitators)}:
-        await outbox.add(channels.personal(recipient), "chat.message", payload, actor_id=author.id)
-    audit.record(
-        db,
-        actor=author,
-        action="chat.private",
-        programme_id=seat.ctx.programme.id,
-        target=f"message:{message.id}",
-        to=to,
-    )
-    await outbox.commit()
-    return message
 
 
 async def load_message(db: AsyncSession, *, seat: Seat, message_id: int) -> ChatMessage:

@@ -1,4 +1,5 @@
-"""Writing room messages in batches ("group commit").
+"""Writing chat messages in batches ("group commit"): the one write path for every
+message, to a room or privately to the room's facilitators.
 
 Every message that arrives while the previous batch is being written goes into the next
 one: one transaction, one insert of messages, one reservation of event ids per channel
@@ -21,18 +22,21 @@ import contextlib
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import audit
 from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
+from app.live import channels
 from app.live.channels import Seat
-from app.live.chat import busy, check_may_send, message_payload
+from app.live.chat import busy, check_may_send, check_may_send_private, message_payload
 from app.live.models import ChatMessage
+from app.models import Group, User
 from app.refusals import Busy, Refused
-from realtime.publish import Live
+from realtime.publish import Live, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +56,23 @@ _messages = cast(Table, ChatMessage.__table__)
 INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
 
 
+# Stored messages' ids by (author id, client id).
+MessageIds = dict[tuple[int, str], int]
+
+
 @dataclass
 class _Pending:
     seat: Seat
     channel: str
     body: str
     client_id: str
+    # A private message: stored on its author's own channel, sent to the facilitators of
+    # their room (`group`, `to`, found when its rules are checked) and to the author.
+    private: bool = False
+    group: Group | None = None
+    to: list[User] = field(default_factory=list)
+    # Stored by this send (not found stored before, nor the same send twice in a batch).
+    new: bool = False
     future: asyncio.Future[tuple[int, bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -65,6 +80,17 @@ class _Pending:
     @property
     def key(self) -> tuple[int, str]:
         return (self.seat.user_id, self.client_id)
+
+    def row(self, now: Any) -> dict[str, Any]:
+        return {
+            "session_id": self.seat.session.id,
+            "channel": self.channel,
+            "author_id": self.seat.user_id,
+            "private_to_group_id": self.group.id if self.group is not None else None,
+            "body": self.body,
+            "client_id": self.client_id,
+            "created_at": now,
+        }
 
 
 def _retrieve(future: asyncio.Future[tuple[int, bool]]) -> None:
@@ -107,15 +133,17 @@ class ChatWriter:
                 )
 
     async def send(
-        self, *, seat: Seat, channel: str, body: str, client_id: str
+        self, *, seat: Seat, channel: str, body: str, client_id: str, private: bool = False
     ) -> tuple[int, bool]:
         """Queue a checked, cleaned message; returns its id and whether it is new once it
-        is committed and published."""
+        is committed and published. A private message's `channel` is its author's own."""
         if self._task is None or self._task.done():
             raise Busy("Chat is not available right now.", retry_after=RETRY_AFTER_SECONDS)
         if self._queue.qsize() >= self.queue_limit:
             raise busy()
-        pending = _Pending(seat=seat, channel=channel, body=body, client_id=client_id)
+        pending = _Pending(
+            seat=seat, channel=channel, body=body, client_id=client_id, private=private
+        )
         pending.future.add_done_callback(_retrieve)
         self._queue.put_nowait(pending)
         try:
@@ -178,97 +206,110 @@ class ChatWriter:
             pending.future.set_exception(exc)
 
     async def _write(self, batch: list[_Pending]) -> None:
-        results: dict[int, tuple[int, bool] | Exception] = {}
+        refused: dict[int, Refused] = {}
+        for pending in batch:
+            pending.new = False  # from an attempt that did not commit
         async with self._sessionmaker() as db:
             # Retried sends (the acknowledgement was lost) get the message stored before.
-            known = dict(
-                (
-                    (author, client),
-                    message_id,
-                )
-                for author, client, message_id in (
-                    await db.execute(
-                        select(ChatMessage.author_id, ChatMessage.client_id, ChatMessage.id).where(
-                            tuple_(ChatMessage.author_id, ChatMessage.client_id).in_(
-                                {p.key for p in batch}
-                            )
-                        )
-                    )
-                ).tuples()
-            )
-            accepted: list[_Pending] = []
-            first_of: dict[tuple[int, str], _Pending] = {}
-            sent_in_batch: Counter[int] = Counter()
-            for index, pending in enumerate(batch):
-                if pending.key in known:
-                    results[index] = (known[pending.key], False)
-                    continue
-                if pending.key in first_of:
-                    continue  # the same send twice in one batch: answered with the first
-                try:
-                    await check_may_send(
-                        db,
-                        seat=pending.seat,
-                        channel=pending.channel,
-                        also_sent=sent_in_batch[pending.seat.user_id],
-                    )
-                except Refused as exc:
-                    results[index] = exc
-                    continue
-                sent_in_batch[pending.seat.user_id] += 1
-                first_of[pending.key] = pending
-                accepted.append(pending)
-            ids: dict[tuple[int, str], int] = {}
+            ids = await _stored_before(db, batch)
+            accepted = await _admit(db, batch, ids, refused)
             if accepted:
-                now = utcnow()
-                rows = [
-                    {
-                        "session_id": p.seat.session.id,
-                        "channel": p.channel,
-                        "author_id": p.seat.user_id,
-                        "body": p.body,
-                        "client_id": p.client_id,
-                        "created_at": now,
-                    }
-                    for p in accepted
-                ]
-                inserted = await db.execute(INSERT_MESSAGES, rows)
-                message_ids = [row[0] for row in inserted]
-                outbox = self._live.outbox(db)
-                by_channel: dict[str, list[tuple[_Pending, int]]] = defaultdict(list)
-                for pending, message_id in zip(accepted, message_ids, strict=True):
-                    ids[pending.key] = message_id
-                    by_channel[pending.channel].append((pending, message_id))
-                for channel, items in by_channel.items():
-                    await outbox.add_many(
-                        channel,
-                        "chat.message",
-                        [
-                            (
-                                message_payload(
-                                    p.seat,
-                                    ChatMessage(id=message_id, body=p.body, created_at=now),
-                                    p.seat.ctx.user,
-                                ),
-                                p.seat.user_id,
-                                f"m{message_id}",
-                            )
-                            for p, message_id in items
-                        ],
-                    )
-                try:
-                    await outbox.commit()
-                except IntegrityError:
-                    # Another process stored one of these client ids at the same moment.
-                    await db.rollback()
-                    raise
+                ids.update(await self._store(db, accepted))
         for index, pending in enumerate(batch):
-            outcome = results.get(index)
-            if outcome is None:
-                outcome = (ids[pending.key], pending is first_of.get(pending.key))
             if pending.future.done():
                 continue
-            if isinstance(outcome, Exception):
-                pending.future.set_exception(outcome)
+            if index in refused:
+                pending.future.set_exception(refused[index])
             else:
-                pending.future.set_result(outcome)
+                pending.future.set_result((ids[pending.key], pending.new))
+
+    async def _store(self, db: AsyncSession, accepted: list[_Pending]) -> MessageIds:
+        """Insert the accepted messages and their events, and commit: one statement each."""
+        now = utcnow()
+        inserted = await db.execute(INSERT_MESSAGES, [p.row(now) for p in accepted])
+        ids: MessageIds = {}
+        for pending, (message_id,) in zip(accepted, inserted.tuples(), strict=True):
+            ids[pending.key] = message_id
+            pending.new = True
+        outbox = self._live.outbox(db)
+        await _publish(outbox, accepted, ids, now)
+        try:
+            await outbox.commit()
+        except IntegrityError:
+            # Another process stored one of these client ids at the same moment.
+            await db.rollback()
+            raise
+        return ids
+
+
+async def _stored_before(db: AsyncSession, batch: list[_Pending]) -> MessageIds:
+    """The ids of the batch's messages already stored, by (author, client id)."""
+    found = await db.execute(
+        select(ChatMessage.author_id, ChatMessage.client_id, ChatMessage.id).where(
+            tuple_(ChatMessage.author_id, ChatMessage.client_id).in_({p.key for p in batch})
+        )
+    )
+    # Every author id is set: the query asked for these authors.
+    return {(author or 0, client): message_id for author, client, message_id in found.tuples()}
+
+
+async def _admit(
+    db: AsyncSession,
+    batch: list[_Pending],
+    stored: MessageIds,
+    refused: dict[int, Refused],
+) -> list[_Pending]:
+    """The messages to store: each checked against the room's rules (counting what its
+    author sends earlier in the batch), once; refusals go into `refused` by index."""
+    taken = set(stored)
+    sent_in_batch: Counter[int] = Counter()
+    accepted: list[_Pending] = []
+    for index, pending in enumerate(batch):
+        if pending.key in taken:
+            continue  # stored before, or the same send twice in one batch: the first's id
+        also_sent = sent_in_batch[pending.seat.user_id]
+        try:
+            if pending.private:
+                pending.group, pending.to = await check_may_send_private(
+                    db, seat=pending.seat, also_sent=also_sent
+                )
+            else:
+                await check_may_send(
+                    db, seat=pending.seat, channel=pending.channel, also_sent=also_sent
+                )
+        except Refused as exc:
+            refused[index] = exc
+            continue
+        sent_in_batch[pending.seat.user_id] += 1
+        taken.add(pending.key)
+        accepted.append(pending)
+    return accepted
+
+
+async def _publish(outbox: Outbox, accepted: list[_Pending], ids: MessageIds, now: Any) -> None:
+    """A room message to its room; a private one to its author and the facilitators they
+    wrote to (with an audit record, as it is not in any room's log)."""
+    by_channel: dict[str, list[tuple[Any, int | None, str]]] = defaultdict(list)
+    for pending in accepted:
+        seat, message_id = pending.seat, ids[pending.key]
+        message = ChatMessage(id=message_id, body=pending.body, created_at=now)
+        if not pending.private:
+            payload = message_payload(seat, message, seat.ctx.user)
+            by_channel[pending.channel].append((payload, seat.user_id, f"m{message_id}"))
+            continue
+        assert pending.group is not None  # found by check_may_send_private
+        payload = message_payload(
+            seat, message, seat.ctx.user, private=True, to=f"{pending.group.name} facilitator"
+        )
+        for recipient in {seat.user_id, *(f.id for f in pending.to)}:
+            by_channel[channels.personal(recipient)].append((payload, seat.user_id, ""))
+        audit.record(
+            outbox.db,
+            actor=seat.ctx.user,
+            action="chat.private",
+            programme_id=seat.ctx.programme.id,
+            target=f"message:{message_id}",
+            to=", ".join(f.display_name for f in pending.to),
+        )
+    for channel, items in by_channel.items():
+        await outbox.add_many(channel, "chat.message", items)

@@ -4,23 +4,22 @@ again when something may have moved them or ended their access."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 
 from app.access import load_programme_context
 from app.live import channels
 from app.live.access import refollow
 from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
 from app.models import ProgrammeSession, User
-from app.refusals import NotFound
-from app.security import SESSION_COOKIE
+from app.refusals import Refused
+from app.security import SESSION_COOKIE, same_origin
 from app.sessions import user_from_cookie
 from app.state import get_app_state
-from realtime.connection import AccessEnded, Connection
-from realtime.hub import Hub
-from realtime.transport import Cursors
+from realtime.live_connection import AccessEnded, Cursors
 
 # Events after which a connection's seat is worked out again: rooms opened or closed,
 # the person moved.
@@ -38,17 +37,31 @@ SIGNED_OUT = "signed out: sign in again"
 
 NOT_IN_SESSION = "you are no longer part of this session"
 
+# What a connection follows once its person's seat has changed (before, after, what it
+# follows now with its cursors); raises AccessEnded when it may follow nothing.
+Follows = Callable[[Seat | None, Seat, Mapping[str, int]], Cursors]
+
 
 class SeatKeeper:
-    """One connection's view of where the person is and what they may do.
+    """One connection's view of where the person is and what they may do: the app's
+    `Access` for its LiveConnection (realtime/live_connection.py).
 
-    Working the seat out takes several queries, so it is kept, and worked out again after
-    an event that can move the person, when the connection is asked to check itself
-    (`recheck`), and at least every SEAT_MAX_AGE_SECONDS. Each time, the session cookie the
-    connection was opened with is checked first: signing out ends the connection too."""
+    Working the seat out takes several queries, so it is kept, and worked out again when
+    the connection has seen an event that can move the person (`stale_on`), when it is
+    asked to check itself (`recheck`), and at least every SEAT_MAX_AGE_SECONDS. Each time,
+    the session cookie the connection was opened with is checked first: signing out ends
+    the connection too."""
 
     def __init__(
-        self, conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
+        self,
+        conn: HTTPConnection,
+        programme_id: int,
+        session_id: int,
+        user_id: int,
+        *,
+        stale_on: tuple[str, ...] = (),
+        recheck_every: float = SEAT_MAX_AGE_SECONDS,
+        follows: Follows = refollow,
     ) -> None:
         self.conn = conn
         self.key = (programme_id, session_id, user_id)
@@ -56,9 +69,14 @@ class SeatKeeper:
         self.cookie = conn.cookies.get(SESSION_COOKIE)
         self.seat: Seat | None = None
         self.loaded_at = 0.0
-        self.connection: Connection | None = None
         # Why the seat is None, for the client.
         self.ended = NOT_IN_SESSION
+        self.member = str(user_id)
+        # Rechecks arrive on the person's own channel, whatever the connection follows.
+        self.signals: str | None = channels.personal(user_id)
+        self.stale_on = stale_on
+        self.recheck_every: float | None = recheck_every
+        self.follows = follows
 
     @property
     def user_id(self) -> int:
@@ -67,15 +85,14 @@ class SeatKeeper:
     def keep(self, seat: Seat) -> None:
         self.seat, self.loaded_at = seat, time.monotonic()
 
-    async def get(self) -> Seat | None:
-        stale = self.connection is not None and self.connection.stale
+    async def get(self, *, stale: bool = False) -> Seat | None:
+        """The seat, worked out again if `stale` (the connection saw an event that may
+        have moved the person) or old."""
         if self.seat is None or stale or time.monotonic() - self.loaded_at > SEAT_MAX_AGE_SECONDS:
-            await self._reload()
+            await self.reload()
         return self.seat
 
-    async def _reload(self) -> None:
-        if self.connection is not None:
-            self.connection.stale = False
+    async def reload(self) -> Seat | None:
         seat, ended = None, NOT_IN_SESSION
         async with get_app_state(self.conn).sessionmaker() as db:
             user = await user_from_cookie(
@@ -89,36 +106,11 @@ class SeatKeeper:
             else:
                 seat = await seat_in(db, user, *self.key[:2])
         self.seat, self.ended, self.loaded_at = seat, ended, time.monotonic()
+        return seat
 
-    async def recheck(self, cursors: Mapping[str, int]) -> Cursors:
-        """What the connection follows now that the person's access may have changed;
-        AccessEnded when they are signed out or no longer in the session."""
-        before = self.seat
-        await self._reload()
-        if self.seat is None:
-            raise AccessEnded(self.ended)
-        return refollow(before, self.seat, cursors)
-
-    def connection_for(self, hub: Hub, *, stale_on: tuple[str, ...] = ()) -> Connection:
-        """The connection this keeper checks: it hears rechecks on the person's own channel
-        whatever it follows."""
-        connection = Connection(
-            hub,
-            member=str(self.user_id),
-            stale_on=stale_on,
-            signals=channels.personal(self.user_id),
-            recheck=self.recheck,
-            recheck_every=SEAT_MAX_AGE_SECONDS,
-        )
-        self.connection = connection
-        return connection
-
-
-def make_authorizer(keeper: SeatKeeper):  # type: ignore[no-untyped-def]
-    """Checks each requested channel against the person's current seat."""
-
-    async def authorize(cursors: Cursors) -> tuple[Cursors, list[str]]:
-        seat = await keeper.get()
+    async def authorize(self, cursors: Cursors, *, stale: bool) -> tuple[Cursors, list[str]]:
+        """Each requested channel checked against the person's current seat."""
+        seat = await self.get(stale=stale)
         followable = seat.followable() if seat else set()
         allowed: Cursors = {}
         refusals = []
@@ -129,13 +121,20 @@ def make_authorizer(keeper: SeatKeeper):  # type: ignore[no-untyped-def]
                 refusals.append(f"You cannot follow {channel[:100]}.")
         return allowed, refusals
 
-    return authorize
+    async def recheck(self, cursors: Mapping[str, int]) -> Cursors:
+        """What the connection follows now that the person's access may have changed;
+        AccessEnded when they are signed out or no longer in the session."""
+        before = self.seat
+        after = await self.reload()
+        if after is None:
+            raise AccessEnded(self.ended)
+        return self.follows(before, after, cursors)
 
 
 async def seat_in(db: AsyncSession, user: User, programme_id: int, session_id: int) -> Seat | None:
     try:
         ctx = await load_programme_context(db, user, programme_id)
-    except NotFound:
+    except Refused:
         return None
     session = await db.get(ProgrammeSession, session_id)
     if session is None or session.programme_id != programme_id:
@@ -156,5 +155,54 @@ async def load_seat(
 def keeper_for(request: HTTPConnection, seat: Seat) -> SeatKeeper:
     """A keeper holding the seat this request has just worked out."""
     keeper = SeatKeeper(request, seat.ctx.programme.id, seat.session.id, seat.user_id)
+    keeper.keep(seat)
+    return keeper
+
+
+class WebSocketRefused(Exception):
+    """Why a WebSocket may not open: a short code and the reason for the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def admit_websocket(
+    websocket: WebSocket,
+    programme_id: int,
+    session_id: int,
+    *,
+    stale_on: tuple[str, ...] = (),
+    recheck_every: float = SEAT_MAX_AGE_SECONDS,
+    follows: Follows = refollow,
+) -> SeatKeeper:
+    """A keeper of the seat of the signed-in person opening this WebSocket, checked as a
+    page is (the WebSockets are outside the CSRF dependency: they check their Origin and
+    the session cookie here); raises WebSocketRefused."""
+    if not same_origin(websocket):
+        raise WebSocketRefused("cross_site", "cross-site connections are refused")
+    state = get_app_state(websocket)
+    async with state.sessionmaker() as db:
+        user = await user_from_cookie(
+            db,
+            signer=state.signer,
+            settings=state.settings,
+            cookie=websocket.cookies.get(SESSION_COOKIE),
+        )
+    if user is None:
+        raise WebSocketRefused("sign_in", "sign in first")
+    seat = await load_seat(websocket, programme_id, session_id, user.id)
+    if seat is None:
+        raise WebSocketRefused("not_allowed", "you are not part of this session")
+    keeper = SeatKeeper(
+        websocket,
+        programme_id,
+        session_id,
+        user.id,
+        stale_on=stale_on,
+        recheck_every=recheck_every,
+        follows=follows,
+    )
     keeper.keep(seat)
     return keeper

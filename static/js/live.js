@@ -37,7 +37,7 @@
 
   function apply(ev) {
     switch (ev.t) {
-      case "hb": case "pong": case "ack": return;
+      case "hb": case "pong": return;
       case "hello": retry = 1000; status(ev.transport === "websocket" ? "Live" : "Live (compatibility mode)"); return;
       case "error": say("composer-error", ev.message || "Something went wrong."); return;
       case "resync": resync(ev.c); return;

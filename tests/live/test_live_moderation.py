@@ -1,11 +1,12 @@
 """Moderation: pausing someone's chat, locking a room, slow mode; only in rooms one
-moderates, each action audited and explained."""
+moderates, each action audited and explained; private messages to a room's facilitators."""
 
 from __future__ import annotations
 
 from app.live import channels
 from tests.factories import make_world
 from tests.live_action_helpers import act, audit_actions, in_room, live_path, of_type, open_rooms
+from tests.live_helpers import LiveClient
 
 
 async def test_facilitator_pauses_and_restores_a_participants_chat(live_server, db) -> None:
@@ -27,7 +28,7 @@ async def test_facilitator_pauses_and_restores_a_participants_chat(live_server, 
     refused = await alice.chat(room_a, "Can I still talk?", "m1")
     assert (
         refused["t"] == "error"
-        and refused["code"] == "muted"
+        and refused["status"] == 403
         and "paused your chat" in refused["message"]
     )
 
@@ -80,7 +81,7 @@ async def test_locking_and_slow_mode(live_server, db) -> None:
     assert settings["x"] == f"rs-{room_a}" and "locked" in settings["h"]
     assert "locked the chat" in (await alice.wait_for(of_type("notice")))["h"]
     refused = await alice.chat(room_a, "Hello?", "l1")
-    assert refused["code"] == "locked" and "locked this room's chat" in refused["message"]
+    assert refused["status"] == 403 and "locked this room's chat" in refused["message"]
     assert (await fola.chat(room_a, "Only me for a moment", "l2"))["t"] == "ack"
 
     slow = await act(
@@ -93,7 +94,8 @@ async def test_locking_and_slow_mode(live_server, db) -> None:
     assert "one message every 60 seconds" in (await alice.wait_for(of_type("room.settings")))["h"]
     assert (await alice.chat(room_a, "First", "s1"))["t"] == "ack"
     second = await alice.chat(room_a, "Second", "s2")
-    assert second["code"] == "slow_mode" and "Slow mode is on" in second["message"]
+    assert second["status"] == 429 and "Slow mode is on" in second["message"]
+    assert second["retry_after"] is not None and int(second["retry_after"]) > 0
     # Moderators are not slowed down.
     assert (await fola.chat(room_a, "One", "s3"))["t"] == "ack"
     assert (await fola.chat(room_a, "Two", "s4"))["t"] == "ack"
@@ -191,3 +193,39 @@ async def test_nobody_moderates_rooms_that_are_not_theirs(live_server, db) -> No
             live_server, w.host, path + "/mute", {"user_id": w.participant_a.id, "minutes": "1"}
         )
     ).status_code == 200
+
+
+async def test_a_private_message_reaches_the_rooms_facilitators_once_and_is_audited(
+    live_server, db
+) -> None:
+    """Private messages take the same write path as room messages (app/live/chat_writer.py):
+    the same rules, the same retry with the same client id, one stored message."""
+    w = await make_world(db)
+    room_a = channels.room(w.session.id, w.group_a.id)
+    plenary = channels.plenary(w.session.id)
+    # Outside a breakout there is no room facilitator to write to.
+    alice = await LiveClient.connect(live_server, w.participant_a, live_path(w), {plenary: None})
+    refused = await alice.chat(plenary, "Anyone?", "pm0", private=True)
+    assert refused["status"] == 400 and "not in a breakout room" in refused["message"]
+    await alice.close()
+
+    await open_rooms(live_server, w)
+    alice = await in_room(live_server, w, w.participant_a, w.group_a.id)
+    fola = await in_room(live_server, w, w.facilitator_a, w.group_a.id)
+    finn = await in_room(live_server, w, w.facilitator_b, w.group_b.id)
+    bob = await in_room(live_server, w, w.participant_b, w.group_b.id)
+    sent = await alice.chat(room_a, "Could we slow down a little?", "pm1", private=True)
+    assert sent["t"] == "ack"
+    for client, user in ((alice, w.participant_a), (fola, w.facilitator_a)):
+        event = await client.wait_for(of_type("chat.message"))
+        assert event["c"] == channels.personal(user.id)
+        assert "Could we slow down a little?" in event["h"] and "Group A facilitator" in event["h"]
+    for client in (finn, bob):
+        assert not [m for m in await client.quiet(0.3) if m.get("t") == "chat.message"]
+    # Sent again (its answer was lost): the message stored the first time, and no new event.
+    again = await alice.chat(room_a, "Could we slow down a little?", "pm1", private=True)
+    assert again == sent
+    assert not [m for m in await fola.quiet(0.3) if m.get("t") == "chat.message"]
+    assert (await audit_actions(db, w.programme.id)).count("chat.private") == 1
+    for client in (alice, fola, finn, bob):
+        await client.close()

@@ -116,16 +116,18 @@ async def test_live_chat_keeps_flowing_while_forty_wrong_sign_ins_are_answered(
                         latencies.append(time.perf_counter() - at)
                         del sent_at[text]
 
-    async def chat(n: int, ws: Any, stop: asyncio.Event) -> None:
+    async def chat(n: int, user: Any, stop: asyncio.Event) -> None:
         count = 0
-        while not stop.is_set():
-            count += 1
-            text = f"storm-line-{n}-{count}"
-            sent_at[text] = time.perf_counter()
-            frame = {"type": "chat.send", "channel": plenary, "text": text, "client_id": text}
-            await ws.send(json.dumps(frame))
-            # The chat allows five messages in five seconds each.
-            await asyncio.sleep(1.1)
+        async with served.client(user) as http:  # the composer's form post, as the page
+            while not stop.is_set():
+                count += 1
+                text = f"storm-line-{n}-{count}"
+                sent_at[text] = time.perf_counter()
+                form = {"channel": plenary, "text": text, "client_id": text}
+                chat_url = path.removesuffix("/ws") + "/chat"
+                await http.post(chat_url, data=form, headers={"HX-Request": "true"})
+                # The chat allows five messages in five seconds each.
+                await asyncio.sleep(1.1)
 
     async def drain(ws: Any) -> None:  # senders' acknowledgements and the room's messages
         async for _ in ws:
@@ -134,7 +136,7 @@ async def test_live_chat_keeps_flowing_while_forty_wrong_sign_ins_are_answered(
     reading = asyncio.create_task(listen())
     draining = [asyncio.create_task(drain(ws)) for ws in sockets]
     stop = asyncio.Event()
-    chatting = [asyncio.create_task(chat(n, ws, stop)) for n, ws in enumerate(sockets)]
+    chatting = [asyncio.create_task(chat(n, user, stop)) for n, user in enumerate(senders)]
     await asyncio.sleep(1.0)
     async with served.client() as client:
         await client.get("/signin")  # a CSRF cookie, as a browser has

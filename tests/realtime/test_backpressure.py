@@ -91,8 +91,8 @@ async def test_while_the_database_is_locked_posts_are_refused_with_retry_after(
         assert "yet" in response.text, response.text
     assert page.status_code == 503 and page.headers["retry-after"] == "2"
     assert "Very busy right now" in page.text and "try again in a few seconds" in page.text
-    assert ws_answer["t"] == "error" and ws_answer["code"] == "busy", ws_answer
-    assert ws_answer["retry_after"] == 2 and "not been sent yet" in ws_answer["message"]
+    assert ws_answer["t"] == "error" and ws_answer["status"] == 503, ws_answer
+    assert ws_answer["retry_after"] == "2" and "not been sent yet" in ws_answer["message"]
 
     # The lock gone, the page's retries (the same client ids) go through, once each.
     again = await act(live_server, w.participant_a, path + "/chat", message)

@@ -12,16 +12,15 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, WebSocket
 from starlette.responses import RedirectResponse, Response
 
 from app.captions import actions as captions
-from app.captions.microphone import AudioLimits, Sender, refusal, serve_speaker
+from app.captions.microphone import serve_speaker, speaker_follows
+from app.captions.speaker_socket import AudioLimits, Sender, refusal
 from app.deps import CurrentUser, ProgrammeIdPath, SessionDep, SessionIdPath
 from app.live import channels
 from app.live.deps import LiveDep, SeatOf
-from app.live.seats import SeatKeeper, load_seat
+from app.live.seats import SEAT_CHANGING_EVENTS, WebSocketRefused, admit_websocket
 from app.live.web import BASE, base_url, done, required_id, wants_fragment
 from app.refusals import Refused
-from app.security import SESSION_COOKIE, same_origin
-from app.sessions import safe_next, user_from_cookie
-from app.state import get_app_state
+from app.sessions import safe_next
 from app.templating import render
 from captioning.ingest import CLOSE_POLICY, IngestError
 from captioning.transcripts import FORMATS, Cue
@@ -51,31 +50,19 @@ async def speaker_audio(
 ) -> None:
     # Accept first, then refuse: a close during the handshake carries no reason.
     await websocket.accept()
-    sender = Sender(websocket)
-    if not same_origin(websocket):
-        denied = IngestError("cross_site", "cross-site connections are refused", close_code=1008)
-        await sender.end(refusal(denied))
-        return
-    state = get_app_state(websocket)
-    async with state.sessionmaker() as db:
-        user = await user_from_cookie(
-            db,
-            signer=state.signer,
-            settings=state.settings,
-            cookie=websocket.cookies.get(SESSION_COOKIE),
+    try:
+        keeper = await admit_websocket(
+            websocket,
+            programme_id,
+            session_id,
+            stale_on=SEAT_CHANGING_EVENTS,
+            recheck_every=limits.seat_check_seconds,
+            follows=speaker_follows,
         )
-    if user is None:
-        await sender.end(refusal(IngestError("sign_in", "sign in first", close_code=CLOSE_POLICY)))
+    except WebSocketRefused as refused:
+        denied = IngestError(refused.code, refused.message, close_code=CLOSE_POLICY)
+        await Sender(websocket).end(refusal(denied))
         return
-    seat = await load_seat(websocket, programme_id, session_id, user.id)
-    if seat is None:
-        denied = IngestError(
-            "not_allowed", "you are not part of this session", close_code=CLOSE_POLICY
-        )
-        await sender.end(refusal(denied))
-        return
-    keeper = SeatKeeper(websocket, programme_id, session_id, user.id)
-    keeper.keep(seat)
     await serve_speaker(websocket, seats=keeper, limits=limits)
 
 

@@ -25,6 +25,9 @@ from app.templating import render
 
 router = APIRouter(tags=["pages: live session"])
 
+# The answer to a chat post names the stored message's id.
+MESSAGE_ID_HEADER = "X-Message-Id"
+
 MessageIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # ?text=1 turns text-only mode on for this visit, ?text=0 off, whatever the profile says.
 TextQuery = Annotated[
@@ -111,15 +114,17 @@ async def post_chat(
     request: Request,
     seat: SeatOf,
     db: SessionDep,
-    live: LiveDep,
     text: Annotated[str, Form(max_length=10_000)] = "",
     channel: Annotated[str, Form(max_length=100)] = "",
     client_id: Annotated[str, Form(max_length=100)] = "",
     private: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    await send_message(
+    """Send a chat message (the one way in for chat, on every transport): to `channel`
+    (the person's room if empty), or privately to their room's facilitators. A retry with
+    the same client id gets the message stored the first time; either way the answer
+    names its id (X-Message-Id)."""
+    message_id, _new = await send_message(
         db,
-        live,
         writer=get_app_state(request).chat_writer,
         seat=seat,
         channel=channel or seat.current,
@@ -127,9 +132,10 @@ async def post_chat(
         client_id=client_id,
         private=private is not None,
     )
+    headers = {MESSAGE_ID_HEADER: str(message_id)}
     if wants_fragment(request):
-        return Response(status_code=204)
-    return RedirectResponse(base_url(seat) + "#composer", status_code=303)
+        return Response(status_code=204, headers=headers)
+    return RedirectResponse(base_url(seat) + "#composer", status_code=303, headers=headers)
 
 
 @router.post(BASE + "/messages/{message_id}/report")

@@ -1,0 +1,257 @@
+"""One speaker's live stream, once started: two tasks, whichever ends first cancelling the
+other. One reads the client's frames (audio, pause, resume, stop) and feeds the
+recognizer; the other watches the speaker's live connection (realtime/live_connection.py,
+following their own channel and their room with a SpeakerSeat as its Access) to end the
+stream when a facilitator mutes their captioning, to move their captions when they move
+room, and to pass on heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable
+
+from starlette.websockets import WebSocketDisconnect
+
+from app.captions.actions import MUTED_NOTICE, is_muted
+from app.captions.sink import Room, RoomCaptions, Speaker
+from app.captions.speaker_socket import (
+    AudioLimits,
+    Ending,
+    Sender,
+    busy_ending,
+    checked_text,
+    refusal,
+)
+from app.db import is_overloaded
+from app.live import channels
+from app.live.channels import Seat
+from app.live.seats import SeatKeeper
+from app.live.speaking import Microphone
+from app.state import get_app_state
+from captioning.engine import CaptionsUnavailable
+from captioning.ingest import (
+    CLOSE_GOING_AWAY,
+    CLOSE_MUTED,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_SERVER_ERROR,
+    AudioIngest,
+    IngestError,
+    parse_json_object,
+)
+from captioning.live import LiveCaptionStream
+from captioning.stream import StreamLimitExceeded
+from realtime.connection import HEARTBEAT
+from realtime.live_connection import AccessEnded, LiveConnection, SlowConsumer
+
+log = logging.getLogger(__name__)
+
+NO_LONGER_SPEAKING = "you can no longer speak in this session"
+
+
+def no_longer_speaking() -> Ending:
+    return no_longer_speaking()
+
+
+def room_of(seat: Seat) -> Room:
+    group = seat.current_group
+    return Room(
+        session_id=seat.session.id,
+        channel=seat.current,
+        group_id=group.id if group is not None else None,
+        timezone=seat.ctx.programme.timezone,
+    )
+
+
+def speaker_of(seat: Seat) -> Speaker:
+    return Speaker(user_id=seat.user_id, name=seat.ctx.user.name_with_pronouns)
+
+
+class SpeakerSession:
+    def __init__(
+        self,
+        *,
+        sender: Sender,
+        seats: SeatKeeper,
+        seat: Seat,
+        stream: LiveCaptionStream[Room],
+        captions: RoomCaptions,
+        ingest: AudioIngest,
+        live: LiveConnection,
+        limits: AudioLimits,
+        mic: Microphone | None = None,
+    ) -> None:
+        self.sender = sender
+        self.seats = seats
+        self.seat = seat
+        self.stream = stream
+        self.captions = captions
+        self.ingest = ingest
+        self.live = live
+        self.limits = limits
+        self.mic = mic or Microphone(None, member=str(seat.user_id), name="")
+        self.paused = False
+
+    async def run(self) -> Ending:
+        tasks = [
+            asyncio.create_task(self._guarded(self._receive()), name="caption-audio-receive"),
+            asyncio.create_task(self._guarded(self._watch()), name="caption-audio-watch"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return next(iter(done)).result()
+
+    async def _guarded(self, loop: Awaitable[Ending]) -> Ending:
+        """Whatever goes wrong ends the stream with a code and a reason, never a crash."""
+        try:
+            return await loop
+        except IngestError as exc:
+            return refusal(exc, finalize=exc.close_code != CLOSE_MUTED)
+        except StreamLimitExceeded as exc:
+            return refusal(
+                IngestError("too_fast", str(exc), close_code=CLOSE_POLICY), finalize=True
+            )
+        except CaptionsUnavailable as exc:
+            log.warning("live captions stopped: %s", exc)
+            return refusal(IngestError("unavailable", str(exc), close_code=CLOSE_SERVER_ERROR))
+        except (WebSocketDisconnect, OSError):
+            return Ending(None)
+        except Exception as exc:
+            if is_overloaded(exc):
+                return busy_ending(exc)
+            log.exception("live captions failed")
+            failed = IngestError("failed", "captions failed", close_code=CLOSE_SERVER_ERROR)
+            return refusal(failed)
+
+    # -- the client's frames --
+
+    async def _receive(self) -> Ending:
+        websocket = self.sender.websocket
+        while True:
+            idle = self.limits.paused_idle_seconds if self.paused else self.limits.idle_seconds
+            try:
+                message = await asyncio.wait_for(websocket.receive(), idle)
+            except TimeoutError:
+                reason = f"idle: no audio for {idle:g} seconds"
+                return refusal(
+                    IngestError("idle", reason, close_code=CLOSE_GOING_AWAY), finalize=True
+                )
+            if message["type"] == "websocket.disconnect":
+                return Ending(None)
+            data, text = message.get("bytes"), message.get("text")
+            if data is not None:
+                await self._audio(data)
+            elif text is not None:
+                ending = await self._command(text)
+                if ending is not None:
+                    return ending
+
+    async def _audio(self, data: bytes) -> None:
+        self.ingest.check(data)
+        if self.paused:
+            return  # the speaker has turned their microphone off: nothing is captioned
+        await self.stream.feed(self.ingest.take(data))
+
+    async def _command(self, text: str) -> Ending | None:
+        message = parse_json_object(checked_text(text) or "")
+        kind = message.get("type")
+        if kind == "pause":
+            if not self.paused:
+                self.paused = True
+                await self.mic.silent()
+                self.stream.paused()
+                await self.stream.finish()
+        elif kind == "resume":
+            self.paused = False
+            await self.mic.live_in(self.seat.current)
+        elif kind == "stop":
+            await self.stream.finish()
+            return Ending(CLOSE_NORMAL, "stopped", finalize=False)
+        elif kind == "start":
+            await self.sender.send(
+                {"t": "error", "code": "already_started", "message": "this stream has started"}
+            )
+        else:
+            shown = str(kind)[:20] if isinstance(kind, str) else "none"
+            await self.sender.send(
+                {
+                    "t": "error",
+                    "code": "unknown_type",
+                    "message": f"unknown message type {shown!r}: send pause, resume or stop",
+                }
+            )
+        return None
+
+    # -- news for the speaker: mutes, moves, heartbeats --
+
+    async def _watch(self) -> Ending:
+        personal = channels.personal(self.seat.user_id)
+        while True:
+            try:
+                batch = await self._news()
+            except AccessEnded:
+                return no_longer_speaking()
+            except SlowConsumer:
+                # Too much room traffic at once. Only mutes and moves matter here: follow
+                # afresh, and look at the seat and for a mute as a new stream would.
+                await self.live.follow_afresh()
+                if await self._muted():
+                    return self._muted_ending()
+                batch = []
+            for wire in batch:
+                if wire == HEARTBEAT:
+                    await self.sender.send(wire)
+                elif '"t":"caption.muted"' in wire and _channel_of(wire) == personal:
+                    return self._muted_ending()
+            ending = await self._follow_seat()
+            if ending is not None:
+                return ending
+
+    async def _news(self) -> list[str]:
+        """What the live connection has for the speaker; when an event may have moved
+        them, the seat is worked out again first (and a new room followed)."""
+        batch = await self.live.next(timeout=self.limits.seat_check_seconds) or []
+        if self.live.stale:
+            batch.extend(await self.live.recheck())
+        return batch
+
+    async def _follow_seat(self) -> Ending | None:
+        """Catch up with the seat as last worked out (a recheck may have moved the speaker
+        and their connection already follows the new room): move the captions too."""
+        seat = self.seats.seat
+        if seat is None or not seat.may_post(seat.current):
+            return no_longer_speaking()
+        if seat.current != self.seat.current:
+            await self.stream.move_to(room_of(seat))
+            if not self.paused:
+                await self.mic.live_in(seat.current)
+            await self.sender.send({"t": "moved", "room": seat.current})
+        self.captions.speaker = speaker_of(seat)
+        self.seat = seat
+        return None
+
+    async def _muted(self) -> bool:
+        async with get_app_state(self.sender.websocket).sessionmaker() as db:
+            return await is_muted(db, session_id=self.seat.session.id, user_id=self.seat.user_id)
+
+    def _muted_ending(self) -> Ending:
+        return Ending(
+            CLOSE_MUTED,
+            "captions muted by a facilitator",
+            finalize=False,
+            tell={"t": "muted", "message": MUTED_NOTICE},
+        )
+
+
+def _channel_of(wire: str) -> str | None:
+    try:
+        channel = json.loads(wire).get("c")
+    except (ValueError, AttributeError):
+        return None
+    return channel if isinstance(channel, str) else None
