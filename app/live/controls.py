@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.live import channels
-from app.live.breakouts import programme_groups
 from app.live.channels import Seat
 from app.live.events import PresencePayload
 from app.live.models import RoomAssignment
 from app.live.presence import Presence
+from app.live.rooms import programme_groups
 from app.models import Group, Membership, Role, User
 
 

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import audit
 from app.db import utcnow
 from app.live import channels
-from app.live.breakouts import clock
 from app.live.channels import Seat
 from app.live.events import HandPayload, HelpPayload, NoticePayload
+from app.live.local_time import clock
 from app.live.models import HelpRequest
 from app.live.text import clean_message
 from app.models import Group, GroupFacilitator, Membership, Role, User

@@ -15,10 +15,10 @@ from app import audit
 from app.db import utcnow
 from app.deps import load_programme_context
 from app.live import channels
-from app.live.breakouts import clock
 from app.live.channels import Seat, seat_for
 from app.live.chat import room_setting
 from app.live.events import NoticePayload, RoomSettingsPayload
+from app.live.local_time import clock
 from app.live.models import ChatMute, RoomSetting
 from app.models import Group, Role, User
 from app.refusals import NotAllowed, NotFound, Refused

@@ -18,6 +18,7 @@ from app.live import breakouts, moderation, moves
 from app.live import help as help_desk
 from app.live.controls import occupancy
 from app.live.deps import LiveDep, SeatOf
+from app.live.rooms import programme_groups
 from app.live.web import (
     BASE,
     base_url,
@@ -229,6 +230,6 @@ async def room_occupancy(request: Request, seat: SeatOf, db: SessionDep) -> Resp
         raise HTTPException(
             status_code=403, detail="Only the session's staff can see who is where."
         )
-    groups = await breakouts.programme_groups(db, seat.ctx.programme.id)
+    groups = await programme_groups(db, seat.ctx.programme.id)
     rows = await occupancy(seat=seat, presence=get_app_state(request).presence, groups=groups)
     return render(request, "live/_occupancy.html", {"occupancy": rows, "base": base_url(seat)})

@@ -25,12 +25,13 @@ from app.evidence.errors import EvidenceRejected
 from app.evidence.models import EvidenceKind, Visibility
 from app.evidence.notes import NOTE_MAX
 from app.live import channels
-from app.live.breakouts import clock, programme_groups
 from app.live.channels import Seat
 from app.live.console import meeting_channel, room_people, room_requests, rooms_overview
 from app.live.controls import people
 from app.live.deps import SeatOf
 from app.live.help import console_list_id
+from app.live.local_time import clock
+from app.live.rooms import programme_groups
 from app.live.snapshot import channel_view, settings_of
 from app.live.web import BASE, base_url, wants_fragment
 from app.models import Group
