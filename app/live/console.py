@@ -20,9 +20,9 @@ from app.live import channels
 from app.live.channels import Seat
 from app.live.controls import Person, occupancy, people
 from app.live.events import HelpPayload, PresencePayload, SpeakingPayload
+from app.live.help_queries import open_help
 from app.live.models import HelpRequest
 from app.live.presence import Presence
-from app.live.snapshot import open_help
 from app.live.speaking import Speaking
 from app.models import Group, GroupFacilitator, Membership, Role, User
 from app.numbers import is_digits

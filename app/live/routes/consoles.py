@@ -29,7 +29,7 @@ from app.live.channels import Seat
 from app.live.console import meeting_channel, room_people, room_requests, rooms_overview
 from app.live.controls import people
 from app.live.deps import SeatOf
-from app.live.help import console_list_id
+from app.live.help_queries import console_list_id
 from app.live.local_time import clock
 from app.live.rooms import programme_groups
 from app.live.snapshot import channel_view, settings_of
