@@ -182,3 +182,11 @@ async def set_room_rules(
         )
     await outbox.commit()
     return payload
+
+
+def rules_summary(rules: RoomSettingsPayload) -> str:
+    """A room's chat rules in a line, for the moderator who set them."""
+    parts = ["Chat is locked." if rules.locked else "Chat is open."]
+    if rules.slow_mode_seconds:
+        parts.append(f"Slow mode: {rules.slow_mode_seconds} seconds.")
+    return " ".join(parts)
