@@ -1,7 +1,7 @@
-"""What the consoles show: a facilitator's view of their group's room (who is here, with
-the access needs they share with their facilitator; who is speaking; hands and help
-requests) and the host's view across rooms (how many people are in each, who speaks where,
-open hands and requests).
+"""Who may open a console, and what the consoles show: a facilitator's view of their
+group's room (who is here, with the access needs they share with their facilitator; who is
+speaking; hands and help requests) and the host's view across rooms (how many people are
+in each, who speaks where, open hands and requests).
 
 Who is here comes from presence and who is speaking from the speaking marks, both kept in
 the broker, so every process gives the same answer. Access needs are shown as the group
@@ -23,10 +23,12 @@ from app.live.events import HelpPayload, PresencePayload, SpeakingPayload
 from app.live.help_queries import open_help
 from app.live.models import HelpRequest
 from app.live.presence import Presence
+from app.live.rooms import programme_groups
 from app.live.speaking import Speaking
 from app.models import Group, GroupFacilitator, Membership, Role, User
 from app.numbers import is_digits
 from app.programmes.roster_views import AccessNeeds
+from app.refusals import NotAllowed, NotFound
 
 
 def meeting_channel(seat: Seat, group: Group) -> str:
@@ -34,6 +36,33 @@ def meeting_channel(seat: Seat, group: Group) -> str:
     if seat.breakout is None:
         return channels.plenary(seat.session.id)
     return channels.room(seat.session.id, group.id)
+
+
+async def open_console(db: AsyncSession, *, seat: Seat, group_id: int) -> Group:
+    """The group whose console the person opens: its facilitators and the programme's
+    hosts may."""
+    group = await db.get(Group, group_id)
+    if group is None or group.programme_id != seat.ctx.programme.id:
+        raise NotFound("We could not find that group.")
+    if not (seat.is_host or group.id in seat.facilitated):
+        raise NotAllowed(
+            "Only this group's facilitators and the programme's hosts can open its console."
+        )
+    return group
+
+
+async def console_groups(db: AsyncSession, *, seat: Seat) -> list[Group]:
+    """The groups whose consoles the person may open: every one for a host."""
+    groups = await programme_groups(db, seat.ctx.programme.id)
+    mine = [g for g in groups if seat.is_host or g.id in seat.facilitated]
+    if not mine:
+        raise NotAllowed("The console is for the groups' facilitators and the programme's hosts.")
+    return mine
+
+
+def require_host_console(seat: Seat) -> None:
+    if not seat.is_host:
+        raise NotAllowed("Only the programme's hosts can open the host console.")
 
 
 @dataclass
