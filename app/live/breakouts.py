@@ -209,7 +209,7 @@ async def extend(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> d
         minutes=minutes,
     )
     outbox = live.outbox(db)
-    rooms = every_room(seat.session.id, await programme_groups(db, programme.id))
+    rooms = await every_room(db, session_id=seat.session.id, programme_id=programme.id)
     text = (
         f"The host added {minutes} minute{'s' if minutes != 1 else ''}: "
         f"rooms now close at {clock(ends_at, programme.timezone)}."
@@ -235,7 +235,7 @@ async def broadcast(db: AsyncSession, live: Live, *, seat: Seat, text: str) -> N
         )
     programme = seat.ctx.programme
     if seat.breakout is not None:
-        rooms = every_room(seat.session.id, await programme_groups(db, programme.id))
+        rooms = await every_room(db, session_id=seat.session.id, programme_id=programme.id)
     else:
         rooms = [channels.plenary(seat.session.id)]
     audit.record(
@@ -316,7 +316,7 @@ async def announce_closing(
     )
     payload = BreakoutPayload(ends_at=ends_at, closes_at=closes_at, text=text)
     outbox = live.outbox(db)
-    rooms = every_room(session.id, await programme_groups(db, programme.id))
+    rooms = await every_room(db, session_id=session.id, programme_id=programme.id)
     await add_to_rooms(
         outbox, rooms, "breakout.closing", payload, actor_id=actor_id, deadline=closes_at
     )
@@ -361,7 +361,7 @@ async def finish(
         text="Breakout rooms are closed. Welcome back to the plenary.",
     )
     outbox = live.outbox(db)
-    rooms = every_room(session.id, await programme_groups(db, session.programme_id))
+    rooms = await every_room(db, session_id=session.id, programme_id=session.programme_id)
     await add_to_rooms(
         outbox, rooms, "breakout.closed", payload, actor_id=actor.id if actor else None
     )

@@ -23,7 +23,9 @@ async def programme_groups(db: AsyncSession, programme_id: int) -> list[Group]:
     )
 
 
-def every_room(session_id: int, groups: list[Group]) -> list[str]:
+async def every_room(db: AsyncSession, *, session_id: int, programme_id: int) -> list[str]:
+    """The session's plenary and every group's room: where a word to all rooms goes."""
+    groups = await programme_groups(db, programme_id)
     return [channels.plenary(session_id), *(channels.room(session_id, g.id) for g in groups)]
 
 
