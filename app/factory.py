@@ -17,7 +17,7 @@ from app.deps import verify_csrf
 from app.errors import install_error_handlers
 from app.evidence.cpu_budget import CpuBudget
 from app.evidence.transcription import Transcriber
-from app.live.breakouts import BreakoutCloser
+from app.live.breakout_timer import BreakoutCloser
 from app.live.chat_writer import ChatWriter
 from app.live.events import build_registry
 from app.live.presence import Presence

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from app.config import Settings
     from app.evidence.transcription import Transcriber
-    from app.live.breakouts import BreakoutCloser
+    from app.live.breakout_timer import BreakoutCloser
     from app.live.chat_writer import ChatWriter
     from app.live.presence import Presence
     from app.live.speaking import Speaking

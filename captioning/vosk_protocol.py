@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from captioning.audio import AudioFormatError, parse_sample_rate
@@ -240,42 +241,11 @@ async def serve_vosk(
     deadline = clock() + limits.max_stream_seconds
     try:
         while True:
-            left = deadline - clock()
-            if left <= 0:
-                hours = limits.max_stream_seconds / 3600
-                raise ProtocolError(CLOSE_POLICY, f"stream too long: at most {hours:g} hours")
-            try:
-                message = await asyncio.wait_for(
-                    websocket.receive(), min(limits.idle_seconds, left)
-                )
-            except TimeoutError:
-                if clock() < deadline:
-                    raise ProtocolError(
-                        CLOSE_GOING_AWAY, f"idle: no audio for {limits.idle_seconds:g} seconds"
-                    ) from None
-                continue  # the deadline check above closes it
+            message = await next_message(websocket, limits, clock=clock, deadline=deadline)
             if message["type"] == "websocket.disconnect":
                 return
-            data, text = message.get("bytes"), message.get("text")
-            if data is not None:
-                if len(data) > limits.max_frame_bytes:
-                    raise ProtocolError(
-                        CLOSE_TOO_BIG,
-                        f"frame too big: at most {limits.max_frame_bytes // 1024} KB of audio",
-                    )
-                await websocket.send_text(await session.audio(data))
-            elif text is not None:
-                if len(text) > limits.max_text_bytes:
-                    raise ProtocolError(CLOSE_TOO_BIG, "text frame too big")
-                kind, config = parse_text(text)
-                if kind == "config":
-                    session.configure(config)
-                elif kind == "reset":
-                    await websocket.send_text(await session.reset())
-                else:
-                    await websocket.send_text(await session.eof())
-                    await websocket.close(code=CLOSE_NORMAL)
-                    return
+            if not await answer(websocket, session, message):
+                return
     except ProtocolError as exc:
         log.info("vosk stream closed %s: %s", exc.code, exc.reason)
         await close_with_reason(websocket, exc.code, exc.reason, tell=True)
@@ -288,3 +258,49 @@ async def serve_vosk(
         pass  # the client left mid-stream
     finally:
         session.close()
+
+
+async def next_message(
+    websocket: WebSocket, limits: VoskLimits, *, clock: Callable[[], float], deadline: float
+) -> Message:
+    """The client's next message; a ProtocolError when the stream has lasted too long or
+    the client has sent nothing for too long."""
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            hours = limits.max_stream_seconds / 3600
+            raise ProtocolError(CLOSE_POLICY, f"stream too long: at most {hours:g} hours")
+        try:
+            return await asyncio.wait_for(websocket.receive(), min(limits.idle_seconds, left))
+        except TimeoutError:
+            if clock() < deadline:
+                raise ProtocolError(
+                    CLOSE_GOING_AWAY, f"idle: no audio for {limits.idle_seconds:g} seconds"
+                ) from None
+            # Otherwise the deadline has passed: the check above closes the stream.
+
+
+async def answer(websocket: WebSocket, session: VoskSession, message: Message) -> bool:
+    """Answer one audio or text frame; False once the stream has ended (eof)."""
+    limits = session.limits
+    data, text = message.get("bytes"), message.get("text")
+    if data is not None:
+        if len(data) > limits.max_frame_bytes:
+            raise ProtocolError(
+                CLOSE_TOO_BIG,
+                f"frame too big: at most {limits.max_frame_bytes // 1024} KB of audio",
+            )
+        await websocket.send_text(await session.audio(data))
+    elif text is not None:
+        if len(text) > limits.max_text_bytes:
+            raise ProtocolError(CLOSE_TOO_BIG, "text frame too big")
+        kind, config = parse_text(text)
+        if kind == "config":
+            session.configure(config)
+        elif kind == "reset":
+            await websocket.send_text(await session.reset())
+        else:
+            await websocket.send_text(await session.eof())
+            await websocket.close(code=CLOSE_NORMAL)
+            return False
+    return True

@@ -18,9 +18,9 @@ from app.access import load_programme_context
 from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from app.db import utcnow
 from app.live import channels
-from app.live.breakouts import clock
 from app.live.channels import Seat, seat_for
 from app.live.events import CaptionFinalPayload, NoticePayload
+from app.live.local_time import clock
 from app.models import Group, Role, User
 from app.numbers import is_digits
 from app.refusals import NotAllowed, NotFound, Refused

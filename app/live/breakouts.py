@@ -1,5 +1,6 @@
 """Breakout rooms: opening them, adding time, broadcasting to every room, and closing them
-with a warning (moving people between rooms is in app/live/moves.py).
+with a warning (moving people between rooms is in app/live/moves.py, the countdown that
+closes them on time in app/live/breakout_timer.py).
 
 Hosts (and administrators, who act as hosts) run breakouts; facilitators may enter the
 rooms of the groups they facilitate. Closing is done by whichever process gets there first:
@@ -7,14 +8,11 @@ every change of state is a conditional UPDATE, so several processes never close 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.db import utcnow
@@ -22,22 +20,19 @@ from app.live import channels
 from app.live.access import access_changed
 from app.live.channels import Seat
 from app.live.events import BreakoutPayload, BroadcastPayload, NoticePayload, RoomChangedPayload
+from app.live.local_time import clock
 from app.live.models import Breakout, RoomAssignment
+from app.live.rooms import every_room, participant_groups, programme_groups
 from app.live.text import clean_message
-from app.models import Group, Membership, Programme, ProgrammeSession, Role, User
+from app.models import Group, Programme, ProgrammeSession, User
 from app.refusals import Conflict, NotAllowed, Refused
 from realtime.publish import Live, Outbox
-
-logger = logging.getLogger(__name__)
 
 MIN_MINUTES, MAX_MINUTES = 1, 180
 MAX_WARNING_SECONDS = 600
 # The warning before rooms close, both when the host closes them and when time runs out.
 WARNING_SECONDS = 60
-# If the server was away when time ran out, people still get this much notice.
-LATE_WARNING_SECONDS = 15
 MAX_BROADCAST_CHARS = 1000
-CLOSER_INTERVAL_SECONDS = 1.0
 
 
 def require_host(seat: Seat) -> None:
@@ -57,24 +52,18 @@ def check_range(value: int, *, what: str, low: int, high: int) -> int:
     return value
 
 
-def clock(when: datetime, timezone: str) -> str:
-    return when.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
-
-
-async def programme_groups(db: AsyncSession, programme_id: int) -> list[Group]:
-    return list(
-        (
-            await db.scalars(
-                select(Group)
-                .where(Group.programme_id == programme_id)
-                .order_by(Group.position, Group.name)
-            )
-        ).all()
+async def update_open(
+    db: AsyncSession, breakout_id: int, *also: ColumnElement[bool], **values: Any
+) -> bool:
+    """Change a breakout that has not closed (and matches `also`); False when it had
+    closed or no longer matched, as when another process got there first."""
+    changed = await db.execute(
+        update(Breakout)
+        .where(Breakout.id == breakout_id, Breakout.closed_at.is_(None), *also)
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
-
-
-def every_room(session_id: int, groups: list[Group]) -> list[str]:
-    return [channels.plenary(session_id), *(channels.room(session_id, g.id) for g in groups)]
+    return bool(changed.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def add_to_rooms(
@@ -101,6 +90,26 @@ async def tell_person(
     await outbox.add(channel, "notice", NoticePayload(text=text), actor_id=actor_id)
 
 
+def place_ungrouped(
+    groups: list[Group], participants: list[tuple[int, int | None]]
+) -> list[tuple[int, Group]]:
+    """Participants not in any of `groups`, each placed in the room with the fewest people
+    so far (the earlier group on a tie), counting the groups' own members first."""
+    order = {g.id: n for n, g in enumerate(groups)}
+    sizes = dict.fromkeys(order, 0)
+    for _user_id, group_id in participants:
+        if group_id is not None and group_id in sizes:
+            sizes[group_id] += 1
+    placed: list[tuple[int, Group]] = []
+    for user_id, group_id in participants:
+        if group_id in sizes:
+            continue
+        chosen = min(sizes, key=lambda gid: (sizes[gid], order[gid]))
+        sizes[chosen] += 1
+        placed.append((user_id, groups[order[chosen]]))
+    return placed
+
+
 async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> Breakout:
     """Open every group's room; participants without a group are placed in the least full."""
     require_host(seat)
@@ -114,22 +123,7 @@ async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) 
             "This programme has no groups yet, so there are no rooms to open. "
             "Create groups and place people in them first.",
         )
-    participants = (
-        await db.execute(
-            select(Membership.user_id, Membership.group_id)
-            .join(User, User.id == Membership.user_id)
-            .where(
-                Membership.programme_id == programme.id,
-                Membership.role == Role.PARTICIPANT.value,
-            )
-            .order_by(User.display_name, User.id)
-        )
-    ).all()
-    order = {g.id: n for n, g in enumerate(groups)}
-    sizes = dict.fromkeys(order, 0)
-    for _user_id, group_id in participants:
-        if group_id in sizes:
-            sizes[group_id] += 1
+    participants = await participant_groups(db, programme_id=programme.id)
     now = utcnow()
     breakout = Breakout(
         session_id=seat.session.id,
@@ -140,21 +134,16 @@ async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) 
     db.add(breakout)
     # Moves left over from an earlier round (normally removed when it closed) do not carry over.
     await db.execute(delete(RoomAssignment).where(RoomAssignment.session_id == seat.session.id))
-    placed: list[tuple[int, Group]] = []
-    for user_id, group_id in participants:
-        if group_id in sizes:
-            continue
-        chosen = min(sizes, key=lambda gid: (sizes[gid], order[gid]))
-        sizes[chosen] += 1
+    placed = place_ungrouped(groups, participants)
+    for user_id, group in placed:
         db.add(
             RoomAssignment(
                 session_id=seat.session.id,
                 user_id=user_id,
-                group_id=chosen,
+                group_id=group.id,
                 assigned_by_id=seat.user_id,
             )
         )
-        placed.append((user_id, groups[order[chosen]]))
     await db.flush()
     audit.record(
         db,
@@ -166,7 +155,21 @@ async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) 
         minutes=minutes,
         placed={str(user_id): group.name for user_id, group in placed},
     )
-    until = clock(breakout.ends_at, programme.timezone)
+    await announce_opening(db, live, seat=seat, breakout=breakout, placed=placed)
+    await access_changed(live, user_ids=[user_id for user_id, _ in placed], reason="placed")
+    return breakout
+
+
+async def announce_opening(
+    db: AsyncSession,
+    live: Live,
+    *,
+    seat: Seat,
+    breakout: Breakout,
+    placed: list[tuple[int, Group]],
+) -> None:
+    """Tell the plenary the rooms are open, and each person placed where they went."""
+    until = clock(breakout.ends_at, seat.ctx.programme.timezone)
     outbox = live.outbox(db)
     await outbox.add(
         channels.plenary(seat.session.id),
@@ -185,8 +188,6 @@ async def open_rooms(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) 
             moved=True,
         )
     await outbox.commit()
-    await access_changed(live, user_ids=[user_id for user_id, _ in placed], reason="placed")
-    return breakout
 
 
 async def extend(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> datetime:
@@ -195,13 +196,7 @@ async def extend(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> d
     check_range(minutes, what="number of minutes to add", low=MIN_MINUTES, high=MAX_MINUTES)
     breakout = require_open(seat)
     ends_at = max(breakout.ends_at, utcnow()) + timedelta(minutes=minutes)
-    changed = await db.execute(
-        update(Breakout)
-        .where(Breakout.id == breakout.id, Breakout.closed_at.is_(None))
-        .values(ends_at=ends_at, closes_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    if not await update_open(db, breakout.id, ends_at=ends_at, closes_at=None):
         raise Conflict("The breakout rooms have just closed.")
     programme = seat.ctx.programme
     audit.record(
@@ -214,7 +209,7 @@ async def extend(db: AsyncSession, live: Live, *, seat: Seat, minutes: int) -> d
         minutes=minutes,
     )
     outbox = live.outbox(db)
-    rooms = every_room(seat.session.id, await programme_groups(db, programme.id))
+    rooms = await every_room(db, session_id=seat.session.id, programme_id=programme.id)
     text = (
         f"The host added {minutes} minute{'s' if minutes != 1 else ''}: "
         f"rooms now close at {clock(ends_at, programme.timezone)}."
@@ -240,7 +235,7 @@ async def broadcast(db: AsyncSession, live: Live, *, seat: Seat, text: str) -> N
         )
     programme = seat.ctx.programme
     if seat.breakout is not None:
-        rooms = every_room(seat.session.id, await programme_groups(db, programme.id))
+        rooms = await every_room(db, session_id=seat.session.id, programme_id=programme.id)
     else:
         rooms = [channels.plenary(seat.session.id)]
     audit.record(
@@ -276,13 +271,7 @@ async def close_rooms(
             raise Conflict("The breakout rooms have already closed.")
         return
     closes_at = utcnow() + timedelta(seconds=warning_seconds)
-    changed = await db.execute(
-        update(Breakout)
-        .where(Breakout.id == breakout.id, Breakout.closed_at.is_(None))
-        .values(closes_at=closes_at)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    if not await update_open(db, breakout.id, closes_at=closes_at):
         raise Conflict("The breakout rooms have already closed.")
     audit.record(
         db,
@@ -327,7 +316,7 @@ async def announce_closing(
     )
     payload = BreakoutPayload(ends_at=ends_at, closes_at=closes_at, text=text)
     outbox = live.outbox(db)
-    rooms = every_room(session.id, await programme_groups(db, programme.id))
+    rooms = await every_room(db, session_id=session.id, programme_id=programme.id)
     await add_to_rooms(
         outbox, rooms, "breakout.closing", payload, actor_id=actor_id, deadline=closes_at
     )
@@ -346,16 +335,8 @@ async def finish(
     """Close the rooms now and send everyone back to the plenary. Returns False when the
     rooms were already closed (or, with `due_by`, were no longer due: time was added)."""
     now = utcnow()
-    condition = [Breakout.id == breakout_id, Breakout.closed_at.is_(None)]
-    if due_by is not None:
-        condition.append(Breakout.closes_at <= due_by)
-    changed = await db.execute(
-        update(Breakout)
-        .where(*condition)
-        .values(closed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    still_due = [] if due_by is None else [Breakout.closes_at <= due_by]
+    if not await update_open(db, breakout_id, *still_due, closed_at=now):
         return False
     # Those moved for this breakout no longer belong in the rooms they were moved to.
     moved = list(
@@ -380,104 +361,10 @@ async def finish(
         text="Breakout rooms are closed. Welcome back to the plenary.",
     )
     outbox = live.outbox(db)
-    rooms = every_room(session.id, await programme_groups(db, session.programme_id))
+    rooms = await every_room(db, session_id=session.id, programme_id=session.programme_id)
     await add_to_rooms(
         outbox, rooms, "breakout.closed", payload, actor_id=actor.id if actor else None
     )
     await outbox.commit()
     await access_changed(live, user_ids=moved, reason="breakout closed")
     return True
-
-
-async def close_due(
-    sessionmaker: async_sessionmaker[AsyncSession], live: Live, *, now: datetime | None = None
-) -> int:
-    """Warn rooms whose time is nearly up, and close rooms whose warning has run out.
-    Returns how many breakouts changed."""
-    now = now or utcnow()
-    async with sessionmaker() as db:
-        rows = (
-            await db.execute(
-                select(
-                    Breakout.id, Breakout.session_id, Breakout.ends_at, Breakout.closes_at
-                ).where(Breakout.closed_at.is_(None))
-            )
-        ).all()
-    changed = 0
-    for breakout_id, session_id, ends_at, closes_at in rows:
-        due = closes_at is not None and closes_at <= now
-        warn = closes_at is None and ends_at - timedelta(seconds=WARNING_SECONDS) <= now
-        if not (due or warn):
-            continue
-        async with sessionmaker() as db:
-            session = await db.get(ProgrammeSession, session_id)
-            if session is None:
-                continue
-            if due:
-                changed += await finish(
-                    db, live, breakout_id=breakout_id, session=session, actor=None, due_by=now
-                )
-                continue
-            closes_at = max(ends_at, now + timedelta(seconds=LATE_WARNING_SECONDS))
-            warned = await db.execute(
-                update(Breakout)
-                .where(
-                    Breakout.id == breakout_id,
-                    Breakout.closed_at.is_(None),
-                    Breakout.closes_at.is_(None),
-                    Breakout.ends_at == ends_at,
-                )
-                .values(closes_at=closes_at)
-                .execution_options(synchronize_session=False)
-            )
-            if warned.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            programme = await db.get(Programme, session.programme_id)
-            assert programme is not None  # the session's foreign key guarantees it
-            await announce_closing(
-                db,
-                live,
-                session=session,
-                programme=programme,
-                ends_at=ends_at,
-                closes_at=closes_at,
-                actor_id=None,
-            )
-            changed += 1
-    return changed
-
-
-class BreakoutCloser:
-    """A small loop, started in the app's lifespan, that closes rooms on time."""
-
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        live: Live,
-        *,
-        interval: float = CLOSER_INTERVAL_SECONDS,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.live = live
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="breakout-closer")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await close_due(self.sessionmaker, self.live)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("could not close due breakout rooms; trying again")
-            await asyncio.sleep(self.interval)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

@@ -1,7 +1,7 @@
-"""What the consoles show: a facilitator's view of their group's room (who is here, with
-the access needs they share with their facilitator; who is speaking; hands and help
-requests) and the host's view across rooms (how many people are in each, who speaks where,
-open hands and requests).
+"""Who may open a console, and what the consoles show: a facilitator's view of their
+group's room (who is here, with the access needs they share with their facilitator; who is
+speaking; hands and help requests) and the host's view across rooms (how many people are
+in each, who speaks where, open hands and requests).
 
 Who is here comes from presence and who is speaking from the speaking marks, both kept in
 the broker, so every process gives the same answer. Access needs are shown as the group
@@ -20,13 +20,15 @@ from app.live import channels
 from app.live.channels import Seat
 from app.live.controls import Person, occupancy, people
 from app.live.events import HelpPayload, PresencePayload, SpeakingPayload
+from app.live.help_queries import open_help
 from app.live.models import HelpRequest
 from app.live.presence import Presence
-from app.live.snapshot import open_help
+from app.live.rooms import programme_groups
 from app.live.speaking import Speaking
 from app.models import Group, GroupFacilitator, Membership, Role, User
 from app.numbers import is_digits
 from app.programmes.roster_views import AccessNeeds
+from app.refusals import NotAllowed, NotFound
 
 
 def meeting_channel(seat: Seat, group: Group) -> str:
@@ -34,6 +36,33 @@ def meeting_channel(seat: Seat, group: Group) -> str:
     if seat.breakout is None:
         return channels.plenary(seat.session.id)
     return channels.room(seat.session.id, group.id)
+
+
+async def open_console(db: AsyncSession, *, seat: Seat, group_id: int) -> Group:
+    """The group whose console the person opens: its facilitators and the programme's
+    hosts may."""
+    group = await db.get(Group, group_id)
+    if group is None or group.programme_id != seat.ctx.programme.id:
+        raise NotFound("We could not find that group.")
+    if not (seat.is_host or group.id in seat.facilitated):
+        raise NotAllowed(
+            "Only this group's facilitators and the programme's hosts can open its console."
+        )
+    return group
+
+
+async def console_groups(db: AsyncSession, *, seat: Seat) -> list[Group]:
+    """The groups whose consoles the person may open: every one for a host."""
+    groups = await programme_groups(db, seat.ctx.programme.id)
+    mine = [g for g in groups if seat.is_host or g.id in seat.facilitated]
+    if not mine:
+        raise NotAllowed("The console is for the groups' facilitators and the programme's hosts.")
+    return mine
+
+
+def require_host_console(seat: Seat) -> None:
+    if not seat.is_host:
+        raise NotAllowed("Only the programme's hosts can open the host console.")
 
 
 @dataclass
@@ -67,76 +96,82 @@ async def room_people(
     here = await presence.broker.presence_list(channel)
     speakers = await speaking.members(channel)
     expected = await people(db, seat=seat, channel=channels.room(seat.session.id, group.id))
-    facilitators = set(
-        (
-            await db.scalars(
-                select(GroupFacilitator.user_id).where(GroupFacilitator.group_id == group.id)
-            )
-        ).all()
-    )
+    facilitators = await facilitator_ids(db, group_id=group.id)
     ids = {int(member) for member in here if is_digits(member)}
     if not in_room:
         # Everyone is in the plenary: the group's people are its members and facilitators.
         ids &= {p.id for p in expected} | facilitators | {seat.user_id}
-    rows = (
-        (
-            await db.execute(
-                select(User, Membership.role, Membership.group_id)
-                .outerjoin(
-                    Membership,
-                    (Membership.user_id == User.id)
-                    & (Membership.programme_id == seat.ctx.programme.id),
-                )
-                .where(User.id.in_(ids or {0}))
-            )
-        )
-        .tuples()
-        .all()
-    )
-    hands = set(
-        (
-            await db.scalars(
-                select(HelpRequest.requester_id).where(
-                    HelpRequest.session_id == seat.session.id,
-                    HelpRequest.kind == "hand",
-                    HelpRequest.status != "resolved",
-                )
-            )
-        ).all()
-    )
+    hands = await raised_hands(db, session_id=seat.session.id)
     present = []
-    for user, role, home in rows:
+    for user, role, home in await with_roles(db, programme_id=seat.ctx.programme.id, ids=ids):
         shared = seat.is_host or (home is not None and home in seat.facilitated)
         access = AccessNeeds.of(user)
-        if user.id in facilitators:
-            label = "Facilitator"
-        elif role is None:
-            label = Role.HOST.label  # an administrator, who acts as a host
-        else:
-            label = "" if role == Role.PARTICIPANT.value else Role(role).label
         present.append(
             PresentPerson(
                 user_id=user.id,
                 name=user.name_with_pronouns,
                 name_pronunciation=user.name_pronunciation,
-                role=label,
+                role=role_label(role, facilitator=user.id in facilitators),
                 access=access if shared and access.any else None,
                 speaking=str(user.id) in speakers,
                 hand_raised=user.id in hands,
             )
         )
     present.sort(key=lambda p: (p.role != "Facilitator", p.name.casefold(), p.user_id))
-    missing = [p for p in expected if p.id not in ids]
     return RoomPeople(
         channel=channel,
         in_room=in_room,
         present=present,
-        missing=missing,
+        missing=[p for p in expected if p.id not in ids],
         presence=await presence.payload(channel),
         speaking=SpeakingPayload(
             channel=channel, names=sorted(speakers.values(), key=str.casefold)
         ),
     )
+
+
+async def facilitator_ids(db: AsyncSession, *, group_id: int) -> set[int]:
+    rows = await db.scalars(
+        select(GroupFacilitator.user_id).where(GroupFacilitator.group_id == group_id)
+    )
+    return set(rows.all())
+
+
+async def raised_hands(db: AsyncSession, *, session_id: int) -> set[int]:
+    """Who has a hand up in the session."""
+    rows = await db.scalars(
+        select(HelpRequest.requester_id).where(
+            HelpRequest.session_id == session_id,
+            HelpRequest.kind == "hand",
+            HelpRequest.status != "resolved",
+        )
+    )
+    return set(rows.all())
+
+
+async def with_roles(
+    db: AsyncSession, *, programme_id: int, ids: set[int]
+) -> list[tuple[User, str | None, int | None]]:
+    """These people, each with their role and group in the programme (None for an
+    administrator who is not a member)."""
+    rows = await db.execute(
+        select(User, Membership.role, Membership.group_id)
+        .outerjoin(
+            Membership,
+            (Membership.user_id == User.id) & (Membership.programme_id == programme_id),
+        )
+        .where(User.id.in_(ids or {0}))
+    )
+    return list(rows.tuples().all())
+
+
+def role_label(role: str | None, *, facilitator: bool) -> str:
+    """The role shown beside a name ("" for participants)."""
+    if facilitator:
+        return "Facilitator"
+    if role is None:
+        return Role.HOST.label  # an administrator, who acts as a host
+    return "" if role == Role.PARTICIPANT.value else Role(role).label
 
 
 @dataclass

@@ -11,12 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.live import channels
-from app.live.breakouts import programme_groups
 from app.live.channels import Seat
 from app.live.events import PresencePayload
 from app.live.models import RoomAssignment
 from app.live.presence import Presence
+from app.live.rooms import programme_groups
 from app.models import Group, Membership, Role, User
+from app.refusals import NotAllowed
 
 
 @dataclass
@@ -67,6 +68,16 @@ async def occupancy(
             channel = channels.room(seat.session.id, group.id)
             rows.append((group.name, await presence.payload(channel)))
     return rows
+
+
+async def staff_occupancy(
+    db: AsyncSession, *, seat: Seat, presence: Presence
+) -> list[tuple[str, PresencePayload]]:
+    """How many people are in each room, for the staff's table of rooms."""
+    if not seat.is_staff:
+        raise NotAllowed("Only the session's staff can see who is where.")
+    groups = await programme_groups(db, seat.ctx.programme.id)
+    return await occupancy(seat=seat, presence=presence, groups=groups)
 
 
 async def controls_context(db: AsyncSession, *, seat: Seat, presence: Presence) -> dict[str, Any]:

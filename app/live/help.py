@@ -4,73 +4,33 @@ A hand is for the room: its facilitator (at the help desk) and the people in the
 it. A request for help goes to the help desk at once, with who asked and from which room:
 IT support and the hosts see every request (`s{session}:help`), each facilitator those of
 the groups they facilitate, on a desk of their own (`s{session}:help:u{user}`), the same
-that the panels and consoles show (app/live/snapshot.py: open_help). The person who asked
-follows what happens on their own channel."""
+that the panels and consoles show (app/live/help_queries.py: open_help). The person who
+asked follows what happens on their own channel."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.db import utcnow
 from app.live import channels
-from app.live.breakouts import clock
 from app.live.channels import Seat
-from app.live.events import HandPayload, HelpPayload, NoticePayload
+from app.live.events import HandPayload, NoticePayload
+from app.live.help_queries import (
+    console_list_id,
+    facilitator_desks,
+    open_request,
+    request_payload,
+    room_channel,
+    whose_group,
+)
 from app.live.models import HelpRequest
 from app.live.text import clean_message
-from app.models import Group, GroupFacilitator, Membership, Role, User
+from app.models import Role, User
 from app.refusals import NotAllowed, NotFound, Refused
 from realtime.publish import Live
 
 MAX_NOTE_CHARS = 500
-
-
-async def _room_name(db: AsyncSession, group_id: int | None) -> str:
-    group = await db.get(Group, group_id) if group_id is not None else None
-    return group.name if group is not None else "Plenary"
-
-
-def room_channel(session_id: int, group_id: int | None) -> str:
-    return channels.plenary(session_id) if group_id is None else channels.room(session_id, group_id)
-
-
-def console_list_id(kind: str, group_id: int | None) -> str:
-    """The list a facilitator's console keeps this group's hands (or help requests) in;
-    the live page has no such list, and the event goes to its help desk's log."""
-    return f"console-{kind}-g{group_id}" if group_id is not None else f"console-{kind}-plenary"
-
-
-async def whose_group(db: AsyncSession, *, programme_id: int, request: HelpRequest) -> int | None:
-    """The group a request is for: the room it came from, or in the plenary the group of
-    the person who asked (as `may_handle` decides who may take it on)."""
-    if request.group_id is not None:
-        return request.group_id
-    return await db.scalar(
-        select(Membership.group_id).where(
-            Membership.user_id == request.requester_id, Membership.programme_id == programme_id
-        )
-    )
-
-
-async def facilitator_desks(
-    db: AsyncSession, *, session_id: int, programme_id: int, group_id: int | None
-) -> list[str]:
-    """The desks of the group's facilitators (hosts who facilitate see the whole help desk)."""
-    if group_id is None:
-        return []
-    facilitators = await db.scalars(
-        select(GroupFacilitator.user_id)
-        .join(
-            Membership,
-            (Membership.user_id == GroupFacilitator.user_id)
-            & (Membership.programme_id == programme_id),
-        )
-        .where(GroupFacilitator.group_id == group_id, Membership.role == Role.FACILITATOR.value)
-        .order_by(GroupFacilitator.user_id)
-    )
-    return [channels.facilitator_desk(session_id, user_id) for user_id in facilitators]
 
 
 async def _publish(
@@ -83,41 +43,28 @@ async def _publish(
     action: str,
     **detail: object,
 ) -> None:
-    """Record the change, then send the request's state to the help desk (and, for a hand,
-    to its room) and a line to the person who asked."""
-    requester = await db.get(User, request.requester_id)
-    claimer = await db.get(User, request.claimed_by_id) if request.claimed_by_id else None
-    who = requester.name_with_pronouns if requester else "Someone who has left"
+    """Record the change, then send the request's state to the help desk and the desks of
+    its group's facilitators (and, for a hand, to its room) and a line to the person who
+    asked."""
+    programme = seat.ctx.programme
+    payload = await request_payload(db, request=request, timezone=programme.timezone)
     audit.record(
         db,
         actor=seat.ctx.user,
         action=action,
-        programme_id=seat.ctx.programme.id,
+        programme_id=programme.id,
         target=f"help:{request.id}",
         kind=request.kind,
         **detail,
     )
-    programme_id = seat.ctx.programme.id
-    group_id = await whose_group(db, programme_id=programme_id, request=request)
-    outbox = live.outbox(db)
-    timezone = seat.ctx.programme.timezone
-    payload = HelpPayload(
-        id=request.id,
-        kind=request.kind,
-        who=who,
-        room=await _room_name(db, request.group_id),
-        note=request.note,
-        status=request.status,
-        at=request.created_at,
-        time_label=clock(request.created_at, timezone),
-        claimed_by=claimer.name_with_pronouns if claimer else "",
-    )
+    group_id = await whose_group(db, programme_id=programme.id, request=request)
     desks = [
         channels.helpdesk(seat.session.id),
         *await facilitator_desks(
-            db, session_id=seat.session.id, programme_id=programme_id, group_id=group_id
+            db, session_id=seat.session.id, programme_id=programme.id, group_id=group_id
         ),
     ]
+    outbox = live.outbox(db)
     for desk in desks:
         await outbox.add(
             desk,
@@ -131,7 +78,7 @@ async def _publish(
         await outbox.add(
             room_channel(seat.session.id, request.group_id),
             "hand.update",
-            HandPayload(id=request.id, who=who, raised=request.status != "resolved"),
+            HandPayload(id=request.id, who=payload.who, raised=request.status != "resolved"),
             actor_id=seat.user_id,
             target=f"rh{request.id}",
         )
@@ -142,20 +89,6 @@ async def _publish(
         actor_id=seat.user_id,
     )
     await outbox.commit()
-
-
-async def open_request(db: AsyncSession, *, seat: Seat, kind: str) -> HelpRequest | None:
-    return await db.scalar(
-        select(HelpRequest)
-        .where(
-            HelpRequest.session_id == seat.session.id,
-            HelpRequest.requester_id == seat.user_id,
-            HelpRequest.kind == kind,
-            HelpRequest.status != "resolved",
-        )
-        .order_by(HelpRequest.id.desc())
-        .limit(1)
-    )
 
 
 def _new_request(seat: Seat, kind: str, note: str = "") -> HelpRequest:

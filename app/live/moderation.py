@@ -14,10 +14,10 @@ from app import audit
 from app.access import load_programme_context
 from app.db import utcnow
 from app.live import channels
-from app.live.breakouts import clock
 from app.live.channels import Seat, seat_for
 from app.live.chat import room_setting
 from app.live.events import NoticePayload, RoomSettingsPayload
+from app.live.local_time import clock
 from app.live.models import ChatMute, RoomSetting
 from app.models import Group, Role, User
 from app.refusals import NotAllowed, NotFound, Refused
@@ -181,3 +181,11 @@ async def set_room_rules(
         )
     await outbox.commit()
     return payload
+
+
+def rules_summary(rules: RoomSettingsPayload) -> str:
+    """A room's chat rules in a line, for the moderator who set them."""
+    parts = ["Chat is locked." if rules.locked else "Chat is open."]
+    if rules.slow_mode_seconds:
+        parts.append(f"Slow mode: {rules.slow_mode_seconds} seconds.")
+    return " ".join(parts)

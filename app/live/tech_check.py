@@ -24,9 +24,9 @@ from app.live.channels import seat_for
 from app.live.models import HelpRequest
 from app.live.text import clean_message
 from app.models import Membership, MembershipStatus, ProgrammeSession, User
-from app.refusals import NotFound, Refused
+from app.refusals import Conflict, NotFound, Refused
 from captioning.audio import SAMPLE_WIDTH, AudioFormatError, PcmAudio, read_wav
-from captioning.engine import CaptionEngine
+from captioning.engine import CaptionEngine, CaptionsUnavailable
 from captioning.stream import FILE_BUDGET, RecognizerStream, StreamConfigError
 from realtime.publish import Live
 
@@ -71,6 +71,8 @@ def read_sample(data: bytes) -> PcmAudio:
 async def sample_caption(engine: CaptionEngine, audio: PcmAudio) -> str:
     """What the speech model hears in the sample, as one line of text (raises
     CaptionsUnavailable when the model is not there)."""
+    if not engine.available:
+        raise CaptionsUnavailable(engine.public_reason)
     try:
         stream = RecognizerStream(engine, audio.sample_rate, words=False, budget=FILE_BUDGET)
     except StreamConfigError as exc:
@@ -140,7 +142,14 @@ def help_note(note: str, results: str) -> str:
 
 
 async def ask_it_support(
-    db: AsyncSession, live: Live, *, target: HelpTarget, note: str, results: str
+    db: AsyncSession, live: Live, *, target: HelpTarget | None, note: str, results: str
 ) -> HelpRequest:
+    """A request for help at the target session's help desk (None: the person has no
+    session on now or coming up, so there is no desk to ask)."""
+    if target is None:
+        raise Conflict(
+            "You have no session on now or coming up, so there is no help desk to ask. "
+            "Your programme's host can help.",
+        )
     seat = await seat_for(db, ctx=target.ctx, session=target.session)
     return await help_desk.ask_for_help(db, live, seat=seat, note=help_note(note, results))

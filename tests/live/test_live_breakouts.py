@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.live import breakouts, channels
+from app.live import channels
+from app.live.breakout_timer import close_due
 from app.live.models import Breakout, RoomAssignment
 from app.models import Role
 from realtime import log as event_log
@@ -146,13 +147,13 @@ async def test_rooms_close_on_time_with_a_warning_first(app_and_state, db) -> No
     db.add(breakout)
     await db.commit()
     maker, live = state.sessionmaker, state.live
-    assert await breakouts.close_due(maker, live, now=start + timedelta(minutes=3)) == 0
+    assert await close_due(maker, live, now=start + timedelta(minutes=3)) == 0
     # A minute before the end: the warning, with the end as its deadline.
-    assert await breakouts.close_due(maker, live, now=start + timedelta(minutes=4, seconds=1)) == 1
-    assert await breakouts.close_due(maker, live, now=start + timedelta(minutes=4, seconds=2)) == 0
-    assert await breakouts.close_due(maker, live, now=start + timedelta(minutes=5, seconds=1)) == 1
+    assert await close_due(maker, live, now=start + timedelta(minutes=4, seconds=1)) == 1
+    assert await close_due(maker, live, now=start + timedelta(minutes=4, seconds=2)) == 0
+    assert await close_due(maker, live, now=start + timedelta(minutes=5, seconds=1)) == 1
     # Several processes may race: only one closes.
-    assert await breakouts.close_due(maker, live, now=start + timedelta(minutes=6)) == 0
+    assert await close_due(maker, live, now=start + timedelta(minutes=6)) == 0
     await db.commit()
     plenary = channels.plenary(w.session.id)
     events = [json.loads(wire) for _seq, wire in await event_log.since(db, plenary, 0)]

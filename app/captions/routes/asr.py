@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, WebSocket
 from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
@@ -13,6 +13,7 @@ from app.captions import asr_tokens
 from app.captions.asr_tokens import AsrTokenError, IssuedToken, TokenCheck
 from app.deps import CurrentUser, SessionDep, SettingsDep
 from app.models import User
+from app.refusals import NotAllowed, NotFound
 from app.state import get_app_state
 from app.templating import render
 from captioning.engine import CaptionEngine
@@ -66,9 +67,8 @@ async def vosk_websocket(
 
 async def token_issuer(user: CurrentUser, db: SessionDep) -> User:
     if not await asr_tokens.may_issue_tokens(db, user=user):
-        raise HTTPException(
-            status_code=403,
-            detail="Only administrators and programme hosts can issue speech recognition tokens.",
+        raise NotAllowed(
+            "Only administrators and programme hosts can issue speech recognition tokens."
         )
     return user
 
@@ -148,5 +148,5 @@ async def create_token(
 @router.post("/asr/tokens/{token_id}/revoke")
 async def revoke_token(user: TokenIssuer, db: SessionDep, token_id: TokenIdPath) -> Response:
     if await asr_tokens.revoke_token(db, user=user, token_id=token_id) is None:
-        raise HTTPException(status_code=404, detail="We could not find that token.")
+        raise NotFound("We could not find that token.")
     return RedirectResponse("/asr/tokens?revoked=1", status_code=303)

@@ -3,20 +3,23 @@ and the host's view of who is where.
 
 Every action is an ordinary form POST (CSRF checked by the router), so it works without
 JavaScript (answered with a redirect back to the live page) and with htmx (answered with
-a short line of text, or the refusal as plain text). Who may act is checked here and
-again in the service, before anything changes."""
+a short line of text, or the refusal as plain text). The routes only read the form and
+call the feature's action, which checks who may act before anything changes; where only
+some people may act at all, a guard (`HostSeat`, `ModeratorSeat`, `EnteringSeat`) runs that
+same check first, so someone who may not act is told so, not that a number is wrong."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from starlette.responses import Response
 
 from app.deps import SessionDep
 from app.live import breakouts, moderation, moves
 from app.live import help as help_desk
-from app.live.controls import occupancy
+from app.live.channels import Seat
+from app.live.controls import staff_occupancy
 from app.live.deps import LiveDep, SeatOf
 from app.live.web import (
     BASE,
@@ -37,11 +40,30 @@ Number = Annotated[str, Form(max_length=12)]
 Choice = Annotated[str, Form(max_length=20)]
 
 
+async def host_seat(seat: SeatOf) -> Seat:
+    breakouts.require_host(seat)
+    return seat
+
+
+async def moderator_seat(seat: SeatOf) -> Seat:
+    moderation.require_moderator(seat)
+    return seat
+
+
+async def entering_seat(seat: SeatOf) -> Seat:
+    moves.require_may_enter(seat)
+    return seat
+
+
+HostSeat = Annotated[Seat, Depends(host_seat)]
+ModeratorSeat = Annotated[Seat, Depends(moderator_seat)]
+EnteringSeat = Annotated[Seat, Depends(entering_seat)]
+
+
 @router.post(BASE + "/breakouts/open")
 async def open_breakouts(
-    request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, minutes: Number = ""
+    request: Request, seat: HostSeat, db: SessionDep, live: LiveDep, minutes: Number = ""
 ) -> Response:
-    breakouts.require_host(seat)
     length = whole_number(
         minutes, what="length in minutes", low=breakouts.MIN_MINUTES, high=breakouts.MAX_MINUTES
     )
@@ -51,9 +73,8 @@ async def open_breakouts(
 
 @router.post(BASE + "/breakouts/extend")
 async def extend_breakouts(
-    request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, minutes: Number = ""
+    request: Request, seat: HostSeat, db: SessionDep, live: LiveDep, minutes: Number = ""
 ) -> Response:
-    breakouts.require_host(seat)
     extra = whole_number(
         minutes,
         what="number of minutes to add",
@@ -66,9 +87,12 @@ async def extend_breakouts(
 
 @router.post(BASE + "/breakouts/close")
 async def close_breakouts(
-    request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, warning_seconds: Number = ""
+    request: Request,
+    seat: HostSeat,
+    db: SessionDep,
+    live: LiveDep,
+    warning_seconds: Number = "",
 ) -> Response:
-    breakouts.require_host(seat)
     warning = whole_number(
         warning_seconds,
         what="warning in seconds",
@@ -97,13 +121,12 @@ async def broadcast(
 @router.post(BASE + "/move")
 async def move_person(
     request: Request,
-    seat: SeatOf,
+    seat: HostSeat,
     db: SessionDep,
     live: LiveDep,
     user_id: Number = "",
     group_id: Number = "",
 ) -> Response:
-    breakouts.require_host(seat)
     person_id = required_id(user_id, what="person")
     room_id = optional_id(group_id, what="room")
     person = await moves.move(db, live, seat=seat, user_id=person_id, group_id=room_id)
@@ -112,9 +135,8 @@ async def move_person(
 
 @router.post(BASE + "/enter")
 async def enter_room(
-    request: Request, seat: SeatOf, db: SessionDep, live: LiveDep, group_id: Number = ""
+    request: Request, seat: EnteringSeat, db: SessionDep, live: LiveDep, group_id: Number = ""
 ) -> Response:
-    moves.require_may_enter(seat)
     room_id = optional_id(group_id, what="room")
     await moves.enter(db, live, seat=seat, group_id=room_id)
     return done(request, seat, "Moving you now.")
@@ -166,14 +188,13 @@ async def resolve_help(
 @router.post(BASE + "/mute")
 async def mute(
     request: Request,
-    seat: SeatOf,
+    seat: ModeratorSeat,
     db: SessionDep,
     live: LiveDep,
     user_id: Number = "",
     minutes: Number = "",
     action: Choice = "mute",
 ) -> Response:
-    moderation.require_moderator(seat)
     person_id = required_id(user_id, what="person")
     if action == "unmute":
         length = None
@@ -193,14 +214,13 @@ async def mute(
 @router.post(BASE + "/room-settings")
 async def room_settings(
     request: Request,
-    seat: SeatOf,
+    seat: ModeratorSeat,
     db: SessionDep,
     live: LiveDep,
     channel: Annotated[str, Form(max_length=100)] = "",
     locked: Annotated[str | None, Form(max_length=10)] = None,
     slow_mode_seconds: Number = "",
 ) -> Response:
-    moderation.require_moderator(seat)
     slow = whole_number(
         slow_mode_seconds,
         what="slow mode in seconds",
@@ -216,19 +236,11 @@ async def room_settings(
         locked=locked is not None,
         slow_mode_seconds=slow,
     )
-    parts = ["Chat is locked." if rules.locked else "Chat is open."]
-    if rules.slow_mode_seconds:
-        parts.append(f"Slow mode: {rules.slow_mode_seconds} seconds.")
-    return done(request, seat, " ".join(parts))
+    return done(request, seat, moderation.rules_summary(rules))
 
 
 @router.get(BASE + "/occupancy")
 async def room_occupancy(request: Request, seat: SeatOf, db: SessionDep) -> Response:
     """How many people are in each room, for the host's table (refreshed by htmx)."""
-    if not seat.is_staff:
-        raise HTTPException(
-            status_code=403, detail="Only the session's staff can see who is where."
-        )
-    groups = await breakouts.programme_groups(db, seat.ctx.programme.id)
-    rows = await occupancy(seat=seat, presence=get_app_state(request).presence, groups=groups)
+    rows = await staff_occupancy(db, seat=seat, presence=get_app_state(request).presence)
     return render(request, "live/_occupancy.html", {"occupancy": rows, "base": base_url(seat)})

@@ -27,7 +27,7 @@ from app.deps import CurrentUser, SessionDep
 from app.live import tech_check
 from app.live.deps import LiveDep
 from app.live.web import wants_fragment
-from app.refusals import Conflict, Refused
+from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
 from app.sessions import user_from_cookie
 from app.state import get_app_state
@@ -129,10 +129,7 @@ async def sample_caption(request: Request, user: CurrentUser, db: SessionDep) ->
             return refusal(f"The sample is too long: the tech check takes {seconds} seconds.", 413)
     try:
         audio = tech_check.read_sample(bytes(body))
-        engine = get_app_state(request).captions
-        if not engine.available:
-            raise CaptionsUnavailable(engine.public_reason)
-        text = await tech_check.sample_caption(engine, audio)
+        text = await tech_check.sample_caption(get_app_state(request).captions, audio)
     except tech_check.SampleRefused as exc:
         return refusal(exc.message, exc.status)
     except CaptionsUnavailable as exc:
@@ -159,11 +156,6 @@ async def ask_it_support(
         chosen = None
     target = await tech_check.help_target(db, user=user, session_id=chosen)
     try:
-        if target is None:
-            raise Conflict(
-                "You have no session on now or coming up, so there is no help desk to ask. "
-                "Your programme's host can help.",
-            )
         await tech_check.ask_it_support(db, live, target=target, note=note, results=results)
     except Refused as exc:
         # Kept here, not left to the app's handler: without htmx the refusal is shown on
@@ -171,6 +163,7 @@ async def ask_it_support(
         if wants_fragment(request):
             return Response(exc.message, status_code=exc.status, media_type="text/plain")
         return await page(request, db, user, chosen, error=exc.message, status_code=exc.status)
+    assert target is not None  # without one, ask_it_support refuses
     message = (
         f"IT support for “{target.session.title}” has your request and what the check found. "
         "They will be in touch here or in the session."
