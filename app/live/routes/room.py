@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.captions.actions import public_status
@@ -20,6 +20,7 @@ from app.live.deps import LiveDep, SeatOf
 from app.live.snapshot import channel_view, room_title, settings_of
 from app.live.text import linkify
 from app.live.web import BASE, base_url, wants_fragment
+from app.refusals import NotAllowed
 from app.state import get_app_state
 from app.templating import render
 
@@ -100,7 +101,7 @@ async def live_panel(
 ) -> Response:
     """One channel's panel, redrawn after a resync."""
     if channel not in seat.followable():
-        raise HTTPException(status_code=403, detail="You cannot see that room.")
+        raise NotAllowed("You cannot see that room.")
     view = await channel_view(db, seat=seat, channel=channel)
     return render(
         request,

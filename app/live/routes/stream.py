@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, WebSocket
+from fastapi import APIRouter, Header, Query, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.responses import Response, StreamingResponse
@@ -20,6 +20,7 @@ from app.live.channels import Seat
 from app.live.deps import HubDep, SeatOf
 from app.live.seats import SEAT_CHANGING_EVENTS, WebSocketRefused, admit_websocket, keeper_for
 from app.live.web import BASE
+from app.refusals import Refused
 from app.state import get_app_state
 from realtime.frames import FrameError
 from realtime.hub import Hub
@@ -61,7 +62,7 @@ def cursors_from(cursors: str, last_event_id: str | None) -> Cursors:
         # every cursor; it is fresher than the URL's.
         return parse_cursor_text(last_event_id or cursors)
     except FrameError as exc:
-        raise HTTPException(status_code=400, detail=exc.message) from exc
+        raise Refused(exc.message) from exc
 
 
 async def open_fallback(
