@@ -20,22 +20,19 @@ from app.deps import (
 )
 from app.live.deps import LiveDep
 from app.models import Role
+from app.programmes.auto_assign import AssignSummary, auto_assign
+from app.programmes.facilitation import add_facilitator, remove_facilitator
 from app.programmes.grouping import (
     MAX_CAPACITY,
     MAX_GROUP_NAME,
     MIN_CAPACITY,
-    AssignSummary,
     GroupingError,
-    add_facilitator,
-    auto_assign,
     create_group,
     get_group,
     group_size,
-    move_member,
-    remove_facilitator,
-    set_role,
     update_group,
 )
+from app.programmes.placement import move_member, set_role
 from app.programmes.roster_views import (
     AccessNeeds,
     GroupView,

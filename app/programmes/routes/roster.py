@@ -13,14 +13,10 @@ from app.live.access import watching_access
 from app.live.deps import LiveDep
 from app.numbers import is_digits
 from app.people.invitations import InvitationRefused
-from app.programmes.grouping import (
-    AssignSummary,
-    GroupingError,
-    auto_assign,
-    get_group,
-    move_member,
-)
+from app.programmes.auto_assign import AssignSummary, auto_assign
+from app.programmes.grouping import GroupingError, get_group
 from app.programmes.invite_batches import issue_links, links_csv
+from app.programmes.placement import move_member
 from app.programmes.roster import (
     MAX_ROSTER_BYTES,
     RosterRejected,
