@@ -152,17 +152,7 @@ async def facilitators_of(db: AsyncSession, *, group_ids: list[int]) -> dict[int
 async def my_programmes(db: AsyncSession, *, user: User) -> list[MyProgramme]:
     """Every programme the person belongs to (administrators: every programme), with their
     group, facilitators and the next session."""
-    memberships = {
-        m.programme_id: m
-        for m in (
-            await db.scalars(
-                select(Membership).where(
-                    Membership.user_id == user.id,
-                    Membership.status == MembershipStatus.ACTIVE.value,
-                )
-            )
-        ).all()
-    }
+    memberships = await _active_memberships(db, user_id=user.id)
     query = select(Programme).order_by(Programme.created_at.desc(), Programme.id.desc())
     if not user.is_admin:
         query = query.where(Programme.id.in_(list(memberships)))
@@ -194,14 +184,13 @@ async def my_programmes(db: AsyncSession, *, user: User) -> list[MyProgramme]:
     result = []
     for programme in programmes:
         membership = memberships.get(programme.id)
-        role = Role(membership.role) if membership else Role.HOST
         group = groups.get(membership.group_id) if membership and membership.group_id else None
         own_sessions = [s for s in sessions if s.programme_id == programme.id]
         upcoming = [s for s in own_sessions if s.ends_at > now]
         result.append(
             MyProgramme(
                 programme=programme,
-                role=role,
+                role=Role(membership.role) if membership else Role.HOST,
                 group=group,
                 facilitators=facilitators.get(group.id, []) if group else [],
                 facilitates=[g for g in facilitated if g.programme_id == programme.id],
@@ -210,6 +199,16 @@ async def my_programmes(db: AsyncSession, *, user: User) -> list[MyProgramme]:
             )
         )
     return result
+
+
+async def _active_memberships(db: AsyncSession, *, user_id: int) -> dict[int, Membership]:
+    """The person's active memberships, by programme id."""
+    memberships = await db.scalars(
+        select(Membership).where(
+            Membership.user_id == user_id, Membership.status == MembershipStatus.ACTIVE.value
+        )
+    )
+    return {m.programme_id: m for m in memberships.all()}
 
 
 async def member_counts(db: AsyncSession, *, programme_id: int) -> dict[str, int]:
