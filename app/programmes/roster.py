@@ -14,12 +14,14 @@ an account by naming it in a file.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
+from app.live.access import watching_access
 from app.models import Group, GroupFacilitator, Membership, MembershipStatus, Programme, Role, User
 from app.programmes.roster_checks import (
     RosterState,
@@ -36,6 +38,7 @@ from app.programmes.roster_csv import (
     name_from_email,
     parse_roster,
 )
+from realtime.publish import Live
 
 __all__ = ["ImportSummary", "RosterRejected", "RowError", "import_roster", "MAX_ROSTER_BYTES"]
 
@@ -62,9 +65,33 @@ async def import_roster(
     data: bytes,
     max_rows: int,
     max_bytes: int = MAX_ROSTER_BYTES,
+    live: Live | None = None,
 ) -> ImportSummary:
     """Import `data` (the uploaded file) into `programme` and commit, or raise RosterRejected
-    listing every problem, having changed nothing."""
+    listing every problem, having changed nothing. Every route passes `live`: afterwards the
+    open live connections of everyone whose role, group or facilitation changed check
+    themselves again. The rows do not say whose changed, so the programme is compared before
+    and after; None is for the tests of the import itself, where nobody is connected."""
+    watching: AbstractAsyncContextManager[None] = (
+        watching_access(db, live, programme_id=programme.id, reason="roster")
+        if live is not None
+        else nullcontext()
+    )
+    async with watching:
+        return await _import(
+            db, programme=programme, actor=actor, data=data, max_rows=max_rows, max_bytes=max_bytes
+        )
+
+
+async def _import(
+    db: AsyncSession,
+    *,
+    programme: Programme,
+    actor: User,
+    data: bytes,
+    max_rows: int,
+    max_bytes: int,
+) -> ImportSummary:
     parsed = parse_roster(data, max_rows=max_rows, max_bytes=max_bytes)
     state = await RosterState.load(db, programme=programme, rows=parsed.rows)
     plans, errors = plan_rows(parsed, state, actor=actor)

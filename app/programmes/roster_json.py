@@ -40,6 +40,10 @@ class PersonOut(BaseModel):
 
 
 class AccessNeedsOut(BaseModel):
+    """A person's access needs as the API shows them: the roster's AccessNeeds view."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     captions_on: bool
     large_text: bool
     high_contrast: bool
@@ -50,12 +54,4 @@ class AccessNeedsOut(BaseModel):
 
     @classmethod
     def of(cls, needs: AccessNeeds) -> AccessNeedsOut:
-        return cls(
-            captions_on=needs.captions_on,
-            large_text=needs.large_text,
-            high_contrast=needs.high_contrast,
-            reduced_motion=needs.reduced_motion,
-            low_bandwidth=needs.low_bandwidth,
-            screen_reader=needs.screen_reader,
-            notes=needs.notes,
-        )
+        return cls.model_validate(needs)
