@@ -26,7 +26,7 @@ from app.models import (
     ProgrammeSession,
     User,
 )
-from app.programmes.programmes import facilitators_of
+from app.programmes.programme_views import facilitators_of
 from app.storage import Storage
 
 TITLE_MAX = 200
