@@ -1,5 +1,6 @@
 """What a person sees of programmes: their own on the home page (role, group, facilitators,
-sessions), a group's facilitators, and how many members a programme has in each role."""
+sessions), who they will be with in a session's lobby, a group's facilitators, and how many
+members a programme has in each role."""
 
 from __future__ import annotations
 
@@ -65,14 +66,7 @@ async def my_programmes(db: AsyncSession, *, user: User) -> list[MyProgramme]:
         g.id: g for g in (await db.scalars(select(Group).where(Group.id.in_(group_ids)))).all()
     }
     facilitators = await facilitators_of(db, group_ids=group_ids)
-    facilitated = (
-        await db.scalars(
-            select(Group)
-            .join(GroupFacilitator, GroupFacilitator.group_id == Group.id)
-            .where(GroupFacilitator.user_id == user.id, Group.programme_id.in_(programme_ids))
-            .order_by(Group.position, Group.name)
-        )
-    ).all()
+    facilitated = await facilitated_groups(db, user_id=user.id, programme_ids=programme_ids)
     sessions = (
         await db.scalars(
             select(ProgrammeSession)
@@ -118,3 +112,42 @@ async def member_counts(db: AsyncSession, *, programme_id: int) -> dict[str, int
         .group_by(Membership.role)
     )
     return {role: count for role, count in rows.all()}
+
+
+async def facilitated_groups(
+    db: AsyncSession, *, user_id: int, programme_ids: list[int]
+) -> list[Group]:
+    """The groups the person facilitates in these programmes, in the programmes' order."""
+    groups = await db.scalars(
+        select(Group)
+        .join(GroupFacilitator, GroupFacilitator.group_id == Group.id)
+        .where(GroupFacilitator.user_id == user_id, Group.programme_id.in_(programme_ids))
+        .order_by(Group.position, Group.name)
+    )
+    return list(groups.all())
+
+
+@dataclass
+class LobbyPeople:
+    """Who a member will be with: their group and its facilitators, or the groups they run."""
+
+    group: Group | None = None
+    facilitators: list[User] = field(default_factory=list)
+    facilitates: list[Group] = field(default_factory=list)
+
+
+async def lobby_people(
+    db: AsyncSession, *, user: User, membership: Membership | None
+) -> LobbyPeople:
+    people = LobbyPeople()
+    if membership is None:
+        return people
+    if membership.group_id is not None:
+        people.group = await db.get(Group, membership.group_id)
+        people.facilitators = (await facilitators_of(db, group_ids=[membership.group_id]))[
+            membership.group_id
+        ]
+    people.facilitates = await facilitated_groups(
+        db, user_id=user.id, programme_ids=[membership.programme_id]
+    )
+    return people
