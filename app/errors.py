@@ -145,6 +145,8 @@ CLIENT_FAULTS_AS_WARNINGS = ClientFaultsAsWarnings()
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Each kind of failure to its handler below: too busy (503), not signed in, refused,
+    invalid input, the HTTP errors, and the last resort (500, logged)."""
     logging.getLogger("uvicorn.error").addFilter(CLIENT_FAULTS_AS_WARNINGS)
     # One handler for requests and WebSockets, which Starlette's types keep apart.
     database_busy = cast(Callable[[Request, Exception], Awaitable[Response]], _database_busy)
