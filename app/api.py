@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.people import api as people_api
-from app.programmes.api import groups, programmes, roster, sessions
+from app.programmes.api import groups, members, programmes, roster, sessions
 
 router = APIRouter()
-for module in (people_api, programmes, sessions, roster, groups):
+for module in (people_api, programmes, sessions, roster, groups, members):
     router.include_router(module.router)

@@ -20,6 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.config import Settings
+from app.demo_data import (
+    ACCESS_NOTES,
+    FACILITATOR_NAMES,
+    FIRST_NAMES,
+    HOST_NAME,
+    LAST_NAMES,
+    SESSIONS,
+    SUPPORT_NAME,
+)
 from app.models import Group, GroupFacilitator, Membership, Programme, ProgrammeSession, Role, User
 from app.people.invitations import issue_invitation
 from app.security import Signer, hash_password
@@ -36,125 +45,6 @@ PARTICIPANT_COUNT = GROUP_COUNT * GROUP_SIZE
 TIMEZONE = "Europe/London"
 SESSION_START = time(14, 0)
 SESSION_LENGTH = timedelta(hours=2)
-
-# (first name, pronouns they share, how to say it where people often ask)
-FIRST_NAMES: tuple[tuple[str, str, str], ...] = (
-    ("Amara", "she/her", "ah-MAH-rah"),
-    ("Oliver", "he/him", ""),
-    ("Siobhan", "she/her", "shiv-AWN"),
-    ("Kwame", "he/him", "KWAH-may"),
-    ("Priya", "she/her", ""),
-    ("Tomasz", "he/him", "TOH-mash"),
-    ("Aoife", "she/her", "EE-fa"),
-    ("Jordan", "they/them", ""),
-    ("Fatima", "she/her", ""),
-    ("Rhys", "he/him", "REES"),
-    ("Mei", "she/her", "MAY"),
-    ("Callum", "he/him", ""),
-    ("Niamh", "she/her", "NEEV"),
-    ("Oluwaseun", "he/him", "oh-loo-wah-SHAY-oon"),
-    ("Zainab", "she/her", ""),
-    ("Hamish", "he/him", ""),
-    ("Siân", "she/her", "SHAHN"),
-    ("Ravi", "he/him", ""),
-    ("Alex", "they/them", ""),
-    ("Chidinma", "she/her", "chee-DEEN-mah"),
-    ("Ewan", "he/him", ""),
-    ("Grace", "she/her", ""),
-    ("Mohammed", "he/him", ""),
-    ("Leah", "she/her", ""),
-    ("Dafydd", "he/him", "DAV-ith"),
-    ("Ayesha", "she/her", ""),
-    ("Sam", "they/them", ""),
-    ("Bronwen", "she/her", ""),
-    ("Tariq", "he/him", ""),
-    ("Ingrid", "she/her", ""),
-    ("Kofi", "he/him", ""),
-    ("Saoirse", "she/her", "SEER-sha"),
-    ("Jamal", "he/him", ""),
-    ("Eleanor", "she/her", ""),
-    ("Wei", "he/him", "WAY"),
-    ("Zoë", "she/her", ""),
-    ("Declan", "he/him", ""),
-    ("Harpreet", "she/her", ""),
-    ("Robin", "they/them", ""),
-    ("Nkechi", "she/her", "n-KETCH-ee"),
-)
-LAST_NAMES: tuple[str, ...] = (
-    "Okafor", "Smith", "Patel", "O'Neill", "Kowalski", "Begum", "Jones", "Nguyen",
-    "Campbell", "Mensah", "Ahmed", "Evans", "Chen", "MacLeod", "Adeyemi", "Kaur",
-    "Hughes", "Hussain", "Murphy", "Taylor", "Osei", "Rahman", "Williams", "Singh",
-    "Davies", "Wright", "Bello", "Khan", "Fraser", "Li", "Thomas", "Nowak",
-    "Robinson", "Ali", "Doyle", "Edwards", "Mahmood", "Clarke", "Boateng", "Walsh",
-    "Reid",
-)  # fmt: skip
-FACILITATOR_NAMES: tuple[tuple[str, str], ...] = (
-    ("Adaeze Nwosu", "she/her"),
-    ("Gareth Price", "he/him"),
-    ("Nadia Karim", "she/her"),
-    ("Lewis Anderson", "he/him"),
-    ("Yasmin Chowdhury", "she/her"),
-    ("Marcus Johnson", "he/him"),
-    ("Ceri Morgan", "they/them"),
-    ("Anjali Mehta", "she/her"),
-    ("Fergus Stewart", "he/him"),
-    ("Abena Asante", "she/her"),
-)
-HOST_NAME = ("Harriet Lindqvist", "she/her")
-SUPPORT_NAME = ("Dev Sharma", "he/him")
-ACCESS_NOTES: tuple[str, ...] = (
-    "I lip-read, so please face the camera when you speak.",
-    "I may step away for short breaks; I will catch up from the notes.",
-    "I use a screen reader: please send papers as Word documents, not scans.",
-    "A British Sign Language interpreter will join the sessions with me.",
-    "I sometimes need a little longer to gather my thoughts before I answer.",
-)
-
-SESSIONS: tuple[tuple[str, int, str], ...] = (
-    # (title, weeks after the first session, agenda)
-    (
-        "Welcome, and what brings us here",
-        0,
-        "14:00 Welcome and how we will work together\n"
-        "14:20 In your groups: introductions and hopes for the programme\n"
-        "15:10 Back together: what we heard\n"
-        "15:40 Pre-reading for next time, and close",
-    ),
-    (
-        "Power, privilege and voice",
-        1,
-        "14:00 Check-in\n"
-        "14:15 Short talk: whose voices get heard at work?\n"
-        "14:35 In your groups: a time you were, or were not, heard\n"
-        "15:25 Back together: patterns across the groups\n"
-        "15:50 Close",
-    ),
-    (
-        "Listening across difference",
-        2,
-        "14:00 Check-in\n"
-        "14:10 Practice in pairs and trios: listening without fixing\n"
-        "15:00 In your groups: what made listening hard or easy\n"
-        "15:40 Back together, and close",
-    ),
-    (
-        "From insight to action",
-        4,
-        "14:00 Check-in after the reflection week\n"
-        "14:15 The themes so far, from all ten groups\n"
-        "14:35 In your groups: one change each of us will try\n"
-        "15:30 Back together: commitments\n"
-        "15:50 Close",
-    ),
-    (
-        "Sharing what we found",
-        5,
-        "14:00 Welcome\n"
-        "14:10 Each group shares its poster and findings\n"
-        "15:20 What happens next with what we found\n"
-        "15:45 Thanks and close",
-    ),
-)
 
 
 class DemoRefused(Exception):
@@ -270,7 +160,6 @@ async def seed_demo(
         )
     if await db.scalar(select(Programme.id).limit(1)) is not None:
         return None
-
     programme = Programme(
         title=DEMO_TITLE,
         description=(
@@ -282,8 +171,30 @@ async def seed_demo(
     )
     db.add(programme)
     await db.flush()
-
     first_day = next_tuesday(today or datetime.now(ZoneInfo(TIMEZONE)).date())
+    _add_sessions(db, programme=programme, first_day=first_day)
+    groups = _add_groups(db, programme=programme)
+    people = await _add_people(db)
+    await db.flush()  # the groups' and people's ids, for the links between them
+    roster = _add_facilitations(db, groups=groups, people=people)
+    links = await _add_memberships(
+        db, programme=programme, roster=roster, settings=settings, signer=signer
+    )
+    audit.record(
+        db,
+        actor=None,
+        action="demo.seeded",
+        programme_id=programme.id,
+        target=f"programme:{programme.id}",
+        people=len(roster),
+    )
+    await db.commit()
+    return DemoSeed(
+        programme_id=programme.id, host_email=HOST_EMAIL, password=DEMO_PASSWORD, links=links
+    )
+
+
+def _add_sessions(db: AsyncSession, *, programme: Programme, first_day: date) -> None:
     for number, (title, weeks_after, agenda) in enumerate(SESSIONS, start=1):
         starts_at, ends_at = session_times(first_day, weeks_after)
         db.add(
@@ -296,6 +207,31 @@ async def seed_demo(
             )
         )
 
+
+@dataclass(frozen=True)
+class _DemoPeople:
+    host: User
+    support: User
+    facilitators: list[User]  # one for each group, in order
+    participants: list[User]
+
+
+# Who is in the demo programme: each person with their role and, for participants and
+# facilitators, their group.
+DemoRoster = list[tuple[User, Role, Group | None]]
+
+
+def _add_groups(db: AsyncSession, *, programme: Programme) -> list[Group]:
+    groups = [
+        Group(programme_id=programme.id, name=f"Group {n}", position=n)
+        for n in range(1, GROUP_COUNT + 1)
+    ]
+    db.add_all(groups)
+    return groups
+
+
+async def _add_people(db: AsyncSession) -> _DemoPeople:
+    """The host, IT support, a facilitator for each group and the eighty participants."""
     # One hash for every staff account: they share the demo password anyway, and argon2
     # is slow on purpose.
     staff_hash = hash_password(DEMO_PASSWORD)
@@ -305,11 +241,6 @@ async def seed_demo(
     support = await _user(
         db, DemoPerson(SUPPORT_NAME[0], SUPPORT_EMAIL, SUPPORT_NAME[1]), password_hash=staff_hash
     )
-    groups = [
-        Group(programme_id=programme.id, name=f"Group {n}", position=n)
-        for n in range(1, GROUP_COUNT + 1)
-    ]
-    db.add_all(groups)
     facilitators = [
         await _user(
             db,
@@ -321,16 +252,32 @@ async def seed_demo(
     participants = [
         await _user(db, person, **_access_needs(i)) for i, person in enumerate(demo_participants())
     ]
-    await db.flush()
+    return _DemoPeople(host, support, facilitators, participants)
 
-    roster: list[tuple[User, Role, Group | None]] = [(host, Role.HOST, None)]
-    for facilitated, facilitator in zip(groups, facilitators, strict=True):
+
+def _add_facilitations(db: AsyncSession, *, groups: list[Group], people: _DemoPeople) -> DemoRoster:
+    """Link each facilitator to their group; everyone in order, with their role and group."""
+    roster: DemoRoster = [(people.host, Role.HOST, None)]
+    for facilitated, facilitator in zip(groups, people.facilitators, strict=True):
         db.add(GroupFacilitator(group_id=facilitated.id, user_id=facilitator.id))
         roster.append((facilitator, Role.FACILITATOR, facilitated))
-    roster.append((support, Role.IT_SUPPORT, None))
+    roster.append((people.support, Role.IT_SUPPORT, None))
     roster.extend(
-        (person, Role.PARTICIPANT, groups[i // GROUP_SIZE]) for i, person in enumerate(participants)
+        (person, Role.PARTICIPANT, groups[i // GROUP_SIZE])
+        for i, person in enumerate(people.participants)
     )
+    return roster
+
+
+async def _add_memberships(
+    db: AsyncSession,
+    *,
+    programme: Programme,
+    roster: DemoRoster,
+    settings: Settings,
+    signer: Signer,
+) -> list[DemoLink]:
+    """Everyone's membership, and a sign-in link for each person without a password."""
     links: list[DemoLink] = []
     for user, role, group in roster:
         db.add(
@@ -363,18 +310,7 @@ async def seed_demo(
                 link=invite.link,
             )
         )
-    audit.record(
-        db,
-        actor=None,
-        action="demo.seeded",
-        programme_id=programme.id,
-        target=f"programme:{programme.id}",
-        people=len(roster),
-    )
-    await db.commit()
-    return DemoSeed(
-        programme_id=programme.id, host_email=HOST_EMAIL, password=DEMO_PASSWORD, links=links
-    )
+    return links
 
 
 async def demo_host_exists(db: AsyncSession) -> bool:

@@ -145,76 +145,81 @@ CLIENT_FAULTS_AS_WARNINGS = ClientFaultsAsWarnings()
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Each kind of failure to its handler below: too busy (503), not signed in, refused,
+    invalid input, the HTTP errors, and the last resort (500, logged)."""
     logging.getLogger("uvicorn.error").addFilter(CLIENT_FAULTS_AS_WARNINGS)
-
-    async def _database_busy(conn: HTTPConnection, exc: Exception) -> Response | None:
-        if not is_overloaded(exc):
-            raise exc  # a real fault: the handler of last resort logs it (500)
-        log.warning("refused %s: the database is too busy (%s)", conn.url.path, type(exc).__name__)
-        return await busy_response(conn)
-
     # One handler for requests and WebSockets, which Starlette's types keep apart.
-    handler = cast(Callable[[Request, Exception], Awaitable[Response]], _database_busy)
-    app.add_exception_handler(PoolTimeout, handler)
+    database_busy = cast(Callable[[Request, Exception], Awaitable[Response]], _database_busy)
+    app.add_exception_handler(PoolTimeout, database_busy)
+    app.add_exception_handler(OperationalError, database_busy)
+    handlers: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+        PasswordWorkerBusy: _passwords_busy,
+        NotSignedIn: _not_signed_in,
+        Refused: _refused,
+        RequestValidationError: _invalid,
+        StarletteHTTPException: _http,
+        Exception: _unexpected,
+    }
+    for exc_class, handler in handlers.items():
+        app.add_exception_handler(exc_class, handler)
 
-    @app.exception_handler(PasswordWorkerBusy)
-    async def _passwords_busy(request: Request, exc: PasswordWorkerBusy) -> Response:
-        log.warning("refused %s: too many password checks waiting", request.url.path)
-        response = await busy_response(request)
-        assert response is not None  # requests, not WebSockets, check passwords
-        return response
 
-    app.add_exception_handler(OperationalError, handler)
+async def _database_busy(conn: HTTPConnection, exc: Exception) -> Response | None:
+    if not is_overloaded(exc):
+        raise exc  # a real fault: the handler of last resort logs it (500)
+    log.warning("refused %s: the database is too busy (%s)", conn.url.path, type(exc).__name__)
+    return await busy_response(conn)
 
-    @app.exception_handler(NotSignedIn)
-    async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
-        if wants_json(request):
-            return JSONResponse({"detail": "Sign in first."}, status_code=401)
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/signin?next={quote(target)}", status_code=303)
 
-    @app.exception_handler(Refused)
-    async def _refused(request: Request, exc: Refused) -> Response:
-        # The page's own requests (htmx) show the line of text where the action was; the
-        # API reads JSON; a browser without scripts gets a page. Retry-After on a refusal
-        # that passes (429, 503): the page waits, says so, and tries again.
-        if request.headers.get("hx-request") == "true":
-            return PlainTextResponse(exc.message, status_code=exc.status, headers=exc.headers)
-        if wants_json(request):
-            return JSONResponse(
-                {"detail": exc.message}, status_code=exc.status, headers=exc.headers
-            )
-        response = _page(request, exc.status, exc.message)
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+async def _passwords_busy(request: Request, exc: PasswordWorkerBusy) -> Response:
+    log.warning("refused %s: too many password checks waiting", request.url.path)
+    response = await busy_response(request)
+    assert response is not None  # requests, not WebSockets, check passwords
+    return response
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = field_errors(exc)
-        if wants_json(request):
-            return JSONResponse({"detail": "Invalid input.", "errors": errors}, status_code=422)
-        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return _page(request, 422, text, {"errors": errors})
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        detail = (
-            exc.detail if isinstance(exc.detail, str) else STATUS_TITLES.get(exc.status_code, "")
-        )
-        if wants_json(request):
-            return JSONResponse(
-                {"detail": detail}, status_code=exc.status_code, headers=exc.headers
-            )
-        response = _page(request, exc.status_code, detail)
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+    if wants_json(request):
+        return JSONResponse({"detail": "Sign in first."}, status_code=401)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/signin?next={quote(target)}", status_code=303)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        message = "The problem has been logged. Please try again in a moment."
-        if wants_json(request):
-            return JSONResponse({"detail": message}, status_code=500)
-        return _page(request, 500, message)
+
+async def _refused(request: Request, exc: Refused) -> Response:
+    # The page's own requests (htmx) show the line of text where the action was; the
+    # API reads JSON; a browser without scripts gets a page. Retry-After on a refusal
+    # that passes (429, 503): the page waits, says so, and tries again.
+    if request.headers.get("hx-request") == "true":
+        return PlainTextResponse(exc.message, status_code=exc.status, headers=exc.headers)
+    if wants_json(request):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
+    response = _page(request, exc.status, exc.message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    errors = field_errors(exc)
+    if wants_json(request):
+        return JSONResponse({"detail": "Invalid input.", "errors": errors}, status_code=422)
+    text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _page(request, 422, text, {"errors": errors})
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    detail = exc.detail if isinstance(exc.detail, str) else STATUS_TITLES.get(exc.status_code, "")
+    if wants_json(request):
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+    response = _page(request, exc.status_code, detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    message = "The problem has been logged. Please try again in a moment."
+    if wants_json(request):
+        return JSONResponse({"detail": message}, status_code=500)
+    return _page(request, 500, message)

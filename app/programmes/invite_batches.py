@@ -16,8 +16,13 @@ from app import audit
 from app.csv_export import to_csv
 from app.live.access import access_changed
 from app.models import Membership, Programme, User
-from app.people.invitations import InvitationRefused, issue_invitation, link_refusal
-from app.programmes.roster_views import list_members
+from app.people.invitations import (
+    InvitationRefused,
+    IssuedInvite,
+    issue_invitation,
+    link_refusal,
+)
+from app.programmes.roster_views import MemberView, list_members
 from app.security import Signer
 from app.templating import local_time
 from realtime.publish import Live
@@ -55,13 +60,7 @@ async def issue_links(
     Raises InvitationRefused, having made no link, when a member named in `membership_ids`
     is someone a link may not sign in."""
     members = await list_members(db, programme=programme, with_invitations=True)
-    if membership_ids is None:
-        chosen = [
-            m for m in members if m.invite_expires_at is None and m.person.user_id != actor.id
-        ]
-    else:
-        wanted = set(membership_ids)
-        chosen = [m for m in members if m.membership_id in wanted]
+    chosen = _chosen(members, actor=actor, membership_ids=membership_ids)
     if not chosen:
         return []
     users = {
@@ -72,11 +71,7 @@ async def issue_links(
     }
     if membership_ids is not None:
         # All or nothing: check everyone named before making any link.
-        for member in chosen:
-            user = users[member.person.user_id]
-            refusal = await link_refusal(db, user=user, programme_id=programme.id)
-            if refusal is not None:
-                raise InvitationRefused(refusal, refusal.for_host(user.display_name))
+        await _check_links_may_sign_in(db, [users[m.person.user_id] for m in chosen], programme)
     issued = []
     for member in chosen:
         try:
@@ -91,20 +86,51 @@ async def issue_links(
             )
         except InvitationRefused:
             continue  # nothing was written for this person: they sign in their own way
-        group = member.group_name or "; ".join(name for _, name in member.facilitator_of)
-        issued.append(
-            IssuedLink(
-                membership_id=member.membership_id,
-                user_id=member.person.user_id,
-                name=member.person.name,
-                email=member.email,
-                group=group,
-                link=invite.link,
-                expires_at=datetime.fromisoformat(invite.expires_at_iso),
-            )
-        )
+        issued.append(_issued_link(member, invite))
     if not issued:
         return []
+    _record(db, actor=actor, programme=programme, issued=issued)
+    await db.commit()
+    # The replaced links' sessions have ended: their open live connections close now.
+    await access_changed(live, user_ids=[link.user_id for link in issued], reason="new link")
+    return issued
+
+
+def _chosen(
+    members: list[MemberView], *, actor: User, membership_ids: Sequence[int] | None
+) -> list[MemberView]:
+    """The members named, or (None) everyone but `actor` who has no live link."""
+    if membership_ids is None:
+        return [m for m in members if m.invite_expires_at is None and m.person.user_id != actor.id]
+    wanted = set(membership_ids)
+    return [m for m in members if m.membership_id in wanted]
+
+
+async def _check_links_may_sign_in(
+    db: AsyncSession, users: list[User], programme: Programme
+) -> None:
+    """Raises InvitationRefused for the first of `users` a link may not sign in."""
+    for user in users:
+        refusal = await link_refusal(db, user=user, programme_id=programme.id)
+        if refusal is not None:
+            raise InvitationRefused(refusal, refusal.for_host(user.display_name))
+
+
+def _issued_link(member: MemberView, invite: IssuedInvite) -> IssuedLink:
+    return IssuedLink(
+        membership_id=member.membership_id,
+        user_id=member.person.user_id,
+        name=member.person.name,
+        email=member.email,
+        group=member.group_name or "; ".join(name for _, name in member.facilitator_of),
+        link=invite.link,
+        expires_at=datetime.fromisoformat(invite.expires_at_iso),
+    )
+
+
+def _record(
+    db: AsyncSession, *, actor: User, programme: Programme, issued: list[IssuedLink]
+) -> None:
     audit.record(
         db,
         actor=actor,
@@ -114,10 +140,6 @@ async def issue_links(
         count=len(issued),
         user_ids=[link.user_id for link in issued][:500],
     )
-    await db.commit()
-    # The replaced links' sessions have ended: their open live connections close now.
-    await access_changed(live, user_ids=[link.user_id for link in issued], reason="new link")
-    return issued
 
 
 async def unknown_membership_ids(

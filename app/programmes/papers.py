@@ -23,7 +23,7 @@ from app import audit
 from app.bodylimits import release_connection
 from app.evidence.filetypes import zip_structure_ok
 from app.models import Paper, ProgrammeSession, User
-from app.storage import CHUNK, Storage, UploadTooLarge
+from app.storage import CHUNK, Storage, StoredFile, UploadTooLarge
 
 MB = 1024 * 1024
 PAPER_MAX_BYTES = 25 * MB
@@ -247,38 +247,12 @@ async def upload_paper(
     title: str,
     max_bytes: int = PAPER_MAX_BYTES,
 ) -> Paper:
-    types = TYPES_BY_KIND[kind]
-    filename = safe_filename(upload.filename or "")
-    title = " ".join(title.split())
-    if len(title) > TITLE_MAX:
-        raise PaperRejected("paper_title", f"The title must be at most {TITLE_MAX} characters.")
-    if not upload.filename:
-        raise PaperRejected("file", "Choose a file to upload.")
-    file_type = types.get(extension_of(filename))
-    if file_type is None:
-        names = ", ".join(ext.upper() for ext in types)
-        raise PaperRejected(
-            "file", f"“{filename}” is not a file type we accept here. Accepted: {names}.", 415
-        )
+    filename, title, file_type = _check_upload(upload, kind=kind, title=title)
     # Copying a large recording to storage takes a while: no connection is held meanwhile.
     await release_connection(db)
-    try:
-        stored = await storage.save(
-            _checked_chunks(upload, filename=filename, file_type=file_type), max_bytes=max_bytes
-        )
-    except UploadTooLarge:
-        raise PaperRejected(
-            "file", f"“{filename}” is larger than the {max_bytes // MB} MB limit.", 413
-        ) from None
-    try:
-        needs_zip_check = file_type.zip_member or file_type.odf_mimetype
-        if needs_zip_check and not await anyio.to_thread.run_sync(
-            zip_structure_ok, storage.path(stored.key), file_type
-        ):
-            raise _mismatch(filename, file_type)
-    except BaseException:
-        await storage.delete(stored.key)
-        raise
+    stored = await _store(
+        storage, upload, filename=filename, file_type=file_type, max_bytes=max_bytes
+    )
     paper = Paper(
         session_id=session.id,
         kind=kind.value,
@@ -311,6 +285,51 @@ async def upload_paper(
         await storage.delete(stored.key)
         raise
     return paper
+
+
+def _check_upload(upload: UploadFile, *, kind: PaperKind, title: str) -> tuple[str, str, FileType]:
+    """The upload's safe file name, its cleaned title and its type by extension; refused
+    before anything is read when the title is too long, no file was chosen or the extension
+    is not one we accept for this kind."""
+    types = TYPES_BY_KIND[kind]
+    filename = safe_filename(upload.filename or "")
+    title = " ".join(title.split())
+    if len(title) > TITLE_MAX:
+        raise PaperRejected("paper_title", f"The title must be at most {TITLE_MAX} characters.")
+    if not upload.filename:
+        raise PaperRejected("file", "Choose a file to upload.")
+    file_type = types.get(extension_of(filename))
+    if file_type is None:
+        names = ", ".join(ext.upper() for ext in types)
+        raise PaperRejected(
+            "file", f"“{filename}” is not a file type we accept here. Accepted: {names}.", 415
+        )
+    return filename, title, file_type
+
+
+async def _store(
+    storage: Storage, upload: UploadFile, *, filename: str, file_type: FileType, max_bytes: int
+) -> StoredFile:
+    """Stream the upload to storage, checking its content as it goes and, for office files,
+    what is inside once it is all there; nothing refused is left in storage."""
+    try:
+        stored = await storage.save(
+            _checked_chunks(upload, filename=filename, file_type=file_type), max_bytes=max_bytes
+        )
+    except UploadTooLarge:
+        raise PaperRejected(
+            "file", f"“{filename}” is larger than the {max_bytes // MB} MB limit.", 413
+        ) from None
+    try:
+        needs_zip_check = file_type.zip_member or file_type.odf_mimetype
+        if needs_zip_check and not await anyio.to_thread.run_sync(
+            zip_structure_ok, storage.path(stored.key), file_type
+        ):
+            raise _mismatch(filename, file_type)
+    except BaseException:
+        await storage.delete(stored.key)
+        raise
+    return stored
 
 
 async def list_papers(db: AsyncSession, *, session_id: int) -> list[Paper]:

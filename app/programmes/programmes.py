@@ -1,25 +1,14 @@
-"""Programmes and what a person sees of them."""
+"""Creating and changing programmes, and the rules their fields follow. What a person sees of
+them: app/programmes/programme_views.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import available_timezones
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.db import utcnow
-from app.models import (
-    Group,
-    GroupFacilitator,
-    Membership,
-    MembershipStatus,
-    Programme,
-    ProgrammeSession,
-    Role,
-    User,
-)
+from app.models import Membership, Programme, Role, User
 
 MIN_CAPACITY, MAX_CAPACITY = 2, 50
 
@@ -30,19 +19,6 @@ class ProgrammeError(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(errors.values()))
         self.errors = errors
-
-
-@dataclass
-class MyProgramme:
-    """One programme as its member sees it on their home page."""
-
-    programme: Programme
-    role: Role
-    group: Group | None
-    facilitators: list[User]
-    facilitates: list[Group]
-    next_session: ProgrammeSession | None
-    sessions: list[ProgrammeSession] = field(default_factory=list)
 
 
 def valid_timezone(name: str) -> bool:
@@ -132,95 +108,3 @@ async def update_programme(
         )
     await db.commit()
     return programme
-
-
-async def facilitators_of(db: AsyncSession, *, group_ids: list[int]) -> dict[int, list[User]]:
-    if not group_ids:
-        return {}
-    rows = await db.execute(
-        select(GroupFacilitator.group_id, User)
-        .join(User, User.id == GroupFacilitator.user_id)
-        .where(GroupFacilitator.group_id.in_(group_ids))
-        .order_by(User.display_name)
-    )
-    out: dict[int, list[User]] = {gid: [] for gid in group_ids}
-    for group_id, user in rows.all():
-        out[group_id].append(user)
-    return out
-
-
-async def my_programmes(db: AsyncSession, *, user: User) -> list[MyProgramme]:
-    """Every programme the person belongs to (administrators: every programme), with their
-    group, facilitators and the next session."""
-    memberships = {
-        m.programme_id: m
-        for m in (
-            await db.scalars(
-                select(Membership).where(
-                    Membership.user_id == user.id,
-                    Membership.status == MembershipStatus.ACTIVE.value,
-                )
-            )
-        ).all()
-    }
-    query = select(Programme).order_by(Programme.created_at.desc(), Programme.id.desc())
-    if not user.is_admin:
-        query = query.where(Programme.id.in_(list(memberships)))
-    programmes = (await db.scalars(query)).all()
-    if not programmes:
-        return []
-    programme_ids = [p.id for p in programmes]
-    group_ids = [m.group_id for m in memberships.values() if m.group_id is not None]
-    groups = {
-        g.id: g for g in (await db.scalars(select(Group).where(Group.id.in_(group_ids)))).all()
-    }
-    facilitators = await facilitators_of(db, group_ids=group_ids)
-    facilitated = (
-        await db.scalars(
-            select(Group)
-            .join(GroupFacilitator, GroupFacilitator.group_id == Group.id)
-            .where(GroupFacilitator.user_id == user.id, Group.programme_id.in_(programme_ids))
-            .order_by(Group.position, Group.name)
-        )
-    ).all()
-    sessions = (
-        await db.scalars(
-            select(ProgrammeSession)
-            .where(ProgrammeSession.programme_id.in_(programme_ids))
-            .order_by(ProgrammeSession.starts_at)
-        )
-    ).all()
-    now = utcnow()
-    result = []
-    for programme in programmes:
-        membership = memberships.get(programme.id)
-        role = Role(membership.role) if membership else Role.HOST
-        group = groups.get(membership.group_id) if membership and membership.group_id else None
-        own_sessions = [s for s in sessions if s.programme_id == programme.id]
-        upcoming = [s for s in own_sessions if s.ends_at > now]
-        result.append(
-            MyProgramme(
-                programme=programme,
-                role=role,
-                group=group,
-                facilitators=facilitators.get(group.id, []) if group else [],
-                facilitates=[g for g in facilitated if g.programme_id == programme.id],
-                next_session=upcoming[0] if upcoming else None,
-                sessions=own_sessions,
-            )
-        )
-    return result
-
-
-async def member_counts(db: AsyncSession, *, programme_id: int) -> dict[str, int]:
-    rows = await db.execute(
-        select(Membership.role, func.count())
-        .where(Membership.programme_id == programme_id)
-        .group_by(Membership.role)
-    )
-    return {role: count for role, count in rows.all()}
-
-
-def zone_label(timezone: str) -> str:
-    now = utcnow().astimezone(ZoneInfo(timezone))
-    return f"{timezone} (now {now.strftime('%Z')})"

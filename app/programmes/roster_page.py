@@ -12,7 +12,7 @@ from starlette.responses import Response
 from app.access import ProgrammeContext
 from app.config import Settings
 from app.models import Role
-from app.programmes.grouping import AssignSummary
+from app.programmes.auto_assign import AssignSummary
 from app.programmes.invite_batches import IssuedLink
 from app.programmes.roster import MAX_ROSTER_BYTES, ImportSummary, RowError
 from app.programmes.roster_views import list_groups, list_members

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,16 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.db import utcnow
-from app.models import (
-    Group,
-    GroupFacilitator,
-    Membership,
-    Paper,
-    Programme,
-    ProgrammeSession,
-    User,
-)
-from app.programmes.programmes import facilitators_of
+from app.models import Paper, Programme, ProgrammeSession, User
 from app.storage import Storage
 
 TITLE_MAX = 200
@@ -307,39 +298,3 @@ async def delete_session(
     await db.commit()
     for key in keys:
         await storage.delete(key)
-
-
-@dataclass
-class LobbyPeople:
-    """Who a member will be with: their group and its facilitators, or the groups they run."""
-
-    group: Group | None = None
-    facilitators: list[User] = field(default_factory=list)
-    facilitates: list[Group] = field(default_factory=list)
-
-
-async def lobby_people(
-    db: AsyncSession, *, user: User, membership: Membership | None
-) -> LobbyPeople:
-    people = LobbyPeople()
-    if membership is None:
-        return people
-    if membership.group_id is not None:
-        people.group = await db.get(Group, membership.group_id)
-        people.facilitators = (await facilitators_of(db, group_ids=[membership.group_id]))[
-            membership.group_id
-        ]
-    people.facilitates = list(
-        (
-            await db.scalars(
-                select(Group)
-                .join(GroupFacilitator, GroupFacilitator.group_id == Group.id)
-                .where(
-                    GroupFacilitator.user_id == user.id,
-                    Group.programme_id == membership.programme_id,
-                )
-                .order_by(Group.position, Group.name)
-            )
-        ).all()
-    )
-    return people

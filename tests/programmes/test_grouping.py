@@ -9,16 +9,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Group, GroupFacilitator, Membership, Programme, Role, User
-from app.programmes.grouping import (
-    GroupingError,
-    add_facilitator,
-    auto_assign,
-    create_group,
-    move_member,
-    remove_facilitator,
-    set_role,
-    update_group,
-)
+from app.programmes.auto_assign import auto_assign
+from app.programmes.facilitation import add_facilitator, remove_facilitator
+from app.programmes.grouping import GroupingError, create_group, update_group
+from app.programmes.placement import move_member, set_role
 from tests.factories import add_member, make_group, make_programme, make_user
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
-from sqlalchemy import func, select
 from starlette.responses import RedirectResponse, Response
 
 from app import audit
@@ -20,7 +19,8 @@ from app.people.invitations import (
     link_refusal,
     use_invitation,
 )
-from app.security import SESSION_COOKIE, PasswordWorkerBusy
+from app.people.signin import SignInRefused, password_sign_in
+from app.security import SESSION_COOKIE
 from app.sessions import end_session, read_claims, safe_next, session_user, sign_in, sign_out
 from app.state import get_app_state
 from app.templating import render
@@ -44,16 +44,24 @@ async def signin_page(request: Request, user: OptionalUser, next: NextParam = "/
     return render(request, "auth/signin.html", {"next": safe_next(next), "errors": {}, "email": ""})
 
 
-def _signin_refused(
-    request: Request, *, next: str, email: str, message: str, status: int, retry_after: int
+def _signin_form(
+    request: Request,
+    *,
+    next: str,
+    email: str,
+    errors: dict[str, str],
+    status: int,
+    retry_after: int | None = None,
 ) -> Response:
+    """The sign-in form again, with what went wrong beside its field."""
     response = render(
         request,
         "auth/signin.html",
-        {"next": safe_next(next), "errors": {"email": message}, "email": email},
+        {"next": safe_next(next), "errors": errors, "email": email},
         status_code=status,
     )
-    response.headers["Retry-After"] = str(retry_after)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -75,58 +83,25 @@ async def signin(
     if not password:
         errors["password"] = "Enter your password."
     if errors:
-        return render(
-            request,
-            "auth/signin.html",
-            {"next": safe_next(next), "errors": errors, "email": email},
-            status_code=400,
-        )
-    address = client_address(request)
-    limits = get_app_state(request).signin_limits
-    wait = limits.refuse(address, email)
-    if wait:
-        return _signin_refused(
-            request,
-            next=next,
-            email=email,
-            message=f"Too many sign-in attempts. Please wait {wait} seconds and try again.",
-            status=429,
-            retry_after=wait,
-        )
-    found = (
-        await db.execute(select(User.id, User.password_hash).where(func.lower(User.email) == email))
-    ).first()
-    # Give the database connection back while the password is checked: the check is slow on
-    # purpose, and many at once must not empty the pool for everyone else.
-    await db.rollback()
-    user_id, password_hash = found if found is not None else (None, None)
+        return _signin_form(request, next=next, email=email, errors=errors, status=400)
     try:
-        # Unknown accounts are checked against a dummy hash: the same work, the same time.
-        matched = await passwords.verify(password, password_hash)
-    except PasswordWorkerBusy as exc:
-        return _signin_refused(
+        user = await password_sign_in(
+            db,
+            passwords=passwords,
+            limits=get_app_state(request).signin_limits,
+            address=client_address(request),
+            email=email,
+            password=password,
+        )
+    except SignInRefused as refused:
+        return _signin_form(
             request,
             next=next,
             email=email,
-            message="Many people are signing in right now. Please try again in a few seconds.",
-            status=503,
-            retry_after=exc.retry_after,
+            errors={refused.field: refused.message},
+            status=refused.status,
+            retry_after=refused.retry_after,
         )
-    user = await db.get(User, user_id) if matched and user_id is not None else None
-    if user is None:
-        limits.failed(address)
-        return render(
-            request,
-            "auth/signin.html",
-            {
-                "next": safe_next(next),
-                "errors": {"password": "That e-mail address and password do not match an account."},
-                "email": email,
-            },
-            status_code=400,
-        )
-    audit.record(db, actor=user, action="auth.password_sign_in", target=f"user:{user.id}")
-    await db.commit()
     response = RedirectResponse(safe_next(next), status_code=303)
     sign_in(response, user=user, signer=signer, settings=settings)
     return response

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from app.deps import CurrentUser, SessionDep
 from app.people.membership_requests import pending_for
-from app.programmes.programmes import my_programmes
+from app.programmes.programme_views import my_programmes
 from app.templating import render
 
 router = APIRouter(tags=["pages: home"])

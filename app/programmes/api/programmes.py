@@ -8,12 +8,12 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import AdminUser, CurrentUser, HostOf, MemberOf, SessionDep
+from app.programmes.programme_views import my_programmes
 from app.programmes.programmes import (
     MAX_CAPACITY,
     MIN_CAPACITY,
     ProgrammeError,
     create_programme,
-    my_programmes,
     update_programme,
 )
 

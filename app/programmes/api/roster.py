@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import JSONResponse, Response
 
 from app.deps import HostOf, SessionDep, SettingsDep, SignerDep
-from app.live.access import watching_access
 from app.live.deps import LiveDep
 from app.people.invitations import InvitationRefused
 from app.programmes.invite_batches import issue_links, unknown_membership_ids
@@ -63,15 +62,14 @@ async def api_import_roster(
     problem is listed with its line number."""
     data = await file.read(MAX_ROSTER_BYTES + 1)
     try:
-        # roster.py does not say whose role, group or facilitation it changed: compare.
-        async with watching_access(db, live, programme_id=ctx.programme.id, reason="roster"):
-            summary = await import_roster(
-                db,
-                programme=ctx.programme,
-                actor=ctx.user,
-                data=data,
-                max_rows=settings.max_csv_rows,
-            )
+        summary = await import_roster(
+            db,
+            live=live,
+            programme=ctx.programme,
+            actor=ctx.user,
+            data=data,
+            max_rows=settings.max_csv_rows,
+        )
     except RosterRejected as rejected:
         body = ImportRejectedOut(
             detail=f"Nothing was imported: {len(rejected.errors)} problem(s) in the file.",

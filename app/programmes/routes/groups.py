@@ -12,13 +12,8 @@ from app.deps import GroupOf, HostGroupOf, HostOf, MemberOf, SessionDep, UserIdP
 from app.live.deps import LiveDep
 from app.models import Role
 from app.numbers import is_digits
-from app.programmes.grouping import (
-    GroupingError,
-    add_facilitator,
-    create_group,
-    remove_facilitator,
-    update_group,
-)
+from app.programmes.facilitation import add_facilitator, remove_facilitator
+from app.programmes.grouping import GroupingError, create_group, update_group
 from app.programmes.roster_page import render_roster, roster_url
 from app.programmes.roster_views import group_page, list_groups
 from app.templating import render

@@ -11,11 +11,10 @@ from starlette.responses import RedirectResponse, Response
 from app.deps import AdminUser, HostOf, MemberOf, SessionDep
 from app.models import Group, Programme, ProgrammeSession
 from app.numbers import is_digits
+from app.programmes.programme_views import facilitators_of, member_counts
 from app.programmes.programmes import (
     ProgrammeError,
     create_programme,
-    facilitators_of,
-    member_counts,
     update_programme,
 )
 from app.templating import render

@@ -9,18 +9,13 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import HostMembershipOf, HostOf, SessionDep, SettingsDep, SignerDep
-from app.live.access import watching_access
 from app.live.deps import LiveDep
 from app.numbers import is_digits
 from app.people.invitations import InvitationRefused
-from app.programmes.grouping import (
-    AssignSummary,
-    GroupingError,
-    auto_assign,
-    get_group,
-    move_member,
-)
+from app.programmes.auto_assign import AssignSummary, auto_assign
+from app.programmes.grouping import GroupingError, get_group
 from app.programmes.invite_batches import issue_links, links_csv
+from app.programmes.placement import move_member
 from app.programmes.roster import (
     MAX_ROSTER_BYTES,
     RosterRejected,
@@ -72,15 +67,14 @@ async def import_roster_form(
         )
     data = await file.read(MAX_ROSTER_BYTES + 1)
     try:
-        # roster.py does not say whose role, group or facilitation it changed: compare.
-        async with watching_access(db, live, programme_id=ctx.programme.id, reason="roster"):
-            summary = await import_roster(
-                db,
-                programme=ctx.programme,
-                actor=ctx.user,
-                data=data,
-                max_rows=settings.max_csv_rows,
-            )
+        summary = await import_roster(
+            db,
+            live=live,
+            programme=ctx.programme,
+            actor=ctx.user,
+            data=data,
+            max_rows=settings.max_csv_rows,
+        )
     except RosterRejected as rejected:
         return await render_roster(
             request,

@@ -23,6 +23,7 @@ from app.deps import (
 from app.models import ProgrammeSession
 from app.programmes import calendar, papers, schedule
 from app.programmes.papers import PaperKind, PaperRejected
+from app.programmes.programme_views import lobby_people
 from app.programmes.schedule import ScheduleError
 from app.state import get_app_state
 from app.storage import LocalStorage
@@ -160,7 +161,7 @@ async def _lobby(
     flash: list[str] | None = None,
 ) -> Response:
     all_papers = await papers.list_papers(db, session_id=session.id)
-    people = await schedule.lobby_people(db, user=ctx.user, membership=ctx.membership)
+    people = await lobby_people(db, user=ctx.user, membership=ctx.membership)
     context: dict[str, Any] = {
         "title": session.title,
         "programme": ctx.programme,
