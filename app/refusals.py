@@ -52,6 +52,12 @@ class Conflict(Refused):
     status_default = 409
 
 
+class Unprocessable(Refused):
+    """What was sent is well formed but cannot be used as it is (422)."""
+
+    status_default = 422
+
+
 class TooLarge(Refused):
     """What was sent is too large (413)."""
 

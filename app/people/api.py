@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import CurrentUser, SessionDep
 from app.people.profile import ProfileChanges, ProfileError, update_profile
+from app.refusals import Unprocessable
 
 router = APIRouter(tags=["me"])
 
@@ -62,5 +63,5 @@ async def patch_me(body: MeUpdate, user: CurrentUser, db: SessionDep) -> MeOut:
         await update_profile(db, user=user, changes=ProfileChanges(**current))
     except ProfileError as exc:
         await db.rollback()
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise Unprocessable(str(exc)) from exc
     return MeOut.model_validate(user)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.models import Membership, MembershipStatus, Programme, Role, User
+from app.refusals import Refused
 from app.security import MIN_PASSWORD_LENGTH, PasswordWorker
 
 
@@ -26,11 +27,11 @@ class PendingInvitation:
     needs_password: bool
 
 
-class RequestError(Exception):
+class RequestError(Refused):
+    """Accepting or declining a request that cannot be done: `status` says why (404, 409 …)."""
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(message, status=status)
 
 
 async def pending_for(db: AsyncSession, *, user: User) -> list[PendingInvitation]:

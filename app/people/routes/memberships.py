@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException
+from fastapi import APIRouter, Form
 from starlette.responses import RedirectResponse, Response
 
 from app.deps import CurrentUser, MembershipIdPath, PasswordsDep, SessionDep
 from app.people import membership_requests
-from app.people.membership_requests import RequestError
 
 router = APIRouter(tags=["pages: invitations to programmes"])
 
@@ -23,17 +22,14 @@ async def accept_membership(
     new_password: Annotated[str, Form(max_length=1000)] = "",
     confirm_password: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
-    try:
-        membership = await membership_requests.accept(
-            db,
-            user=user,
-            membership_id=membership_id,
-            passwords=passwords,
-            new_password=new_password,
-            confirm_password=confirm_password,
-        )
-    except RequestError as exc:
-        raise HTTPException(status_code=exc.status, detail=exc.message) from exc
+    membership = await membership_requests.accept(
+        db,
+        user=user,
+        membership_id=membership_id,
+        passwords=passwords,
+        new_password=new_password,
+        confirm_password=confirm_password,
+    )
     return RedirectResponse(f"/programmes/{membership.programme_id}", status_code=303)
 
 
@@ -41,8 +37,5 @@ async def accept_membership(
 async def decline_membership(
     membership_id: MembershipIdPath, user: CurrentUser, db: SessionDep
 ) -> Response:
-    try:
-        await membership_requests.decline(db, user=user, membership_id=membership_id)
-    except RequestError as exc:
-        raise HTTPException(status_code=exc.status, detail=exc.message) from exc
+    await membership_requests.decline(db, user=user, membership_id=membership_id)
     return RedirectResponse("/?declined=1", status_code=303)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import AdminUser, CurrentUser, HostOf, MemberOf, SessionDep
@@ -16,6 +16,7 @@ from app.programmes.programmes import (
     create_programme,
     update_programme,
 )
+from app.refusals import Unprocessable
 
 router = APIRouter(tags=["programmes"])
 
@@ -57,8 +58,8 @@ class ProgrammeUpdate(BaseModel):
     group_capacity: int | None = Field(default=None, ge=MIN_CAPACITY, le=MAX_CAPACITY)
 
 
-def _unprocessable(exc: ProgrammeError) -> HTTPException:
-    return HTTPException(status_code=422, detail=str(exc))
+def _unprocessable(exc: ProgrammeError) -> Unprocessable:
+    return Unprocessable(str(exc))
 
 
 @router.get("/programmes", response_model=list[MyProgrammeOut])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, HTTPException, UploadFile
+from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import JSONResponse, Response
 
@@ -14,6 +14,7 @@ from app.live.deps import LiveDep
 from app.people.invitations import InvitationRefused
 from app.programmes.invite_batches import issue_links, unknown_membership_ids
 from app.programmes.roster import MAX_ROSTER_BYTES, RosterRejected, import_roster
+from app.refusals import Conflict
 
 router = APIRouter(tags=["roster"])
 
@@ -157,7 +158,7 @@ async def api_issue_invitations(
             membership_ids=body.membership_ids,
         )
     except InvitationRefused as refused:
-        raise HTTPException(status_code=409, detail=refused.message) from refused
+        raise Conflict(refused.message) from refused
     response.headers["Cache-Control"] = "no-store"
     return InvitationsOut(
         invitations=[

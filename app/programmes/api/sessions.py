@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 
@@ -23,6 +23,7 @@ from app.models import Paper, ProgrammeSession
 from app.programmes import calendar, papers, schedule
 from app.programmes.papers import PaperKind, PaperRejected
 from app.programmes.schedule import ScheduleError, SessionFields
+from app.refusals import NotFound
 from app.state import get_app_state
 from app.storage import LocalStorage
 
@@ -290,6 +291,6 @@ async def delete_paper(
 ) -> Response:
     paper = await papers.get_paper(db, session=session, paper_id=paper_id)
     if paper is None:
-        raise HTTPException(status_code=404, detail="We could not find that file.")
+        raise NotFound("We could not find that file.")
     await papers.delete_paper(db, storage=_storage(request), paper=paper, actor=ctx.user)
     return Response(status_code=204)

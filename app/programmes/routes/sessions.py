@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from app.access import ProgrammeContext
@@ -25,6 +25,7 @@ from app.programmes import calendar, papers, schedule
 from app.programmes.papers import PaperKind, PaperRejected
 from app.programmes.programme_views import lobby_people
 from app.programmes.schedule import ScheduleError
+from app.refusals import NotFound
 from app.state import get_app_state
 from app.storage import LocalStorage
 from app.templating import render
@@ -305,7 +306,7 @@ async def download_paper(
     paper = await papers.get_paper(db, session=session, paper_id=paper_id)
     path = papers.stored_path(get_storage(request), paper) if paper else None
     if paper is None or path is None:
-        raise HTTPException(status_code=404, detail="We could not find that file.")
+        raise NotFound("We could not find that file.")
     return FileResponse(
         path,
         media_type=papers.download_content_type(paper),
@@ -323,7 +324,7 @@ async def delete_paper(
 ) -> Response:
     paper = await papers.get_paper(db, session=session, paper_id=paper_id)
     if paper is None:
-        raise HTTPException(status_code=404, detail="We could not find that file.")
+        raise NotFound("We could not find that file.")
     await papers.delete_paper(db, storage=get_storage(request), paper=paper, actor=ctx.user)
     return RedirectResponse(
         f"{_base(ctx.programme.id)}/{session.id}?done=paper_deleted#papers", status_code=303
