@@ -281,7 +281,7 @@ async def live_socket(server: Any, cookie: str, path: str, channel: str) -> Any:
         additional_headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
         open_timeout=10,
     )
-    client = LiveClient(ws)
+    client = LiveClient(ws, server, None, path)
     await client.send({"type": "hello", "cursors": {channel: None}})
     assert (await client.next())["t"] == "hello"
     return client
