@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,6 +21,16 @@ log = logging.getLogger(__name__)
 
 PREFIX = "rt:"
 PRESENCE_PREFIX = "rt:presence:"
+
+
+def channel_prefix(url: str) -> str:
+    """The prefix of this deployment's pub/sub channels. Keys live in the URL's database,
+    but pub/sub ignores the database number: deployments that share a Redis server through
+    different databases (/0, /1 …) would hear each other's events without it."""
+    database = urlsplit(url).path.strip("/") or "0"
+    return PREFIX if database == "0" else f"{PREFIX}{database}:"
+
+
 # How long to wait for Redis to confirm a subscription before going on without it.
 CONFIRM_SECONDS = 5.0
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -28,6 +39,7 @@ _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 class RedisBroker:
     def __init__(self, url: str) -> None:
         self._url = url
+        self.prefix = channel_prefix(url)
         self._redis = aioredis.from_url(url, decode_responses=True, health_check_interval=30)
         self._pubsub = self._redis.pubsub()
         self._channels: set[str] = set()
@@ -37,7 +49,7 @@ class RedisBroker:
         self._on_message: MessageHandler | None = None
         self._on_reconnect: ReconnectHandler | None = None
         # A channel of our own, so the pub/sub connection exists before any client joins.
-        self._own = f"{PREFIX}process:{os.getpid()}:{id(self)}"
+        self._own = f"{self.prefix}process:{os.getpid()}:{id(self)}"
 
     async def start(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None:
         self._on_message = on_message
@@ -67,7 +79,7 @@ class RedisBroker:
             return
         if message.get("type") != "message" or self._on_message is None:
             return
-        channel = str(message["channel"]).removeprefix(PREFIX)
+        channel = str(message["channel"]).removeprefix(self.prefix)
         try:
             self._on_message(channel, str(message["data"]))
         except Exception:
@@ -98,7 +110,7 @@ class RedisBroker:
         with contextlib.suppress(*_CONNECTION_ERRORS):
             await self._pubsub.aclose()
         self._pubsub = self._redis.pubsub()
-        names = {self._own, *(PREFIX + c for c in self._channels)}
+        names = {self._own, *(self.prefix + c for c in self._channels)}
         await self._pubsub.subscribe(*names)
         # The reader is here, not reading: read the confirmations (and anything else) now.
         async with asyncio.timeout(CONFIRM_SECONDS):
@@ -109,7 +121,7 @@ class RedisBroker:
                 self._handle(message)
 
     async def publish(self, channel: str, message: str) -> None:
-        await self._redis.publish(PREFIX + channel, message)
+        await self._redis.publish(self.prefix + channel, message)
 
     async def subscribe(self, channel: str) -> None:
         """Returns once Redis has confirmed the subscription, so that what the caller reads
@@ -117,7 +129,7 @@ class RedisBroker:
         if channel in self._channels:
             return
         self._channels.add(channel)
-        name = PREFIX + channel
+        name = self.prefix + channel
         waiter = self._confirming[name] = asyncio.get_running_loop().create_future()
         try:
             await self._pubsub.subscribe(name)
@@ -134,7 +146,7 @@ class RedisBroker:
         if channel in self._channels:
             self._channels.discard(channel)
             with contextlib.suppress(*_CONNECTION_ERRORS):
-                await self._pubsub.unsubscribe(PREFIX + channel)
+                await self._pubsub.unsubscribe(self.prefix + channel)
 
     async def presence_set(self, channel: str, member: str, info: str, ttl: float) -> None:
         key = PRESENCE_PREFIX + channel

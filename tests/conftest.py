@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -131,9 +132,30 @@ def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Under pytest-xdist each worker (gw0, gw1 …) has a PostgreSQL database and a Redis
+# database of its own (scripts/start-services makes them), since tests reset them.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_NUMBER = int(WORKER.removeprefix("gw")) if WORKER.startswith("gw") else None
+
+
+def for_this_worker_postgres(url: str) -> str:
+    if WORKER_NUMBER is None:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"{parts.path}_{WORKER}"))
+
+
+def for_this_worker_redis(url: str) -> str:
+    if WORKER_NUMBER is None:
+        return url
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) + WORKER_NUMBER
+    return urlunsplit(parts._replace(path=f"/{database % 16}"))
+
+
 def postgres_url_or_skip() -> str:
     if POSTGRES_URL:
-        return POSTGRES_URL
+        return for_this_worker_postgres(POSTGRES_URL)
     if IN_CI:
         pytest.fail("CI=true but TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
     pytest.skip("TEST_POSTGRES_URL is not set")
@@ -320,7 +342,7 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
 def redis_url_or_skip() -> str:
     """The Redis server for broker and scale-out tests (like postgres_url_or_skip)."""
     if REDIS_URL:
-        return REDIS_URL
+        return for_this_worker_redis(REDIS_URL)
     if IN_CI:
         pytest.fail("CI=true but TEST_REDIS_URL is not set: Redis tests must run in CI")
     pytest.skip("TEST_REDIS_URL is not set")

@@ -10,7 +10,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis import asyncio as aioredis
@@ -22,7 +22,7 @@ from realtime import log as event_log
 from realtime.broker import Broker, InProcessBroker, MessageHandler, ReconnectHandler
 from realtime.connection import Connection, SlowConsumer
 from realtime.hub import Hub
-from realtime.redis_broker import PREFIX, RedisBroker
+from realtime.redis_broker import RedisBroker, channel_prefix
 from tests.conftest import redis_url_or_skip
 
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
@@ -293,11 +293,12 @@ async def test_redis_broker_resubscribes_and_reports_after_its_connection_is_kil
     await inbox.wait_for(other, "1|after")
     # Still one subscription per channel.
     admin = aioredis.from_url(url, decode_responses=True)
+    prefix = channel_prefix(url)
     try:
-        counts = dict(await admin.pubsub_numsub(PREFIX + room, PREFIX + other))
+        counts = dict(await admin.pubsub_numsub(prefix + room, prefix + other))
     finally:
         await admin.aclose()
-    assert counts == {PREFIX + room: 1, PREFIX + other: 1}
+    assert counts == {prefix + room: 1, prefix + other: 1}
 
 
 class CuttableProxy:
@@ -391,7 +392,8 @@ async def server_subscriptions(channel: str) -> int | None:
     url = redis_url_or_skip()
     admin = aioredis.from_url(url, decode_responses=True)
     try:
-        return int(dict(await admin.pubsub_numsub(PREFIX + channel))[PREFIX + channel])
+        prefix = channel_prefix(url)
+        return int(dict(await admin.pubsub_numsub(prefix + channel))[prefix + channel])
     finally:
         await admin.aclose()
 
@@ -559,3 +561,35 @@ async def test_after_a_broker_reconnect_connections_catch_up_from_the_log(
     assert await received_ids(connection, 2, timeout=10) == [2, 3]
     assert await nothing_more(connection) == []
     await connection.close()
+
+
+def in_database(url: str, database: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.mark.redis
+async def test_deployments_in_different_redis_databases_do_not_hear_each_other(
+    name: Callable[[str], str],
+) -> None:
+    # Pub/sub ignores the database number; the channel prefix carries it instead.
+    url = redis_url_or_skip()
+    database = int(urlsplit(url).path.strip("/") or 0)
+    room = name("room")
+    ours_inbox, theirs_inbox = Inbox(), Inbox()
+    ours = RedisBroker(in_database(url, database))
+    theirs = RedisBroker(in_database(url, (database + 1) % 16))
+    try:
+        await ours.start(ours_inbox, ours_inbox.on_reconnect)
+        await theirs.start(theirs_inbox, theirs_inbox.on_reconnect)
+        await ours.subscribe(room)
+        await theirs.subscribe(room)
+        await ours.publish(room, "1|ours")
+        await ours_inbox.wait_for(room, "1|ours")
+        await theirs.publish(room, "1|theirs")
+        await theirs_inbox.wait_for(room, "1|theirs")
+        assert ours_inbox.messages == [(room, "1|ours")]
+        assert theirs_inbox.messages == [(room, "1|theirs")]
+    finally:
+        await ours.close()
+        await theirs.close()
