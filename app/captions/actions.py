@@ -14,11 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.access import load_programme_context
 from app.captions.models import CaptionEdit, CaptionMute, CaptionPreference, CaptionSegment
 from app.db import utcnow
 from app.live import channels
-from app.live.channels import Seat, seat_for
+from app.live.channels import Seat, member_seat
 from app.live.events import CaptionFinalPayload, NoticePayload
 from app.live.local_time import clock
 from app.models import Group, Role, User
@@ -99,21 +98,6 @@ async def is_muted(db: AsyncSession, *, session_id: int, user_id: int) -> bool:
     return await db.get(CaptionMute, (session_id, user_id)) is not None
 
 
-async def _where(db: AsyncSession, *, seat: Seat, user_id: int) -> tuple[User, Seat]:
-    """The person acted on, and where they are now in this session."""
-    not_found = NotFound("We could not find that person in this programme.")
-    person = await db.get(User, user_id)
-    if person is None:
-        raise not_found
-    try:
-        ctx = await load_programme_context(db, person, seat.ctx.programme.id)
-    except NotFound as exc:
-        raise not_found from exc
-    if ctx.membership is None:
-        raise not_found
-    return person, await seat_for(db, ctx=ctx, session=seat.session)
-
-
 async def set_caption_mute(
     db: AsyncSession, live: Live, *, seat: Seat, user_id: int, muted: bool
 ) -> str:
@@ -122,7 +106,7 @@ async def set_caption_mute(
     require_caption_moderator(seat)
     if user_id == seat.user_id:
         raise Refused("To stop your own captions, turn your microphone off.")
-    person, where = await _where(db, seat=seat, user_id=user_id)
+    person, where = await member_seat(db, seat=seat, user_id=user_id)
     if not seat.may_moderate(where.current):
         raise NotAllowed("You can only turn off captioning for people in rooms you facilitate.")
     if where.is_host and not seat.is_host:

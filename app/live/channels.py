@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access import ProgrammeContext
+from app.access import ProgrammeContext, load_programme_context
 from app.live.models import Breakout, RoomAssignment
-from app.models import Group, GroupFacilitator, ProgrammeSession, Role
+from app.models import Group, GroupFacilitator, ProgrammeSession, Role, User
+from app.refusals import NotFound
 
 # Groups: 1 session, 2 kind, 3 a room's group, 4 a facilitator's desk, 5 a person's own.
 CHANNEL_PATTERN = re.compile(
@@ -187,3 +188,19 @@ async def seat_for(db: AsyncSession, *, ctx: ProgrammeContext, session: Programm
         seat.current = room(session.id, chosen)
         seat.current_group = seat.room_groups[chosen]
     return seat
+
+
+async def member_seat(db: AsyncSession, *, seat: Seat, user_id: int) -> tuple[User, Seat]:
+    """A member someone in `seat` acts on (to mute, to move), and where that member is now in
+    the same session; NotFound for anyone who is not an active member of the programme."""
+    not_found = NotFound("We could not find that person in this programme.")
+    person = await db.get(User, user_id)
+    if person is None:
+        raise not_found
+    try:
+        ctx = await load_programme_context(db, person, seat.ctx.programme.id)
+    except NotFound as exc:
+        raise not_found from exc
+    if ctx.membership is None:
+        raise not_found
+    return person, await seat_for(db, ctx=ctx, session=seat.session)

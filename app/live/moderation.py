@@ -11,15 +11,14 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.access import load_programme_context
 from app.db import utcnow
 from app.live import channels
-from app.live.channels import Seat, seat_for
+from app.live.channels import Seat, member_seat
 from app.live.chat import room_setting
 from app.live.events import NoticePayload, RoomSettingsPayload
 from app.live.local_time import clock
 from app.live.models import ChatMute, RoomSetting
-from app.models import Group, Role, User
+from app.models import Group, Role
 from app.refusals import NotAllowed, NotFound, Refused
 from realtime.publish import Live
 
@@ -32,21 +31,6 @@ def require_moderator(seat: Seat) -> None:
         raise NotAllowed("Only facilitators and hosts can moderate the chat.")
 
 
-async def _target(db: AsyncSession, *, seat: Seat, user_id: int) -> tuple[User, Seat]:
-    """The person acted on, and where they are now in this session."""
-    person = await db.get(User, user_id)
-    not_found = NotFound("We could not find that person in this programme.")
-    if person is None:
-        raise not_found
-    try:
-        ctx = await load_programme_context(db, person, seat.ctx.programme.id)
-    except NotFound as exc:
-        raise not_found from exc
-    if ctx.membership is None:
-        raise not_found
-    return person, await seat_for(db, ctx=ctx, session=seat.session)
-
-
 async def set_mute(
     db: AsyncSession, live: Live, *, seat: Seat, user_id: int, minutes: int | None
 ) -> str:
@@ -57,7 +41,7 @@ async def set_mute(
         raise Refused(f"Choose a pause from {MIN_MUTE_MINUTES} to {MAX_MUTE_MINUTES} minutes.")
     if user_id == seat.user_id:
         raise Refused("You cannot pause your own chat.")
-    person, where = await _target(db, seat=seat, user_id=user_id)
+    person, where = await member_seat(db, seat=seat, user_id=user_id)
     if not seat.may_moderate(where.current):
         raise NotAllowed("You can only pause the chat of people in rooms you facilitate.")
     if where.is_host and not seat.is_host:
