@@ -496,21 +496,33 @@ class FormPoster:
             f"X-CSRF-Token: {csrf}\r\nHX-Request: true\r\n\r\n"
         ).encode()
         async with self.slots:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+            reused = bool(self.idle)
             try:
-                writer.write(head + body)
-                status, keep = await self._response(reader)
-            except BaseException:
-                writer.close()
-                raise
-            if keep:
-                self.idle.append((reader, writer))
-            else:
-                writer.close()
-            return status
+                return await self._send(head + body, reused=reused)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                if not reused:
+                    raise
+                # The server ended a kept-alive connection that had waited too long (uvicorn
+                # after 5 s): sent again on a new one, as a browser does. The message's
+                # client id makes a second copy impossible.
+                return await self._send(head + body, reused=False)
+
+    async def _send(self, request: bytes, *, reused: bool) -> int:
+        if reused:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(request)
+            status, keep = await self._response(reader)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self.idle.append((reader, writer))
+        else:
+            writer.close()
+        return status
 
     @staticmethod
     async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
