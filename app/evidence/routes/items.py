@@ -243,28 +243,23 @@ async def describe_image(
 async def hide_item(
     request: Request, item_ctx: OrganiserItemOf, db: SessionDep, reason: ReasonForm = ""
 ) -> Response:
-    try:
-        await actions.hide_item(db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, reason=reason)
-    except EvidenceRejected as exc:
-        return await _item_page(
-            request,
-            db,
-            item_ctx,
-            errors={"hide": {exc.field: exc.message}},
-            typed={"reason": reason},
-            status_code=exc.status,
-        )
-    return RedirectResponse(f"{item_url(item_ctx)}?done=hidden", status_code=303)
+    return await _set_hidden(request, item_ctx, db, reason, hidden=True)
 
 
 @router.post(ITEM + "/unhide")
 async def unhide_item(
     request: Request, item_ctx: OrganiserItemOf, db: SessionDep, reason: ReasonForm = ""
 ) -> Response:
+    return await _set_hidden(request, item_ctx, db, reason, hidden=False)
+
+
+async def _set_hidden(
+    request: Request, item_ctx: ItemContext, db: SessionDep, reason: str, *, hidden: bool
+) -> Response:
+    """Hide an item from its group or show it again; a refusal redraws the item's page."""
+    action = actions.hide_item if hidden else actions.unhide_item
     try:
-        await actions.unhide_item(
-            db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, reason=reason
-        )
+        await action(db, item_ctx=item_ctx, actor=item_ctx.gctx.ctx.user, reason=reason)
     except EvidenceRejected as exc:
         return await _item_page(
             request,
@@ -274,7 +269,8 @@ async def unhide_item(
             typed={"reason": reason},
             status_code=exc.status,
         )
-    return RedirectResponse(f"{item_url(item_ctx)}?done=unhidden", status_code=303)
+    done = "hidden" if hidden else "unhidden"
+    return RedirectResponse(f"{item_url(item_ctx)}?done={done}", status_code=303)
 
 
 @router.get(ITEM + "/delete")
