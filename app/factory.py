@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bodylimits import BodyLimits, BodyLimitsMiddleware
 from app.compression import CompressionMiddleware, StaticAssets
@@ -62,16 +63,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     stack.callback(captions.close)
     await captions.load()
     storage = LocalStorage(settings.upload_dir)
-    presence = Presence(broker=broker, live=live, sessionmaker=sessionmaker)
-    hub.presence = presence
-    presence.start()
-    stack.push_async_callback(presence.stop)
-    speaking = Speaking(broker=broker, live=live)
-    speaking.start()
-    stack.push_async_callback(speaking.stop)
-    voice = VoiceRouter(on_active=Talking(live=live, speaking=speaking).changed)
-    await voice.start()
-    stack.push_async_callback(voice.stop)
+    presence, speaking, voice = await open_room_senses(hub, live, sessionmaker, stack)
     breakout_closer = BreakoutCloser(sessionmaker, live)
     breakout_closer.start()
     stack.push_async_callback(breakout_closer.stop)
@@ -105,6 +97,23 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         passwords=passwords,
         voice=voice,
     )
+
+
+async def open_room_senses(
+    hub: Hub, live: Live, sessionmaker: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+) -> tuple[Presence, Speaking, VoiceRouter]:
+    """Who is in each room, whose microphone is live there, and the rooms' voice."""
+    presence = Presence(broker=hub.broker, live=live, sessionmaker=sessionmaker)
+    hub.presence = presence
+    presence.start()
+    stack.push_async_callback(presence.stop)
+    speaking = Speaking(broker=hub.broker, live=live)
+    speaking.start()
+    stack.push_async_callback(speaking.stop)
+    voice = VoiceRouter(on_active=Talking(live=live, speaking=speaking).changed)
+    await voice.start()
+    stack.push_async_callback(voice.stop)
+    return presence, speaking, voice
 
 
 def pool_sizes(settings: Settings) -> PoolSizes:

@@ -24,6 +24,7 @@ from realtime.hub import Hub
 
 # Every resource routes and dependencies read from the app's state.
 RESOURCES = {
+    "voice",
     "settings",
     "signer",
     "engine",
