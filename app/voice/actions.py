@@ -34,6 +34,11 @@ async def room_label(db: AsyncSession, *, channel: str) -> str:
     return f"{group.name}'s room" if group is not None else "the plenary"
 
 
+def upper_first(text: str) -> str:
+    """Make "the plenary" "The plenary", leaving the rest as it is (unlike str.capitalize)."""
+    return text[:1].upper() + text[1:]
+
+
 async def give_floor(db: AsyncSession, live: Live, *, seat: Seat, user_id: int) -> str:
     """The host lets someone be heard in the room they are in (and lowers their hand)."""
     require_floor_host(seat)
@@ -48,7 +53,7 @@ async def give_floor(db: AsyncSession, live: Live, *, seat: Seat, user_id: int) 
     sid = seat.session.id
     open_mic = await is_open_mic(db, session_id=sid, channel=room)
     if open_mic:
-        raise Conflict(f"{label.capitalize()} is open mic: {name} can already be heard there.")
+        raise Conflict(f"{upper_first(label)} is open mic: {name} can already be heard there.")
     if await active_grant(db, session_id=sid, channel=room, user_id=user_id) is not None:
         return f"{name} already has the floor in {label}."
     db.add(FloorGrant(session_id=sid, channel=room, user_id=user_id, granted_by_id=seat.user_id))
@@ -142,7 +147,7 @@ async def set_open_mic(
     sid = seat.session.id
     label = await room_label(db, channel=channel)
     if await is_open_mic(db, session_id=sid, channel=channel) == open_mic:
-        return f"{label.capitalize()} is {'already' if open_mic else 'not'} open mic."
+        return f"{upper_first(label)} is {'already' if open_mic else 'not'} open mic."
     setting = await db.get(OpenMic, (sid, channel))
     if setting is None:
         setting = OpenMic(session_id=sid, channel=channel)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from app.live import channels
 from app.live.channels import Seat
@@ -66,9 +67,10 @@ async def active_grant(
 
 
 async def active_grants(db: AsyncSession, *, session_id: int, channel: str) -> list[FloorGrant]:
-    """Who has the floor in a room now, in the order it was given."""
+    """Who has the floor in a room now (with each person loaded), in the order it was given."""
     rows = await db.scalars(
         select(FloorGrant)
+        .options(joinedload(FloorGrant.user))
         .where(
             FloorGrant.session_id == session_id,
             FloorGrant.channel == channel,
