@@ -116,6 +116,13 @@ class SpeakingPayload(BaseModel):
     names: list[str]
 
 
+class TalkingPayload(BaseModel):
+    """Who is talking in a room now, as the voice router hears it (app/live/talking.py)."""
+
+    channel: str
+    names: list[str]
+
+
 class VoiceFloorPayload(BaseModel):
     """Who may be heard in a room changed (app/voice/floor.py): the floor given or taken
     back, open mic on or off. Sent to the room and, for the floor, to the person."""
@@ -160,6 +167,13 @@ def build_registry() -> EventRegistry:
         ),
         EventType(
             "speaking", SpeakingPayload, "live/events/speaking.html", persist=False, swap="replace"
+        ),
+        EventType(
+            "voice.active",
+            TalkingPayload,
+            "live/events/voice_active.html",
+            persist=False,
+            swap="replace",
         ),
         EventType(
             "caption.partial",
