@@ -226,6 +226,7 @@ def include_routers(app: FastAPI) -> None:
     from app.themes.routes import codebook as themes_codebook
     from app.themes.routes import codings as themes_codings
     from app.themes.routes import overview as themes_overview
+    from app.voice.routes import floor as voice_floor
 
     app.include_router(health.router)
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
@@ -249,6 +250,7 @@ def include_routers(app: FastAPI) -> None:
         groups,
         live,
         live_actions,
+        voice_floor,
         consoles,
         tech_check,
         caption_pages,
