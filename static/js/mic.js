@@ -155,7 +155,8 @@
     } else if (m.t === "floor") {
       me.floor = !!m.may_speak;
       if (!me.floor) me.queue = [];
-      say(me.floor ? "You may speak now." : (m.message ? m.message + " " : "") + "Raise your hand to ask to speak.");
+      var why = m.message || "";
+      say(me.floor ? "You may speak now." : why + (/raise your hand/i.test(why) ? "" : (why ? " " : "") + "Raise your hand to ask to speak."));
     } else if (m.t === "voice_muted") {
       setMuted(me, true, true);
       say((m.by || "A facilitator") + " muted your microphone. Unmute when you want to speak.");
