@@ -190,7 +190,9 @@
 
   function connect(me) {
     me.ready = false;
-    if (me.http || sessionStorage.getItem("rtNoWebSocket") || !("WebSocket" in window)) return viaHttp(me);
+    // The page's live connection may be on a fallback while this socket gets through (or
+    // the other way round), so the microphone tries its own socket first every time.
+    if (me.http || !("WebSocket" in window)) return viaHttp(me);
     var opened = false, ws = new WebSocket(location.origin.replace(/^http/, "ws") + base + "/audio");
     ws.binaryType = "arraybuffer";
     var tx = me.tx = {
@@ -240,10 +242,12 @@
         (function last() { if (busy) setTimeout(last, 100); else post(); })();
       }
     };
-    function answer(r) {
+    // A stream the server has forgotten (404 after 20 s without a POST) starts again; a
+    // refused start does not.
+    function answer(r, starting) {
       return r.json().then(null, function () { return {}; }).then(function (body) {
         if (r.ok) return body;
-        throw { code: r.status >= 500 ? 1011 : r.status === 404 ? 1001 : 1008, reason: body.message || body.detail || "refused (" + r.status + ")" };
+        throw { code: r.status >= 500 ? 1011 : r.status === 404 && !starting ? 1001 : 1008, reason: body.message || body.detail || "refused (" + r.status + ")" };
       });
     }
     function take(body) {
@@ -281,7 +285,7 @@
     fetch(base + "/audio/http/start", {
       method: "POST", body: JSON.stringify(startMessage(me)), credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }
-    }).then(answer).then(function (b) {
+    }).then(function (r) { return answer(r, true); }).then(function (b) {
       if (me.tx !== tx) return;
       stream = b.stream;
       var msgs = b.messages || [];
