@@ -79,7 +79,7 @@ class SpeakerSession:
         sender: Sender,
         seats: SeatKeeper,
         seat: Seat,
-        stream: LiveCaptionStream[Room],
+        stream: LiveCaptionStream[Room] | None,
         captions: RoomCaptions,
         ingest: AudioIngest,
         live: LiveConnection,
