@@ -304,10 +304,12 @@ def start_app(tmp: Path, database_url: str, port: int, ws: str) -> Server:
     return server
 
 
-def start_bare(tmp: Path, port: int) -> Server:
+def start_bare(tmp: Path, port: int, script: Path | None = None) -> Server:
+    """The bare server: `script` (this one by default) run with `--serve-bare --port`."""
     log_path = tmp / "bare.log"
-    proc = subprocess.Popen(  # noqa: S603 - this script, as the bare server
-        [sys.executable, str(Path(__file__).resolve()), "--serve-bare", "--port", str(port)],
+    script = script or Path(__file__).resolve()
+    proc = subprocess.Popen(  # noqa: S603 - a bench script, as the bare server
+        [sys.executable, str(script), "--serve-bare", "--port", str(port)],
         cwd=ROOT,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
