@@ -90,6 +90,7 @@ from bench.captions import (  # noqa: E402 - after the path fix above
     connection_class,
     opus_packets,
     seating,
+    wait_for_quiet,
 )
 from bench.realtime import (  # noqa: E402
     Server,
@@ -782,6 +783,7 @@ async def measure_target(
         cross = one[1:] + [Voice(members[s], first, s, CROSS_TALK_OFFSETS_S[s]) for s in range(3)]
         phases = [("one per room", one), ("cross-talk", cross)]
         for phase, voices in phases:
+            await quiet(args, log, server, listeners)
             log(f"[{name}] {phase}: {len(voices)} speakers for {args.seconds:g} s ...")
             figures = await run_phase(server, urls, listeners, seats, specs, voices, tracks, args)
             out["phases"][phase] = figures
@@ -796,7 +798,7 @@ async def measure_target(
             connected = await listeners.ask("connect", list(extra.values()))
             specs.update(extra)
             log(f"[{name}] fallback: {connected['open']}/{len(extra)} SSE and long-poll listeners")
-            await asyncio.sleep(1.0)
+            await quiet(args, log, server, listeners)
             voices = [Voice(members[0], first, 0, 0.0)]
             figures = await run_phase(server, urls, listeners, seats, specs, voices, tracks, args)
             out["phases"]["fallback"] = figures
@@ -804,6 +806,14 @@ async def measure_target(
     finally:
         await listeners.close()
     return out
+
+
+async def quiet(args: argparse.Namespace, log: Any, server: Server, listeners: Listeners) -> None:
+    """Wait (at most --quiet-wait seconds) until other processes on the machine use under a
+    quarter of a core: they would take the cores the figures are about."""
+    if args.quiet_wait > 0:
+        pids = (server.proc.pid, listeners.proc.pid or 0)
+        await asyncio.to_thread(wait_for_quiet, args.quiet_wait, log, pids)
 
 
 def summary(figures: dict[str, Any]) -> str:
@@ -882,7 +892,8 @@ def report(ours: dict[str, Any], bare: dict[str, Any] | None, args: argparse.Nam
     print(
         f"  {os.cpu_count()} cores shared by the server, the speakers' and the listeners' "
         f"processes; phases of {args.seconds:g} s, measured after {args.warmup:g} s; "
-        f"Opus {BIT_RATE // 1000} kbit/s, 20 ms packets, 200 ms tone bursts every 500 ms"
+        f"Opus {BIT_RATE // 1000} kbit/s VBR, 20 ms packets, 200 ms tone bursts every 500 ms "
+        f"(a talker sends {ours['sent_kbps']:.1f} kbit/s of Opus on average)"
     )
     print()
     row("", "roundtable", "bare relay" if bare else "")
@@ -972,6 +983,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="not measured, per phase")
     parser.add_argument("--drain", type=float, default=1.5, help="after each phase")
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="idle CPU window")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="before each phase, wait up to this long for other processes to calm down (0: no)",
+    )
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's WebSocket layer")
     parser.add_argument("--port", type=int, default=0, help="the app's port (0: a free one)")
     parser.add_argument("--skip-bare", action="store_true")
@@ -993,7 +1010,11 @@ async def measure_all(
     args: argparse.Namespace, tmp: Path, database_url: str, seats: Seating, log: Any
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     tracks = {slot: Track.make(slot, args.seconds) for slot in range(len(CROSS_TALK_OFFSETS_S))}
-    log(f"tone tracks: {len(tracks[0].packets)} packets each, {len(tracks[0].onsets)} bursts")
+    sent_kbps = sum(len(p) for p in tracks[0].packets) * 8 / 1000 / args.seconds
+    log(
+        f"tone tracks: {len(tracks[0].packets)} packets, {len(tracks[0].onsets)} bursts, "
+        f"{sent_kbps:.1f} kbit/s of Opus on average"
+    )
     base = f"/programmes/{seats.programme_id}/sessions/{seats.session_id}/live"
     port = args.port or free_port()
     app = start_app(tmp, database_url, port, args.ws)
@@ -1003,6 +1024,7 @@ async def measure_all(
         ours = await measure_target(
             "roundtable", app, urls, seats, tracks, args, log, not args.skip_fallback
         )
+        ours["sent_kbps"] = sent_kbps
     finally:
         stop_server(app)
         tail = app.log_tail(12)
