@@ -72,6 +72,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,7 @@ from bench.realtime import (  # noqa: E402
     start_app,
     start_bare,
     stop_server,
+    wait_idle,
 )
 
 RATE = 48000
@@ -325,7 +327,9 @@ class Recorder:
                 create_connection=self.ws_class,
             )
             ws.heard = heard
-            await ws.send(json.dumps({"type": "hello", "cursors": {}, "media": ["audio"]}))
+            # As the page does: follow the room (from now) and ask to hear it.
+            hello = {"type": "hello", "cursors": {spec.room: None}, "media": ["audio"]}
+            await ws.send(json.dumps(hello))
             while True:
                 first = await asyncio.wait_for(ws.recv(), 60)
                 if isinstance(first, str) and json.loads(first).get("t") == "hello":
@@ -388,7 +392,7 @@ class Recorder:
     async def listen_poll(self, heard: Heard, opened: asyncio.Future[None]) -> None:
         spec = heard.spec
         headers = {"Cookie": f"rt_session={spec.cookie}", "Accept-Encoding": "identity"}
-        token, cursors = secrets.token_urlsafe(16), ""
+        token, cursors = secrets.token_urlsafe(16), f"{spec.room}="
         heard.open = True
         opened.set_result(None)
         try:
@@ -550,7 +554,7 @@ class Urls:
         if kind == "ws":
             return f"{self.ws_base}/ws"
         if kind == "sse":
-            return f"{self.http_base}/sse?cursors=&media=audio"
+            return f"{self.http_base}/sse?cursors={urllib.parse.quote(room)}=&media=audio"
         return f"{self.http_base}/poll"
 
     def speak(self, user_id: int, room: str) -> str:
@@ -574,13 +578,16 @@ async def measure_window(server: Server, listeners: Listeners, w0: int, w1: int)
     pid = server.proc.pid
     sampler = PeakSampler(pid)
     server0, clients0 = cpu_seconds(pid), time.process_time() + listeners.cpu()
-    busy0 = machine_busy_seconds()
+    loop0, busy0 = cpu_seconds(pid, thread=pid), machine_busy_seconds()
     await asyncio.sleep(max(0.0, (w1 - time.monotonic_ns()) / 1e9))
     server1, clients1 = cpu_seconds(pid), time.process_time() + listeners.cpu()
-    busy1 = machine_busy_seconds()
+    loop1, busy1 = cpu_seconds(pid, thread=pid), machine_busy_seconds()
     seconds = (w1 - w0) / 1e9
     return {
         "server_cpu": (server1 - server0) / seconds * 100,
+        # The main thread runs the event loop: the whole audio path (decoding, routing,
+        # mixing, sending), not Vosk (its own threads) nor SQLite (aiosqlite's).
+        "loop_cpu": (loop1 - loop0) / seconds * 100,
         "client_cpu": (clients1 - clients0) / seconds * 100,
         "other_cpu": max(0.0, busy1 - busy0 - (server1 - server0) - (clients1 - clients0))
         / seconds
@@ -618,7 +625,7 @@ async def run_phase(
         meter = asyncio.create_task(measure_window(server, listeners, w0, w1))
         await asyncio.gather(
             *(
-                s.speak(t0 + int(v.offset_s * 1e9), 1.0)
+                talk(s, t0 + int(v.offset_s * 1e9), args)
                 for s, v in zip(speakers, voices, strict=True)
             )
         )
@@ -641,6 +648,8 @@ async def run_phase(
     )
     messages: Counter[str] = Counter()
     for s in speakers:
+        if len(s.spoken.sent_ns) < len(s.frames):
+            messages["cut short (the server stopped reading)"] += 1
         messages.update(str(m.get("t")) for m in s.spoken.messages)
         if s.spoken.error:
             messages[f"error: {s.spoken.error[:100]}"] += 1
@@ -648,8 +657,25 @@ async def run_phase(
     return figures
 
 
+def clock_ms_between(earlier: int, later: int) -> float:
+    """later - earlier, in ms of CLOCK_MONOTONIC, where either may be a packet's ts_ms (the
+    server's relay time: a u32 that wraps; the app and the bare relay both stamp it from
+    CLOCK_MONOTONIC, which is what makes the split of "behind live" possible)."""
+    d = (later - earlier) % 2**32
+    return float(d - 2**32 if d >= 2**31 else d)
+
+
+async def talk(speaker: Speaker, start_ns: int, args: argparse.Namespace) -> None:
+    """The speaker's track from `start_ns`, then stop. A server that has not read (and so
+    not closed) the stream 3 s after its end is not waited for: its backlog shows in the
+    figures, and the next phase waits for the server to be idle first."""
+    deadline = (start_ns - time.monotonic_ns()) / 1e9 + args.seconds + 3.0
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(speaker.speak(start_ns, 1.0), deadline)
+
+
 def heard_streams(frames: list[tuple[int, bytes]]) -> tuple[dict[int, list[Any]], int]:
-    """A listener's packets by source, in the order read: (read at, seq, payload)."""
+    """A listener's packets by source, in the order read: (read at, seq, ts_ms, payload)."""
     streams: dict[int, list[Any]] = defaultdict(list)
     malformed = 0
     for at, frame in frames:
@@ -658,9 +684,9 @@ def heard_streams(frames: list[tuple[int, bytes]]) -> tuple[dict[int, list[Any]]
         except ValueError:
             malformed += 1
             continue
-        for kind, source, seq, _ts, payload in packets:
+        for kind, source, seq, ts, payload in packets:
             if kind == KIND_OPUS:
-                streams[source].append((at, seq, payload))
+                streams[source].append((at, seq, ts, payload))
     return streams, malformed
 
 
@@ -680,6 +706,8 @@ def analyse(
     crowded = {r for r, n in Counter(v.room for v, _, _ in sent.values()).items() if n > 1}
     crowded_kbps: list[float] = []
     behind: list[float] = []
+    reached: list[float] = []  # speaker -> server relay (ts_ms), forwarded packets
+    relayed: list[float] = []  # server relay -> listener, every packet
     counts: Counter[str] = Counter()
     seconds = (w1 - w0) / 1e9
     for key, record in records.items():
@@ -700,18 +728,20 @@ def analyse(
                 counts["own voice packets"] += len(items)
             elif source and source not in room_speakers:
                 counts[OTHER_ROOM] += len(items)
-            seqs = [seq for _, seq, _ in items]
+            seqs = [seq for _, seq, _, _ in items]
             steps = zip(seqs, seqs[1:], strict=False)
             counts["seq gaps"] += sum(1 for a, b in steps if (b - a) & 0xFFFF != 1)
-            spectra, refused = decoded_spectra([p for _, _, p in items])
+            spectra, refused = decoded_spectra([p for _, _, _, p in items])
             counts["undecodable packets"] += refused
-            arrays[source] = (np.array([at for at, _, _ in items], dtype=np.int64), spectra)
+            arrays[source] = (np.array([at for at, _, _, _ in items], dtype=np.int64), spectra)
+            relayed.extend(clock_ms_between(ts, at // 1_000_000) for at, _, ts, _ in items)
             if source in sent:
                 _, track, spoken = sent[source]
-                for at, _, payload in items:
+                for at, _, ts, payload in items:
                     index = track.unique.get(payload)
                     if index is not None and index < len(spoken.sent_ns):
                         behind.append((at - spoken.sent_ns[index]) / 1e6)
+                        reached.append(clock_ms_between(spoken.sent_ns[index] // 1_000_000, ts))
         for user, (_, track, spoken) in sent.items():
             if user == spec.user_id or user not in room_speakers:
                 continue
@@ -741,6 +771,10 @@ def analyse(
         "crowded_kbps": sorted(crowded_kbps),
         "behind_p99": percentile(sorted(behind), 0.99),
         "behind_max": max([*behind, *finite], default=math.nan),
+        "reached_p99": percentile(sorted(reached), 0.99),
+        "reached_max": max(reached, default=math.nan),
+        "relayed_p99": percentile(sorted(relayed), 0.99),
+        "relayed_max": max(relayed, default=math.nan),
         "counts": dict(counts),
     }
 
@@ -809,9 +843,11 @@ async def measure_target(
 
 
 async def quiet(args: argparse.Namespace, log: Any, server: Server, listeners: Listeners) -> None:
-    """Wait (at most --quiet-wait seconds) until other processes on the machine use under a
-    quarter of a core: they would take the cores the figures are about."""
+    """Wait (at most --quiet-wait seconds each) until the server has worked off what it
+    still had to do, and other processes on the machine use under a quarter of a core:
+    they would take the cores the figures are about."""
     if args.quiet_wait > 0:
+        await asyncio.to_thread(wait_idle, server, log, args.quiet_wait)
         pids = (server.proc.pid, listeners.proc.pid or 0)
         await asyncio.to_thread(wait_for_quiet, args.quiet_wait, log, pids)
 
@@ -825,7 +861,7 @@ def summary(figures: dict[str, Any]) -> str:
         )
     ws = figures["kbps"].get("ws", [])
     parts.append(f"download p95 {percentile(ws, 0.95):.1f} kbps")
-    parts.append(f"server CPU {figures['server_cpu']:.1f}%")
+    parts.append(f"server CPU {figures['server_cpu']:.1f}% (event loop {figures['loop_cpu']:.1f}%)")
     return ", ".join(parts)
 
 
@@ -848,13 +884,22 @@ def phase_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("mouth-to-ear p50 / p95 (ms), WebSocket", p50_p95(d["m2e"].get("ws", []))),
         ("  bursts heard / missed", f"{heard} / {n['bursts missed (ws)']}"),
         ("behind live p99 / max (ms)", f"{ms(d['behind_p99'])} / {ms(d['behind_max'])}"),
+        (
+            "  speaker -> relay p99 / max (ms, ts_ms)",
+            f"{ms(d['reached_p99'])} / {ms(d['reached_max'])}",
+        ),
+        (
+            "  relay -> listener p99 / max (ms, ts_ms)",
+            f"{ms(d['relayed_p99'])} / {ms(d['relayed_max'])}",
+        ),
         ("download per listener p50/p95/max (kbps)", kbps),
     ]
     if d["crowded_kbps"]:
         crowded = percentile(d["crowded_kbps"], 0.95)
         rows.append(("  in the cross-talk room, p95 (kbps)", f"{crowded:.1f}"))
     rows += [
-        ("server CPU (% of one core)", f"{d['server_cpu']:.1f}"),
+        ("server CPU, all threads (% of one core)", f"{d['server_cpu']:.1f}"),
+        ("  event-loop thread: the audio path (%)", f"{d['loop_cpu']:.1f}"),
         ("server peak RSS (MB)", f"{d['rss_peak'] / 2**20:.0f}"),
         ("clients' / other processes' CPU (%)", f"{d['client_cpu']:.0f} / {d['other_cpu']:.0f}"),
         ("packets received, all listeners", str(n["packets"])),
@@ -886,8 +931,8 @@ def report(ours: dict[str, Any], bare: dict[str, Any] | None, args: argparse.Nam
     print()
     print(
         f"Voice benchmark: {args.rooms} rooms of {PER_ROOM} ({listeners} listeners on the live "
-        f"WebSocket), loopback, one server process (uvicorn --ws {args.ws}, SQLite, no Vosk "
-        "model: the audio path only)"
+        f"WebSocket), loopback, one server process (uvicorn --ws {args.ws}, SQLite, "
+        + ("no Vosk model)" if args.no_model else "Vosk captioning every talker)")
     )
     print(
         f"  {os.cpu_count()} cores shared by the server, the speakers' and the listeners' "
@@ -919,7 +964,7 @@ def report(ours: dict[str, Any], bare: dict[str, Any] | None, args: argparse.Nam
         for label, cell in phase_rows(o):
             row(label, cell, theirs.get(label, ""))
         if x:
-            row("server CPU ratio (ours / bare)", f"{o['server_cpu'] / x['server_cpu']:.2f}")
+            row("audio path CPU ratio (ours / bare)", f"{o['loop_cpu'] / x['loop_cpu']:.2f}")
         for who, d in (("roundtable", o), ("bare", x)):
             if d and set(d["speaker_messages"]) - {"floor", "recording"}:
                 print(f"     {who}: the speakers were told {d['speaker_messages']}")
@@ -937,7 +982,8 @@ def report(ours: dict[str, Any], bare: dict[str, Any] | None, args: argparse.Nam
             kbps = fallback["kbps"].get(kind, [])
             row(f"  download per listener p95 (kbps, {kind})", f"{percentile(kbps, 0.95):.1f}")
         row("mouth-to-ear p50 / p95 (ms), WebSocket", p50_p95(fallback["m2e"].get("ws", [])))
-        row("server CPU (% of one core)", f"{fallback['server_cpu']:.1f}")
+        row("server CPU, all threads (% of one core)", f"{fallback['server_cpu']:.1f}")
+        row("  event-loop thread: the audio path (%)", f"{fallback['loop_cpu']:.1f}")
     result(ours, bare)
 
 
@@ -947,11 +993,11 @@ def result(ours: dict[str, Any], bare: dict[str, Any] | None) -> None:
     fallback = ours["phases"].get("fallback") or {"m2e": {}}
     m2e_fallback = percentile(fallback["m2e"].get("sse", []), 0.95)
     kbps = percentile(ours["phases"]["cross-talk"]["kbps"].get("ws", []), 0.95)
-    busiest = max(("one per room", "cross-talk"), key=lambda p: ours["phases"][p]["server_cpu"])
-    cpu = ours["phases"][busiest]["server_cpu"]
+    busiest = max(("one per room", "cross-talk"), key=lambda p: ours["phases"][p]["loop_cpu"])
+    cpu = ours["phases"][busiest]["loop_cpu"]
     ratio = math.nan
-    if bare and bare["phases"].get(busiest, {}).get("server_cpu"):
-        ratio = cpu / bare["phases"][busiest]["server_cpu"]
+    if bare and bare["phases"].get(busiest, {}).get("loop_cpu"):
+        ratio = cpu / bare["phases"][busiest]["loop_cpu"]
     behind = max(d["behind_max"] for d in ours["phases"].values())
     targets = [
         (f"WebSocket p95 <= {TARGET_M2E_MS:g} ms", m2e <= TARGET_M2E_MS),
@@ -984,6 +1030,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=1.5, help="after each phase")
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="idle CPU window")
     parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path(os.environ.get("VOSK_MODEL_PATH") or ROOT / "var" / "models" / "model-en-us"),
+        help="the Vosk model the app loads (the microphone refuses to start without one)",
+    )
+    parser.add_argument(
+        "--no-model",
+        action="store_true",
+        help="run the app without a Vosk model (for an app whose voice works without captions)",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=10.0,
@@ -1006,6 +1063,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def health(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:  # noqa: S310 - our own server
+        return dict(json.loads(response.read()))
+
+
 async def measure_all(
     args: argparse.Namespace, tmp: Path, database_url: str, seats: Seating, log: Any
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -1017,9 +1079,13 @@ async def measure_all(
     )
     base = f"/programmes/{seats.programme_id}/sessions/{seats.session_id}/live"
     port = args.port or free_port()
-    app = start_app(tmp, database_url, port, args.ws)
+    app = start_app(tmp, database_url, port, args.ws, None if args.no_model else args.model)
     log(f"roundtable serving on 127.0.0.1:{port} (pid {app.proc.pid})")
     try:
+        captions = health(port).get("captions")
+        log(f"captions: {captions}")
+        if captions != "ok" and not args.no_model:
+            raise RuntimeError(f"the Vosk model at {args.model} did not load: {captions}")
         urls = Urls(f"ws://127.0.0.1:{port}{base}", f"http://127.0.0.1:{port}{base}", bare=False)
         ours = await measure_target(
             "roundtable", app, urls, seats, tracks, args, log, not args.skip_fallback
