@@ -2,8 +2,8 @@
 listeners in 10 breakout rooms of 8 receive and decode them; the same speakers and
 listeners against a bare `websockets` relay in the same run.
 
-    python bench/voice.py                # about 2 minutes
-    python bench/voice.py --quick        # shorter phases, about 1 minute
+    python bench/voice.py                # about 2.5 minutes on a quiet machine
+    python bench/voice.py --quick        # shorter phases, about 1.5 minutes
     python bench/voice.py --help         # phase lengths, room count, --skip-bare ...
 
 What it does, all on 127.0.0.1:
@@ -11,11 +11,15 @@ What it does, all on 127.0.0.1:
      session, 10 groups of 8 participants and an open breakout, so each participant's room
      is their group's room;
   2. the app under uvicorn in its own process (bench/realtime.py's `start_app`: production
-     settings, one process, `VOSK_MODEL_PATH` pointing nowhere, so the recognizer is not
-     loaded and what is measured is the audio path, not Vosk);
+     settings, one process) with the Vosk model, since its microphone refuses to start
+     without one: every talker is also captioned, as in production. Vosk runs in its own
+     threads, so the audio path's CPU (decoding, routing, mixing, sending: all on the event
+     loop) is the main thread's, read from /proc/PID/task/PID/stat (`--no-model` runs
+     without the model, for an app whose voice works without captions);
   3. a listener process (asyncio + the `websockets` client): every member of every room
      (80) opens the live WebSocket `.../live/ws` with its own session cookie and says
-     `{"type":"hello","cursors":{},"media":["audio"]}`; binary frames (one or more packets
+     `{"type":"hello","cursors":{"<room>":null},"media":["audio"]}` (the page follows its
+     room, and a connection hears only a room it follows); binary frames (one or more packets
      with the 13-byte header of realtime/media.py) are kept with the time their bytes were
      read from the socket, and every byte read is counted;
   4. speakers (in this process, so their timing is not disturbed by the listeners): each
@@ -48,6 +52,9 @@ heard and did not (within 1.5 s) counts as infinitely late.
 
 Behind live: for every forwarded packet (its payload is byte for byte one a speaker sent),
 the time it was read minus the time it was sent; for mixed packets, the burst latencies.
+It is split at the packet's ts_ms (the relay's clock when it sent the packet on, which both
+the app and the bare relay take from CLOCK_MONOTONIC): speaker -> relay and relay ->
+listener.
 
 The last line is machine-readable:
 RESULT m2e_p95_ms=<..> m2e_fallback_p95_ms=<..> listener_kbps_p95=<..> audio_cpu_pct=<..>
@@ -1025,7 +1032,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rooms", type=int, default=10, help="breakout rooms of 8")
-    parser.add_argument("--seconds", type=float, default=12.0, help="each phase's length")
+    parser.add_argument("--seconds", type=float, default=10.0, help="each phase's length")
     parser.add_argument("--warmup", type=float, default=1.0, help="not measured, per phase")
     parser.add_argument("--drain", type=float, default=1.5, help="after each phase")
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="idle CPU window")
@@ -1043,8 +1050,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=10.0,
-        help="before each phase, wait up to this long for other processes to calm down (0: no)",
+        default=8.0,
+        help="before each phase, wait up to this long for the server, then for other "
+        "processes, to calm down (0: no)",
     )
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's WebSocket layer")
     parser.add_argument("--port", type=int, default=0, help="the app's port (0: a free one)")
