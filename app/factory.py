@@ -28,6 +28,8 @@ from app.security import PasswordWorker, Signer
 from app.state import STATE_KEY, AppState
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
+from app.voice.listen import MixListeners
+from app.voice.recording import Recorders
 from captioning.engine import CaptionEngine
 from realtime.broker import make_broker
 from realtime.hub import Hub
@@ -35,6 +37,8 @@ from realtime.publish import Live
 
 log = logging.getLogger(__name__)
 
+# Recordings being written, beside the stored files (a storage key never starts with ".").
+RECORDING_DIR = ".recording"
 # Room for a 100 MB upload plus multipart framing.
 MULTIPART_OVERHEAD = 1024 * 1024
 
@@ -78,6 +82,18 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         threads=settings.password_check_threads, max_waiting=settings.password_check_queue
     )
     stack.callback(passwords.close)
+    # TODO(voice core): pass the VoiceRouter (state.voice) as `router` to both, made before
+    # them, so that recordings stop and are stored before the router closes.
+    recorders = Recorders(
+        sessionmaker=sessionmaker,
+        storage=storage,
+        live=live,
+        work_dir=settings.upload_dir / RECORDING_DIR,
+        router=None,
+    )
+    await recorders.recover()
+    stack.push_async_callback(recorders.close)
+    mix_listeners = MixListeners(router=None)
     return AppState(
         settings=settings,
         signer=signer,
@@ -98,6 +114,8 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         transcriber=transcriber,
         signin_limits=signin_limits(settings),
         passwords=passwords,
+        recorders=recorders,
+        mix_listeners=mix_listeners,
     )
 
 
@@ -211,6 +229,7 @@ def include_routers(app: FastAPI) -> None:
     from app.themes.routes import codebook as themes_codebook
     from app.themes.routes import codings as themes_codings
     from app.themes.routes import overview as themes_overview
+    from app.voice.routes import recording as voice_recording
 
     app.include_router(health.router)
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
@@ -244,6 +263,7 @@ def include_routers(app: FastAPI) -> None:
         themes_codebook,
         themes_overview,
         themes_codings,
+        voice_recording,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms

@@ -116,6 +116,15 @@ class SpeakingPayload(BaseModel):
     names: list[str]
 
 
+class RecordingPayload(BaseModel):
+    """Whether a room is being recorded (app/voice/recording_actions.py); replaces the
+    room's recording indicator."""
+
+    channel: str = Field(max_length=100)
+    on: bool
+    text: str = Field(max_length=300)
+
+
 def build_registry() -> EventRegistry:
     registry = EventRegistry()
     for event_type in (
@@ -159,6 +168,12 @@ def build_registry() -> EventRegistry:
         # On the speaker's own channel: the notice, and the signal that ends their stream.
         EventType("caption.muted", NoticePayload, "live/events/notice.html"),
         EventType("caption.unmuted", NoticePayload, "live/events/notice.html"),
+        EventType(
+            "voice.recording",
+            RecordingPayload,
+            "live/events/voice_recording.html",
+            swap="replace",
+        ),
     ):
         registry.register(event_type)
     return registry

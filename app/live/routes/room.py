@@ -23,6 +23,7 @@ from app.live.web import BASE, base_url, wants_fragment
 from app.refusals import NotAllowed
 from app.state import get_app_state
 from app.templating import render
+from app.voice.recording_actions import indicator_context
 
 router = APIRouter(tags=["pages: live session"])
 
@@ -69,6 +70,7 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         "speaking_view": await get_app_state(request).speaking.payload(seat.current),
         **await caption_panel(db, seat=seat),
         "captions_status": public_status(get_app_state(request).captions),
+        **await indicator_context(db, get_app_state(request).recorders, seat=seat),
     }
 
 

@@ -1,0 +1,1 @@
+"""Voice in the rooms of a live session."""
