@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bodylimits import BodyLimits, BodyLimitsMiddleware
 from app.compression import CompressionMiddleware, StaticAssets
@@ -43,6 +44,7 @@ RECORDING_DIR = ".recording"
 MULTIPART_OVERHEAD = 1024 * 1024
 
 
+# Longer than 60 lines because it makes every resource in the one order they start and close.
 async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitStack) -> AppState:
     """Make and start the app's resources in order; each one's close is put on `stack` as
     soon as it exists, so that they all close, in reverse order, even if one close fails."""
@@ -82,18 +84,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         threads=settings.password_check_threads, max_waiting=settings.password_check_queue
     )
     stack.callback(passwords.close)
-    # TODO(voice core): pass the VoiceRouter (state.voice) as `router` to both, made before
-    # them, so that recordings stop and are stored before the router closes.
-    recorders = Recorders(
-        sessionmaker=sessionmaker,
-        storage=storage,
-        live=live,
-        work_dir=settings.upload_dir / RECORDING_DIR,
-        router=None,
-    )
-    await recorders.recover()
-    stack.push_async_callback(recorders.close)
-    mix_listeners = MixListeners(router=None)
+    recorders, mix_listeners = await open_recorders(settings, sessionmaker, storage, live, stack)
     return AppState(
         settings=settings,
         signer=signer,
@@ -117,6 +108,28 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         recorders=recorders,
         mix_listeners=mix_listeners,
     )
+
+
+async def open_recorders(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    storage: LocalStorage,
+    live: Live,
+    stack: AsyncExitStack,
+) -> tuple[Recorders, MixListeners]:
+    """Rooms' recorders (first storing what a crashed process left recording) and the live
+    <audio> listeners. TODO(voice core): pass the VoiceRouter as `router` to both, made
+    before them, so that at shutdown recordings stop and are stored before it closes."""
+    recorders = Recorders(
+        sessionmaker=sessionmaker,
+        storage=storage,
+        live=live,
+        work_dir=settings.upload_dir / RECORDING_DIR,
+        router=None,
+    )
+    await recorders.recover()
+    stack.push_async_callback(recorders.close)
+    return recorders, MixListeners(router=None)
 
 
 def pool_sizes(settings: Settings) -> PoolSizes:

@@ -79,7 +79,7 @@ async def start_recording(
             "in the programme's settings."
         )
     if not recorders.available:
-        raise Busy("Recording is not available on this server: its audio is not running.")
+        raise Conflict("Recording is not available on this server: its audio is not running.")
     if await running_recording(db, room.channel) is not None:
         raise Conflict(f"The {room.name} is already being recorded.")
     recording = VoiceRecording(

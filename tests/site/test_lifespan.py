@@ -42,6 +42,8 @@ RESOURCES = {
     "transcriber",
     "signin_limits",
     "passwords",
+    "recorders",
+    "mix_listeners",
 }
 
 

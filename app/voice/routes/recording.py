@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from starlette.requests import HTTPConnection
 from starlette.responses import FileResponse, Response, StreamingResponse
 
@@ -14,10 +14,10 @@ from app.live.deps import SeatOf
 from app.live.seats import SEAT_CHANGING_EVENTS, SeatKeeper
 from app.live.web import BASE, done
 from app.programmes.papers import stored_path
-from app.refusals import Busy, NotFound
+from app.refusals import Conflict, NotFound
 from app.state import get_app_state
 from app.voice import recording_actions
-from app.voice.listen import mix_follows, mix_stream
+from app.voice.listen import MAX_STREAM_SECONDS, mix_follows, mix_stream
 from app.voice.recording import Recorders
 from app.voice.recording_captions import VTT_MEDIA_TYPE, recording_cues, visible_recording, webvtt
 from realtime.live_connection import LiveConnection
@@ -87,13 +87,21 @@ async def recording_captions(
 
 
 @router.get(BASE + "/voice.ogg")
-async def live_voice(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+async def live_voice(
+    request: Request,
+    seat: SeatOf,
+    db: SessionDep,
+    duration: Annotated[
+        float,
+        Query(ge=0, le=MAX_STREAM_SECONDS, description="Seconds before the server ends the stream"),
+    ] = MAX_STREAM_SECONDS,
+) -> Response:
     """The person's current room, live, as Ogg/Opus (for browsers without WebCodecs; about
     a second behind). Ends when they move room or leave; the page then opens a new one."""
     state = get_app_state(request)
     listeners = state.mix_listeners
     if not listeners.available:
-        raise Busy("Listening is not available on this server: its audio is not running.")
+        raise Conflict("Listening is not available on this server: its audio is not running.")
     keeper = SeatKeeper(
         request,
         seat.ctx.programme.id,
@@ -108,7 +116,7 @@ async def live_voice(request: Request, seat: SeatOf, db: SessionDep) -> Response
     live = LiveConnection(state.hub, keeper, transport="audio")
     await live.open(dict(mix_follows(seat.current)(None, seat, {})))
     return StreamingResponse(
-        mix_stream(listeners, live, seat=seat),
+        mix_stream(listeners, live, seat=seat, max_seconds=duration),
         media_type="audio/ogg",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
