@@ -23,6 +23,7 @@ from app.live.chat_writer import ChatWriter
 from app.live.events import build_registry
 from app.live.presence import Presence
 from app.live.speaking import Speaking
+from app.live.talking import Talking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter, SignInLimits
 from app.security import PasswordWorker, Signer
@@ -35,6 +36,7 @@ from captioning.engine import CaptionEngine
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
+from realtime.voice import VoiceRouter
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     speaking = Speaking(broker=broker, live=live)
     speaking.start()
     stack.push_async_callback(speaking.stop)
+    voice = VoiceRouter(on_active=Talking(live=live, speaking=speaking).changed)
+    await voice.start()
+    stack.push_async_callback(voice.stop)
     breakout_closer = BreakoutCloser(sessionmaker, live)
     breakout_closer.start()
     stack.push_async_callback(breakout_closer.stop)
@@ -84,7 +89,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         threads=settings.password_check_threads, max_waiting=settings.password_check_queue
     )
     stack.callback(passwords.close)
-    recorders, mix_listeners = await open_recorders(settings, sessionmaker, storage, live, stack)
+    recorders, mix_listeners = await open_recorders(
+        settings, sessionmaker, storage, live, voice, stack
+    )
     return AppState(
         settings=settings,
         signer=signer,
@@ -105,6 +112,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         transcriber=transcriber,
         signin_limits=signin_limits(settings),
         passwords=passwords,
+        voice=voice,
         recorders=recorders,
         mix_listeners=mix_listeners,
     )
@@ -115,21 +123,22 @@ async def open_recorders(
     sessionmaker: async_sessionmaker[AsyncSession],
     storage: LocalStorage,
     live: Live,
+    voice: VoiceRouter,
     stack: AsyncExitStack,
 ) -> tuple[Recorders, MixListeners]:
     """Rooms' recorders (first storing what a crashed process left recording) and the live
-    <audio> listeners. TODO(voice core): pass the VoiceRouter as `router` to both, made
-    before them, so that at shutdown recordings stop and are stored before it closes."""
+    <audio> listeners, tapping the voice router's rooms. Made after the router, so that at
+    shutdown recordings stop and are stored while it still runs."""
     recorders = Recorders(
         sessionmaker=sessionmaker,
         storage=storage,
         live=live,
         work_dir=settings.upload_dir / RECORDING_DIR,
-        router=None,
+        router=voice,
     )
     await recorders.recover()
     stack.push_async_callback(recorders.close)
-    return recorders, MixListeners(router=None)
+    return recorders, MixListeners(router=voice)
 
 
 def pool_sizes(settings: Settings) -> PoolSizes:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from realtime.broker import Broker
     from realtime.hub import Hub
     from realtime.publish import Live
+    from realtime.voice import VoiceRouter
 
 # The key the lifespan yields the state under; Starlette copies it into each request's state.
 STATE_KEY = "app_state"
@@ -54,6 +55,8 @@ class AppState:
     transcriber: Transcriber
     signin_limits: SignInLimits
     passwords: PasswordWorker
+    # Voice: each room's speakers routed to its listeners (realtime/voice.py).
+    voice: VoiceRouter
     # Rooms' recordings in progress, and live <audio> listeners (app/voice/).
     recorders: Recorders
     mix_listeners: MixListeners

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from zoneinfo import ZoneInfo
@@ -34,7 +34,14 @@ from app.live.channels import open_breakout
 from app.models import Paper, Programme, ProgrammeSession, User
 from app.programmes.papers import PaperKind
 from app.storage import Storage, StoredFile
-from app.voice.ogg_stream import FrameBuffer, FrameError, OggOpusWriter, ogg_duration_ms
+from app.voice.ogg_stream import (
+    FRAME_BYTES,
+    FRAME_MS,
+    FrameBuffer,
+    FrameError,
+    OggOpusWriter,
+    ogg_duration_ms,
+)
 from app.voice.recording_models import VoiceRecording
 from realtime.publish import Live
 
@@ -52,6 +59,11 @@ BUFFER_FRAMES = 3000
 # before it could write anything).
 LOST_AFTER = timedelta(minutes=1)
 CONTENT_TYPE = "audio/ogg"
+FRAME_SECONDS = FRAME_MS / 1000
+SILENCE = bytes(FRAME_BYTES)
+# Frames the recording may trail the clock by (in flight in the mixer or the buffer) before
+# the gap counts as ticks the mixer skipped.
+CLOCK_SLACK_FRAMES = 10
 
 
 class Tap(Protocol):
@@ -75,6 +87,13 @@ def recording_payload(channel: str, *, on: bool, room_name: str, stopped: bool =
     return {"channel": channel, "on": on, "text": text}
 
 
+@dataclass(frozen=True)
+class Stop:
+    reason: str
+    actor: User | None
+    at: datetime
+
+
 @dataclass(eq=False)
 class Run:
     """One recording in progress in this process."""
@@ -89,14 +108,25 @@ class Run:
     task: asyncio.Task[None] | None = None
     finishing: bool = False
     bad_frames: int = 0
+    # When the tap began (the recording's 0 s), on the monotonic clock and the wall clock.
+    began: float = 0.0
+    began_at: datetime | None = None
+    padded_frames: int = 0
 
     def encode_pending(self) -> None:
-        """Encode what the tap has given (in a worker thread; one at a time)."""
+        """Encode what the tap has given (in a worker thread; one at a time), and keep the
+        recording in step with the clock: if the mixer skipped ticks (a loop held up), the
+        gap is filled with silence, so that captions, timed by the clock, stay in place."""
         for pcm in self.buffer.take():
             try:
                 self.writer.write(pcm)
             except FrameError:
                 self.bad_frames += 1
+        behind = int((time.monotonic() - self.began) / FRAME_SECONDS) - self.writer.frames
+        if behind > CLOCK_SLACK_FRAMES:
+            for _ in range(behind - 1):
+                self.writer.write(SILENCE)
+            self.padded_frames += behind - 1
 
     def seal(self) -> None:
         """Encode the rest, end the Ogg stream and close the file (which unlocks it)."""
@@ -158,7 +188,7 @@ class Recorders:
     def running(self, channel: str) -> Run | None:
         return self.runs.get(channel)
 
-    async def begin(self, recording_id: int, channel: str) -> None:
+    async def begin(self, recording_id: int, channel: str) -> Run:
         """Start recording (the row is committed and the room told): open the file, tap the
         room's mix, and watch until it must stop."""
         assert self.router is not None, "check `available` first"
@@ -173,11 +203,13 @@ class Recorders:
         run = Run(recording_id, channel, path, file, writer, FrameBuffer(BUFFER_FRAMES))
         self.runs[channel] = run
         try:
+            run.began, run.began_at = time.monotonic(), utcnow()
             run.tap = self.router.tap(channel, run.buffer.push)
         except BaseException:
             await self.finish(run, reason="could not start")
             raise
         run.task = asyncio.create_task(self._watch(run), name=f"recording {recording_id}")
+        return run
 
     async def _watch(self, run: Run) -> None:
         next_check = time.monotonic() + self.check_seconds
@@ -223,25 +255,44 @@ class Recorders:
             self.runs.pop(run.channel, None)
             if run.tap is not None:
                 run.tap.close()
+            stopped_at = utcnow()
             if run.task is not None and run.task is not asyncio.current_task():
                 run.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await run.task
             await anyio.to_thread.run_sync(run.seal)
-            if run.bad_frames:
-                log.warning("recording %s: %d bad frames", run.recording_id, run.bad_frames)
+            if run.bad_frames or run.padded_frames:
+                log.warning(
+                    "recording %s: %d bad frames, %d frames of silence where the mix lagged",
+                    run.recording_id,
+                    run.bad_frames,
+                    run.padded_frames,
+                )
             return await self.keep(
-                run.recording_id, run.path, run.writer.duration_ms, reason=reason, actor=actor
+                run.recording_id,
+                run.path,
+                run.writer.duration_ms,
+                reason=reason,
+                actor=actor,
+                stopped_at=stopped_at,
             )
 
     async def keep(
-        self, recording_id: int, path: Path, duration_ms: int, *, reason: str, actor: User | None
+        self,
+        recording_id: int,
+        path: Path,
+        duration_ms: int,
+        *,
+        reason: str,
+        actor: User | None,
+        stopped_at: datetime | None = None,
     ) -> Paper | None:
         """Store a finished file and attach it to its session as a recording paper."""
         stored = await self.storage.adopt(path)
+        stop = Stop(reason, actor, stopped_at or utcnow())
         try:
             async with self.sessionmaker() as db:
-                return await self._attach(db, recording_id, stored, duration_ms, reason, actor)
+                return await self._attach(db, recording_id, stored, duration_ms, stop)
         except Exception:
             # The file is in storage: say where, so that it can be attached by hand.
             log.exception("recording %s is stored as %s but not attached", recording_id, stored.key)
@@ -253,8 +304,7 @@ class Recorders:
         recording_id: int,
         stored: StoredFile,
         duration_ms: int,
-        reason: str,
-        actor: User | None,
+        stop: Stop,
     ) -> Paper | None:
         row = await db.get(VoiceRecording, recording_id)
         session = await db.get(ProgrammeSession, row.session_id) if row else None
@@ -282,14 +332,14 @@ class Recorders:
         # Stopped from another process: that process recorded the stop; this one stores.
         action = "recording.stored" if row.stopped_at is not None else "recording.stop"
         if row.stopped_at is None:
-            row.stopped_at = utcnow()
-            row.stopped_by_id = actor.id if actor else None
-            row.stop_reason = reason
+            row.stopped_at = stop.at
+            row.stopped_by_id = stop.actor.id if stop.actor else None
+            row.stop_reason = stop.reason
         row.duration_ms = duration_ms
         row.paper_id = paper.id
         audit.record(
             db,
-            actor=actor,
+            actor=stop.actor,
             action=action,
             programme_id=session.programme_id,
             target=f"recording:{row.id}",

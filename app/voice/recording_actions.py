@@ -111,11 +111,14 @@ async def start_recording(
     # The room is told (the event goes out on commit) before anything is recorded.
     await outbox.commit()
     try:
-        await recorders.begin(recording.id, room.channel)
+        run = await recorders.begin(recording.id, room.channel)
     except Exception:
         log.exception("recording %s could not start", recording.id)
         await _abandon(db, recorders, recording.id)
         raise Busy("The recording could not start. Try again in a moment.") from None
+    # The recording's 0 s is when the tap began: its captions are timed from then.
+    recording.started_at = run.began_at or recording.started_at
+    await db.commit()
     return f"Recording the {room.name}. Everyone in the room has been told."
 
 

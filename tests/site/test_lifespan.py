@@ -42,6 +42,7 @@ RESOURCES = {
     "transcriber",
     "signin_limits",
     "passwords",
+    "voice",
     "recorders",
     "mix_listeners",
 }

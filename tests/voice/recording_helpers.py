@@ -13,7 +13,7 @@ import numpy as np
 
 from app.state import AppState
 from app.voice.recording_models import VoiceRecording
-from tests.voice.pcm_rooms import PcmRooms
+from tests.voice.room_speech import RoomSpeech
 
 
 @dataclass
@@ -56,12 +56,10 @@ def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
 
 
-def use_rooms(state: AppState) -> PcmRooms:
-    """Give the app's recorder and listeners rooms we can speak into (see pcm_rooms.py)."""
-    rooms = PcmRooms()
-    state.recorders.router = rooms
-    state.mix_listeners.router = rooms
-    return rooms
+def use_rooms(state: AppState) -> RoomSpeech:
+    """Speech into the rooms of the app's own voice router, which the recorder taps."""
+    assert state.recorders.router is state.voice and state.mix_listeners.router is state.voice
+    return RoomSpeech(state.voice)
 
 
 async def recordings(state: AppState) -> list[VoiceRecording]:
