@@ -214,3 +214,4 @@ async def test_listeners_on_the_fallbacks_hear_the_room(live_server: LiveServer,
     await priya.ws.close()
     for task in readers:
         task.cancel()
+
