@@ -251,6 +251,7 @@ async def speak(
         await sender.send({"t": "captions", "available": False, "message": reason})
     await mic.live_in(seat.current)
     await speaking.check_floor()
+    await speaking.tell_recording()
     ending = await speaking.run()
     if ending.finalize and stream is not None:
         try:

@@ -116,11 +116,11 @@ class Speaker:
         await self.ws.send(json.dumps(message))
 
     async def receive(self, timeout: float = 10, *, floor: bool = False) -> dict[str, Any]:
-        """The next message; whether the speaker may be heard (`floor`, docs/voice.md) is
-        skipped unless asked for."""
+        """The next message; what the voice says about the room (whether the speaker may
+        be heard, whether it is recorded: docs/voice.md) is skipped unless asked for."""
         while True:
             message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-            if floor or message.get("t") != "floor":
+            if floor or message.get("t") not in ("floor", "recording"):
                 return message
 
     async def paced(self, frames: list[bytes], seconds_each: float, speed: float = 2.5) -> None:
