@@ -74,6 +74,39 @@ class RealtimeBudget:
 
 
 LIVE_BUDGET = RealtimeBudget()
+
+
+def check_budget(budget: RealtimeBudget, audio_seconds: float, elapsed: float) -> None:
+    """Raise StreamLimitExceeded when `audio_seconds` of audio, sent over `elapsed` seconds
+    of wall-clock time, is more than the budget allows."""
+    if audio_seconds > budget.max_audio_seconds:
+        hours = budget.max_audio_seconds / 3600
+        raise StreamLimitExceeded(f"stream too long: at most {hours:g} hours of audio")
+    speed = budget.max_speed
+    if speed is not None and audio_seconds > budget.burst_seconds + speed * elapsed:
+        raise StreamLimitExceeded(
+            f"audio is arriving faster than real time (more than {speed:g}x); "
+            "send it as it is spoken"
+        )
+
+
+class BudgetMeter:
+    """A stream's audio measured against its budget as it arrives."""
+
+    def __init__(self, budget: RealtimeBudget, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self.clock = clock
+        self.started: float | None = None
+        self.audio_seconds = 0.0
+
+    def spend(self, seconds: float) -> None:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        check_budget(self.budget, self.audio_seconds + seconds, now - self.started)
+        self.audio_seconds += seconds
+
+
 # Clients of the vosk-server protocol stream files faster than real time; fairness comes
 # from the one-call-per-stream slicing instead.
 FILE_BUDGET = RealtimeBudget(max_speed=None)
@@ -268,23 +301,11 @@ class RecognizerStream:
         return self._kaldi
 
     def _spend(self, byte_count: int) -> None:
-        now = self._clock()
-        if self._started is None:
-            self._started = now
         seconds = self.audio_seconds + pcm_seconds(byte_count, self.sample_rate)
-        budget = self._budget
-        if budget is not None:
-            if seconds > budget.max_audio_seconds:
-                hours = budget.max_audio_seconds / 3600
-                raise StreamLimitExceeded(f"stream too long: at most {hours:g} hours of audio")
-            allowed = budget.burst_seconds
-            if budget.max_speed is not None:
-                allowed += budget.max_speed * (now - self._started)
-                if seconds > allowed:
-                    raise StreamLimitExceeded(
-                        f"audio is arriving faster than real time (more than "
-                        f"{budget.max_speed:g}x); send it as it is spoken"
-                    )
+        if self._budget is not None:
+            if self._started is None:
+                self._started = self._clock()
+            check_budget(self._budget, seconds, self._clock() - self._started)
         self.audio_seconds = seconds
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:

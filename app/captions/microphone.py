@@ -139,7 +139,8 @@ def open_stream(
             sink=captions,
             room=room_of(seat),
             sample_rate=ingest.output_rate,
-            budget=limits.budget,
+            # The speaker's session measures the budget as frames arrive.
+            budget=None,
             partial_interval=limits.partial_interval,
         )
     except CaptionsUnavailable as exc:

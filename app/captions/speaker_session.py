@@ -46,13 +46,15 @@ from captioning.ingest import (
     parse_json_object,
 )
 from captioning.live import LiveCaptionStream
-from captioning.stream import StreamLimitExceeded
+from captioning.stream import BudgetMeter, StreamLimitExceeded
 from realtime.connection import HEARTBEAT
 from realtime.live_connection import AccessEnded, LiveConnection, SlowConsumer
 
 log = logging.getLogger(__name__)
 
 NO_LONGER_SPEAKING = "you can no longer speak in this session"
+# What an Opus packet from the browser holds (WebCodecs' AudioEncoder, 20 ms frames).
+OPUS_PACKET_SECONDS = 0.02
 
 
 def no_longer_speaking() -> Ending:
@@ -99,6 +101,7 @@ class SpeakerSession:
         self.paused = False
         # The room hears each packet at once; the recognizer takes it from here.
         self.feed = CaptionFeed(stream)
+        self.meter = BudgetMeter(limits.budget)
         # Whether the speaker may be heard in their room now (the floor), and whether
         # they have been told that they may not.
         self.heard = True
@@ -174,6 +177,9 @@ class SpeakerSession:
 
     async def _audio(self, data: bytes) -> None:
         self.ingest.check(data)
+        # Every frame counts against the real-time budget, heard or not: a flood is cut off
+        # as it arrives (the recognizer's queue may be behind).
+        self.meter.spend(self._seconds_of(data))
         if self.paused:
             return  # the speaker has turned their microphone off: nothing is captioned
         if not self.heard:
@@ -183,6 +189,12 @@ class SpeakerSession:
                 await self.sender.send(self.floor_message())
             return
         self.feed.audio(self.ingest.take(data))
+
+    def _seconds_of(self, data: bytes) -> float:
+        start = self.ingest.start
+        if start.codec == "opus":
+            return OPUS_PACKET_SECONDS
+        return len(data) / 2 / start.sample_rate
 
     async def check_floor(self) -> None:
         """Work out again whether the speaker may be heard in their room, and tell them
