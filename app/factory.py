@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from fastapi import Depends, FastAPI
 
 from app.bodylimits import BodyLimits, BodyLimitsMiddleware
+from app.captions.speaker_http import HttpSpeakerStreams
 from app.compression import CompressionMiddleware, StaticAssets
 from app.config import Settings
 from app.db import PoolSizes, make_engine, make_sessionmaker, make_writer_engine
@@ -78,6 +79,10 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         threads=settings.password_check_threads, max_waiting=settings.password_check_queue
     )
     stack.callback(passwords.close)
+    # Last made, first closed: its streams caption their last words while the rest is up.
+    speaker_streams = HttpSpeakerStreams()
+    speaker_streams.start()
+    stack.push_async_callback(speaker_streams.stop)
     return AppState(
         settings=settings,
         signer=signer,
@@ -98,6 +103,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         transcriber=transcriber,
         signin_limits=signin_limits(settings),
         passwords=passwords,
+        speaker_streams=speaker_streams,
+        # Sixty batches a minute: three "hear yourself" checks of 4 seconds in 250 ms posts.
+        voice_echo_limiter=RateLimiter(60, 60.0),
     )
 
 
@@ -195,7 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def include_routers(app: FastAPI) -> None:
     from app import health
     from app.api import router as api_router
-    from app.captions.routes import asr
+    from app.captions.routes import asr, http_audio
     from app.captions.routes import pages as caption_pages
     from app.captions.routes import room as captions
     from app.evidence.routes import board as evidence
@@ -238,6 +246,7 @@ def include_routers(app: FastAPI) -> None:
         tech_check,
         caption_pages,
         captions,
+        http_audio,
         evidence,
         evidence_items,
         evidence_transcripts,
