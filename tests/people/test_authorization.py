@@ -200,6 +200,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/tech-check/ping"): SIGNED_IN,
     ("POST", "/tech-check/caption"): SIGNED_IN,
     ("POST", "/tech-check/help"): SIGNED_IN,
+    ("POST", "/tech-check/voice"): SIGNED_IN,
     # Live captions. Transcripts: of one's current room by default (the plenary here).
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.vtt"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.srt"): MEMBERS,
