@@ -75,14 +75,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     transcriber = Transcriber(sessionmaker, captions, storage, cpu_budget=cpu_budget(settings))
     transcriber.start()
     stack.push_async_callback(transcriber.stop)
-    passwords = PasswordWorker(
-        threads=settings.password_check_threads, max_waiting=settings.password_check_queue
-    )
-    stack.callback(passwords.close)
-    # Last made, first closed: its streams caption their last words while the rest is up.
-    speaker_streams = HttpSpeakerStreams()
-    speaker_streams.start()
-    stack.push_async_callback(speaker_streams.stop)
+    passwords = open_passwords(settings, stack)
     return AppState(
         settings=settings,
         signer=signer,
@@ -103,10 +96,26 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         transcriber=transcriber,
         signin_limits=signin_limits(settings),
         passwords=passwords,
-        speaker_streams=speaker_streams,
-        # Sixty batches a minute: three "hear yourself" checks of 4 seconds in 250 ms posts.
-        voice_echo_limiter=RateLimiter(60, 60.0),
+        speaker_streams=open_speaker_streams(stack),
+        voice_echo_limiter=RateLimiter(60, 60.0),  # three "hear yourself" checks a minute
     )
+
+
+def open_passwords(settings: Settings, stack: AsyncExitStack) -> PasswordWorker:
+    passwords = PasswordWorker(
+        threads=settings.password_check_threads, max_waiting=settings.password_check_queue
+    )
+    stack.callback(passwords.close)
+    return passwords
+
+
+def open_speaker_streams(stack: AsyncExitStack) -> HttpSpeakerStreams:
+    """Made last, so closed first: streams still open at shutdown caption their last words
+    while the database, the broker and the speech model are still there."""
+    streams = HttpSpeakerStreams()
+    streams.start()
+    stack.push_async_callback(streams.stop)
+    return streams
 
 
 def pool_sizes(settings: Settings) -> PoolSizes:

@@ -1,6 +1,6 @@
-"""Speaking when WebSockets are blocked: the speaker's microphone stream over ordinary POSTs
-(docs/captioning.md, "Compatibility mode"), served by the very same serve_speaker as the
-microphone WebSocket (app/captions/microphone.py).
+"""Speaking when WebSockets are blocked: the speaker's microphone stream over ordinary POSTs,
+served by the very same serve_speaker as the microphone WebSocket
+(app/captions/microphone.py), so consent, seat, mute, floor and budget checks are one.
 
 `POST …/live/audio/http/start` opens a stream: an `HttpSpeakerChannel` stands in for the
 WebSocket (its `receive()` gives the frames POSTed since, as ASGI WebSocket messages;
