@@ -23,6 +23,7 @@ from app.live.chat_writer import ChatWriter
 from app.live.events import build_registry
 from app.live.presence import Presence
 from app.live.speaking import Speaking
+from app.live.talking import Talking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter, SignInLimits
 from app.security import PasswordWorker, Signer
@@ -33,6 +34,7 @@ from captioning.engine import CaptionEngine
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
+from realtime.voice import VoiceRouter
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     speaking = Speaking(broker=broker, live=live)
     speaking.start()
     stack.push_async_callback(speaking.stop)
+    voice = VoiceRouter(on_active=Talking(live=live, speaking=speaking).changed)
+    await voice.start()
+    stack.push_async_callback(voice.stop)
     breakout_closer = BreakoutCloser(sessionmaker, live)
     breakout_closer.start()
     stack.push_async_callback(breakout_closer.stop)
@@ -96,6 +101,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         transcriber=transcriber,
         signin_limits=signin_limits(settings),
         passwords=passwords,
+        voice=voice,
         speaker_streams=open_speaker_streams(stack),
         voice_echo_limiter=RateLimiter(60, 60.0),  # three "hear yourself" checks a minute
     )

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from realtime.broker import Broker
     from realtime.hub import Hub
     from realtime.publish import Live
+    from realtime.voice import VoiceRouter
 
 # The key the lifespan yields the state under; Starlette copies it into each request's state.
 STATE_KEY = "app_state"
@@ -53,6 +54,8 @@ class AppState:
     transcriber: Transcriber
     signin_limits: SignInLimits
     passwords: PasswordWorker
+    # Voice: each room's speakers routed to its listeners (realtime/voice.py).
+    voice: VoiceRouter
     # Speakers' microphone streams over POSTs, when WebSockets are blocked.
     speaker_streams: HttpSpeakerStreams
     # The tech check's "hear yourself" over POSTs: a few checks a minute per person.

@@ -10,11 +10,11 @@ A decoder turns each frame into 16-bit mono PCM for Vosk: Opus is decoded by lib
 PyAV) at 48 kHz and resampled to 16 kHz, the model's rate; PCM is passed on at its own
 rate (the recognizer stream resamples 8-16 kHz audio itself).
 
-Decoding one 20 ms packet takes microseconds, so it runs on the event loop; recognition,
-which takes real time, runs in the engine's pool (captioning/stream.py).
-
-`FrameSink` is where the same frames could also be relayed to listeners (audio as well
-as captions); today nobody listens and `NullSink` drops them.
+Each frame is decoded once, for everyone: the `FrameSink` (the room's voice, in the web
+app) gets the packet as sent with its 48 kHz PCM (or raw PCM at its own rate), and the
+recognizer gets the same audio at 16 kHz. Decoding one 20 ms packet takes microseconds,
+so it runs on the event loop; recognition, which takes real time, runs in the engine's
+pool (captioning/stream.py).
 """
 
 from __future__ import annotations
@@ -120,11 +120,12 @@ class BadPacket(Exception):
 
 
 class Decoder(Protocol):
-    # The sample rate of the PCM that `decode` returns.
+    # The sample rate of the PCM that `decode` returns for the recognizer.
     output_rate: int
 
-    def decode(self, data: bytes) -> bytes:
-        """16-bit mono PCM from one frame (possibly empty); raises BadPacket."""
+    def decode(self, data: bytes) -> tuple[bytes, bytes]:
+        """One frame as (the PCM as decoded, at its own rate, for listeners; the same at
+        `output_rate` for the recognizer), possibly empty; raises BadPacket."""
         ...
 
 
@@ -135,12 +136,13 @@ class PcmDecoder:
         self.output_rate = sample_rate
         self._carry = PcmCarry()
 
-    def decode(self, data: bytes) -> bytes:
-        return self._carry.take(data)
+    def decode(self, data: bytes) -> tuple[bytes, bytes]:
+        pcm = self._carry.take(data)
+        return pcm, pcm
 
 
 class OpusDecoder:
-    """One Opus packet per frame, decoded at 48 kHz and resampled to 16 kHz mono."""
+    """One Opus packet per frame, decoded at 48 kHz (16-bit mono) and resampled to 16 kHz."""
 
     def __init__(self, output_rate: int = OPUS_OUTPUT_RATE) -> None:
         import av
@@ -151,27 +153,31 @@ class OpusDecoder:
         self._codec = av.CodecContext.create("libopus", "r")
         self._codec.sample_rate = OPUS_SAMPLE_RATE
         self._codec.layout = "mono"
+        self._to_s16 = av.AudioResampler(format="s16", layout="mono", rate=OPUS_SAMPLE_RATE)
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=output_rate)
         self._errors: tuple[type[Exception], ...] = (av.error.FFmpegError, ValueError)
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: bytes) -> tuple[bytes, bytes]:
         import av
 
         if not data:
             # An empty packet means "end of stream" to libavcodec: the decoder would refuse
             # everything after it.
             raise BadPacket("empty packet")
-        out = bytearray()
+        full, out = bytearray(), bytearray()
         try:
             for frame in self._codec.decode(av.Packet(data)):
-                # Lost or refused packets leave gaps in the timestamps; the resampler need
+                # Lost or refused packets leave gaps in the timestamps; the resamplers need
                 # not know (a gap is simply shorter audio).
                 frame.pts = None
-                for resampled in self._resampler.resample(frame):
-                    out += bytes(resampled.planes[0])[: resampled.samples * 2]
+                for whole in self._to_s16.resample(frame):
+                    full += bytes(whole.planes[0])[: whole.samples * 2]
+                    whole.pts = None
+                    for resampled in self._resampler.resample(whole):
+                        out += bytes(resampled.planes[0])[: resampled.samples * 2]
         except self._errors as exc:
             raise BadPacket(str(exc)) from None
-        return bytes(out)
+        return bytes(full), bytes(out)
 
 
 def make_decoder(start: StartRequest) -> Decoder:
@@ -208,11 +214,11 @@ class AudioIngest:
             )
 
     def take(self, data: bytes) -> bytes:
-        """16-bit mono PCM at `output_rate` from one frame (empty for a bad packet)."""
+        """16-bit mono PCM at `output_rate` from one frame (empty for a bad packet, which
+        reaches nobody: listeners only ever get packets the server could decode)."""
         self.check(data)
-        self.sink.encoded(data)
         try:
-            pcm = self.decoder.decode(data)
+            heard, pcm = self.decoder.decode(data)
         except BadPacket:
             self.bad_packets += 1
             if self.bad_packets >= self.max_bad_packets:
@@ -220,39 +226,46 @@ class AudioIngest:
                     "not_opus", f"not Opus audio: {self.bad_packets} packets could not be decoded"
                 ) from None
             return b""
-        if pcm:
-            self.sink.decoded(pcm, self.decoder.output_rate)
+        if heard:
+            opus = data if self.start.codec == "opus" else None
+            self.sink.audio(opus, heard, self.decoded_rate)
         return pcm
+
+    @property
+    def decoded_rate(self) -> int:
+        """The rate of the PCM the sink gets: 48 kHz for Opus, the sender's for PCM."""
+        return self.start.sample_rate
 
 
 class FrameSink(Protocol):
-    """Receives a speaking stream's frames as they pass through, for relaying to listeners.
+    """Receives a speaking stream's audio as it passes through: the room's voice.
 
     Methods are called on the event loop and must not block (queue and return)."""
 
     def started(self, *, stream_id: str, channel: str, start: StartRequest) -> None: ...
 
-    def encoded(self, data: bytes) -> None:
-        """A frame as the client sent it (an Opus packet, or raw PCM)."""
+    def audio(self, packet: bytes | None, pcm: bytes, sample_rate: int) -> None:
+        """One frame: the Opus packet as the client sent it (None for raw PCM) and its
+        audio as decoded, 16-bit mono at `sample_rate`."""
         ...
 
-    def decoded(self, pcm: bytes, sample_rate: int) -> None:
-        """The same audio as 16-bit mono PCM."""
+    def moved(self, channel: str) -> None:
+        """The speaker is in another room now."""
         ...
 
     def ended(self) -> None: ...
 
 
 class NullSink:
-    """Nobody listens to the audio itself (yet): every frame is dropped."""
+    """Nobody hears the audio itself (the tools of /asr/vosk): every frame is dropped."""
 
     def started(self, *, stream_id: str, channel: str, start: StartRequest) -> None:
         return None
 
-    def encoded(self, data: bytes) -> None:
+    def audio(self, packet: bytes | None, pcm: bytes, sample_rate: int) -> None:
         return None
 
-    def decoded(self, pcm: bytes, sample_rate: int) -> None:
+    def moved(self, channel: str) -> None:
         return None
 
     def ended(self) -> None:

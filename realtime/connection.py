@@ -23,7 +23,11 @@ _OVERFLOW = ("", -1, "")
 _CATCH_UP = ("", -2, "")
 _HEARTBEAT = ("", -3, "")
 _RECHECK = ("", -4, "")
+_MEDIA = ("", -5, "")
 HEARTBEAT = control("hb")
+# Returned by `next` when media is waiting in the connection's inbox (realtime/media.py);
+# the owner (LiveConnection) puts the media in its place.
+MEDIA_READY = "\x00media"
 
 # Given the connection's cursors, the channels (and cursors) it follows from now on; raises
 # AccessEnded when it may follow nothing any more.
@@ -68,6 +72,7 @@ class Connection:
         self._recheck = recheck
         self._recheck_every = recheck_every
         self._recheck_queued = False
+        self._media_queued = False
         self.checked_at = time.monotonic()
         # Channels this connection is a listener of in the hub: what it follows, and signals.
         self.listening: set[str] = set()
@@ -116,6 +121,14 @@ class Connection:
             self._queue.put_nowait(_OVERFLOW)
             return
         self._recheck_queued = True
+
+    def wake_media(self) -> None:
+        """Media is waiting: say so once, in order with the events (never an overflow:
+        media that cannot wait is dropped by its inbox instead)."""
+        if self._media_queued or self.overflowed or self._queue.full():
+            return
+        self._queue.put_nowait(_MEDIA)
+        self._media_queued = True
 
     def request_catch_up(self) -> None:
         if not self.overflowed and not self._queue.full():
@@ -185,6 +198,9 @@ class Connection:
             return [HEARTBEAT]
         if seq == -4:
             return await self._run_recheck()
+        if seq == -5:
+            self._media_queued = False
+            return [MEDIA_READY]
         return await self._accept(channel, seq, wire)
 
     async def _run_recheck(self) -> list[str]:

@@ -12,11 +12,13 @@ Traffic on a connection, by kind:
   server's events, in order per channel, and control messages (hello, pong, error, resync,
   reload, hb). Actions a person takes are ordinary HTTP posts, so they work on every
   transport; `actions` is where an app would take an action frame, and none does today.
-- **Media** (binary): the slot for voice and video. A media frame will carry a small
-  header (kind, speaker or tile, sequence, timestamp) and its payload; it is never stored,
-  is fanned out per room, and waits in a small drop-oldest queue per listener (late audio
-  is worse than lost audio), sent as a binary frame on a WebSocket and base64 in text on
-  the fallbacks. Until then `receive_media` refuses it (1003), as before."""
+- **Media** (binary, realtime/media.py): voice. A client that asks for it (`"media":
+  ["audio"]` in its hello, or the fallbacks' `media=audio`) hears the rooms the app's
+  `Access.audible` names among those it follows (its person's current room), through a
+  small drop-oldest inbox that the voice router (realtime/voice.py) fills; it is sent as
+  binary frames on a WebSocket and as base64 text on the fallbacks, never stored.
+  Speaking goes through the microphone's own connection; binary frames from a page's
+  client are refused (1003)."""
 
 from __future__ import annotations
 
@@ -24,16 +26,19 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from realtime.connection import AccessEnded, Connection, SlowConsumer
+from realtime.connection import MEDIA_READY, AccessEnded, Connection, SlowConsumer
 from realtime.events import control
 from realtime.frames import FrameError, parse_frame
 from realtime.hub import Hub
+from realtime.media import MediaInbox
+from realtime.voice import VoiceRouter
 
 __all__ = ["Access", "AccessEnded", "Close", "LiveConnection", "SlowConsumer"]
 
 MAX_CHANNELS = 16
 MAX_FRAMES_PER_10S = 40
 MAX_BAD_FRAMES = 10
+MEDIA_KINDS = ("audio",)
 
 Cursors = dict[str, int | None]
 # An action frame (anything but hello and ping); returns control messages to send back,
@@ -63,6 +68,22 @@ class Access(Protocol):
         what it follows now, with its cursors); raises AccessEnded when it may follow
         nothing any more."""
         ...
+
+    def audible(self, channels: set[str]) -> set[str]:
+        """The rooms, among the channels followed, whose voice the connection hears."""
+        ...
+
+
+def parse_media(raw: object) -> set[str]:
+    """The kinds of media a client asks for: a short list of known names."""
+    if not isinstance(raw, list) or len(raw) > len(MEDIA_KINDS):
+        raise FrameError("bad_media", f"media must be a list of {', '.join(MEDIA_KINDS)}")
+    kinds = set()
+    for kind in raw:
+        if kind not in MEDIA_KINDS:
+            raise FrameError("bad_media", f"media must be a list of {', '.join(MEDIA_KINDS)}")
+        kinds.add(kind)
+    return kinds
 
 
 class Close(Exception):
@@ -104,6 +125,8 @@ class LiveConnection:
         *,
         transport: str,
         actions: ActionHandler = _no_actions,
+        voice: VoiceRouter | None = None,
+        inbox: MediaInbox | None = None,
     ) -> None:
         self.hub = hub
         self.access = access
@@ -111,6 +134,11 @@ class LiveConnection:
         self._actions = actions
         self.feed = self._new_feed()
         self._window_start, self._frames, self._bad = time.monotonic(), 0, 0
+        # Voice: the router, this client's inbox (a long-poll's outlives the poll), and
+        # whether the client asked to hear.
+        self.voice = voice
+        self.inbox = inbox
+        self.hearing_wanted = False
 
     def _new_feed(self) -> Connection:
         return Connection(
@@ -145,6 +173,7 @@ class LiveConnection:
             allowed, refusals = await self.access.authorize(cursors, stale=stale)
             out = [control("error", code="not_allowed", message=m) for m in refusals]
             out.extend(await self.feed.follow_held(allowed))
+        self._sync_hearing()
         return out
 
     async def open(self, cursors: Cursors) -> list[str]:
@@ -159,7 +188,9 @@ class LiveConnection:
     async def recheck(self) -> list[str]:
         """Ask the app again what this connection follows, and follow that (AccessEnded
         when it may follow nothing): for an owner that noticed it is `stale`."""
-        return await self.feed.recheck()
+        out = await self.feed.recheck()
+        self._sync_hearing()
+        return out
 
     async def follow_afresh(self) -> None:
         """Start over on the same channels from now on, after falling too far behind
@@ -168,6 +199,8 @@ class LiveConnection:
         following = dict.fromkeys(self.feed.channels)
         await self.feed.close()
         self.feed = self._new_feed()
+        if self.inbox is not None and self.inbox.wake is not None:
+            self.inbox.wake = self.feed.wake_media
         await self.feed.follow(following)
 
     # -- receiving --
@@ -204,7 +237,41 @@ class LiveConnection:
     async def hello(self, frame: dict[str, Any]) -> list[str]:
         """The answer to a hello: hello, then what `follow` returns."""
         cursors = parse_cursors(frame.get("cursors", {}))
+        self.want_media(parse_media(frame.get("media", [])))
         return [control("hello", transport=self.transport), *await self.follow(cursors)]
+
+    # -- media --
+
+    def want_media(self, kinds: set[str]) -> None:
+        """Hear the rooms the app allows (when "audio" is in `kinds`), or stop hearing."""
+        if self.voice is None:
+            return
+        self.hearing_wanted = "audio" in kinds
+        if self.hearing_wanted and self.inbox is None:
+            self.inbox = MediaInbox(member=self.access.member)
+        if self.inbox is not None:
+            self.inbox.wake = self.feed.wake_media
+        self._sync_hearing()
+
+    def _sync_hearing(self) -> None:
+        if self.voice is None or self.inbox is None:
+            return
+        rooms = self.access.audible(self.feed.channels) if self.hearing_wanted else set()
+        if rooms != self.inbox.rooms:
+            self.voice.hear(self.inbox, rooms)
+
+    def _with_media(self, batch: list[str]) -> list[str | bytes]:
+        if MEDIA_READY not in batch:
+            return list(batch)
+        out: list[str | bytes] = []
+        for message in batch:
+            if message != MEDIA_READY:
+                out.append(message)
+            elif self.inbox is not None:
+                media = self.inbox.drain(self.inbox.rooms)
+                if media:
+                    out.append(media)
+        return out
 
     def _count_frame(self) -> None:
         now = time.monotonic()
@@ -216,13 +283,24 @@ class LiveConnection:
 
     # -- sending --
 
-    async def next(self, timeout: float | None = None) -> list[str] | None:
-        """The next messages to send, in order; None if `timeout` passes first. Raises
-        SlowConsumer (the client must reconnect and resync) or AccessEnded."""
-        return await self.feed.next(timeout)
+    async def next(self, timeout: float | None = None) -> list[str | bytes] | None:
+        """The next messages to send, in order (bytes: media); None if `timeout` passes
+        first. Raises SlowConsumer (the client must reconnect and resync) or AccessEnded."""
+        batch = await self.feed.next(timeout)
+        # A recheck inside `next` may have moved the person: hear their room from now on.
+        self._sync_hearing()
+        return None if batch is None else self._with_media(batch)
 
-    async def next_nowait(self) -> list[str]:
-        return await self.feed.next_nowait()
+    async def next_nowait(self) -> list[str | bytes]:
+        batch = await self.feed.next_nowait()
+        self._sync_hearing()
+        return self._with_media(batch)
 
-    async def close(self) -> None:
+    async def close(self, *, keep_hearing: bool = False) -> None:
+        """Release the connection; a long-poll's inbox may go on hearing until the next
+        poll (`keep_hearing`), and the router forgets it if none comes."""
+        if self.inbox is not None:
+            self.inbox.wake = None
+            if self.voice is not None and not keep_hearing:
+                self.voice.hear(self.inbox, set())
         await self.feed.close()

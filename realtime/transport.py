@@ -25,6 +25,7 @@ from realtime.connection import HEARTBEAT, AccessEnded, SlowConsumer
 from realtime.events import control
 from realtime.frames import FrameError, parse_frame
 from realtime.live_connection import Close, Cursors, LiveConnection, parse_cursors
+from realtime.media import as_text
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,10 @@ async def _send_loop(websocket: WebSocket, live: LiveConnection) -> None:
     # Heartbeats come through the queue from the hub's one timer.
     while True:
         for message in await live.next() or ():
-            await websocket.send_text(message)
+            if isinstance(message, bytes):
+                await websocket.send_bytes(message)
+            else:
+                await websocket.send_text(message)
 
 
 async def _receive_loop(websocket: WebSocket, live: LiveConnection) -> None:
@@ -170,10 +174,14 @@ async def sse_stream(
             except AccessEnded as ended:
                 yield _sse(reload_message(ended), connection)
                 return
-            for message in messages or ():
+            for item in messages or ():
                 # A heartbeat is an event without an id (the last id stands): the page only
-                # sees events, and reconnects when it has seen none for a minute.
-                yield _SSE_HEARTBEAT if message == HEARTBEAT else _sse(message, connection)
+                # sees events, and reconnects when it has seen none for a minute. Media has
+                # no id either: it is never replayed.
+                if isinstance(item, bytes):
+                    yield f"data: {as_text(item)}\n\n".encode()
+                else:
+                    yield _SSE_HEARTBEAT if item == HEARTBEAT else _sse(item, connection)
     finally:
         await connection.close()
 
@@ -189,8 +197,9 @@ async def long_poll(
     connection: LiveConnection, backlog: list[str], *, wait: float = 25.0
 ) -> list[str]:
     """One long-poll: what was missed, else wait up to `wait` seconds for something new,
-    then gather whatever else arrives within a moment."""
-    out = list(backlog)
+    then gather whatever else arrives within a moment. Media comes as base64 text; the
+    connection's inbox goes on collecting it until the next poll."""
+    out: list[str | bytes] = list(backlog)
     try:
         if not out:
             first = await connection.next(timeout=wait)
@@ -198,11 +207,11 @@ async def long_poll(
             if first:
                 await asyncio.sleep(0.05)
         out.extend(await connection.next_nowait())
-        return out
+        return [as_text(m) if isinstance(m, bytes) else m for m in out]
     except SlowConsumer:
         return [control("reconnect", reason="resync: too far behind")]
     except AccessEnded as ended:
         # What arrived before the access ended was the person's to see.
-        return [*out, reload_message(ended)]
+        return [*(as_text(m) if isinstance(m, bytes) else m for m in out), reload_message(ended)]
     finally:
-        await connection.close()
+        await connection.close(keep_hearing=True)

@@ -32,6 +32,7 @@ from app.captions.speaker_socket import (
     checked_text,
     refusal,
 )
+from app.captions.voice_line import VoiceLine
 from app.db import is_overloaded
 from app.live import channels
 from app.live.channels import Seat
@@ -125,6 +126,8 @@ def open_stream(
     sink: FrameSink | None,
 ) -> tuple[AudioIngest, LiveCaptionStream[Room], RoomCaptions]:
     """The decoder and the recognizer of a stream, kept in `opened` as they are made."""
+    if sink is None:
+        sink = VoiceLine(state.voice, room=seat.current, source=seat.user_id)
     ingest = opened.ingest = AudioIngest(start, sink=sink, max_bad_packets=limits.max_bad_packets)
     try:
         captions = RoomCaptions(
@@ -242,6 +245,7 @@ async def speak(
     ingest.sink.started(stream_id=stream.stream_id, channel=seat.current, start=start)
     await sender.send({"t": "started", "stream": stream.stream_id, "room": seat.current})
     await mic.live_in(seat.current)
+    await speaking.check_floor()
     ending = await speaking.run()
     if ending.finalize:
         try:

@@ -29,6 +29,7 @@ from app.live import channels
 from app.live.channels import Seat
 from app.live.seats import SeatKeeper
 from app.live.speaking import Microphone
+from app.models import Role
 from app.state import get_app_state
 from captioning.engine import CaptionsUnavailable
 from captioning.ingest import (
@@ -52,7 +53,7 @@ NO_LONGER_SPEAKING = "you can no longer speak in this session"
 
 
 def no_longer_speaking() -> Ending:
-    return no_longer_speaking()
+    return refusal(IngestError("not_allowed", NO_LONGER_SPEAKING, close_code=CLOSE_POLICY))
 
 
 def room_of(seat: Seat) -> Room:
@@ -93,6 +94,11 @@ class SpeakerSession:
         self.limits = limits
         self.mic = mic or Microphone(None, member=str(seat.user_id), name="")
         self.paused = False
+        # Whether the speaker may be heard in their room now (the floor), and whether
+        # they have been told that they may not.
+        self.heard = True
+        self.told_no_floor = False
+        self.why_not = ""
 
     async def run(self) -> Ending:
         tasks = [
@@ -156,7 +162,27 @@ class SpeakerSession:
         self.ingest.check(data)
         if self.paused:
             return  # the speaker has turned their microphone off: nothing is captioned
+        if not self.heard:
+            # Without the floor, nothing reaches the room: not heard, not captioned.
+            if not self.told_no_floor:
+                self.told_no_floor = True
+                await self.sender.send(self.floor_message())
+            return
         await self.stream.feed(self.ingest.take(data))
+
+    async def check_floor(self) -> None:
+        """Work out again whether the speaker may be heard in their room, and tell them
+        when that changes (or, the first time, when they may not)."""
+        heard, self.why_not = await may_be_heard(self.sender.websocket, self.seat)
+        if heard != self.heard or (not heard and not self.told_no_floor):
+            self.heard = heard
+            self.told_no_floor = not heard
+            await self.sender.send(self.floor_message())
+
+    def floor_message(self) -> dict[str, object]:
+        if self.heard:
+            return {"t": "floor", "may_speak": True}
+        return {"t": "floor", "may_speak": False, "message": self.why_not}
 
     async def _command(self, text: str) -> Ending | None:
         message = parse_json_object(checked_text(text) or "")
@@ -204,19 +230,28 @@ class SpeakerSession:
                 if await self._muted():
                     return self._muted_ending()
                 batch = []
+            floor_news = False
             for wire in batch:
                 if wire == HEARTBEAT:
                     await self.sender.send(wire)
                 elif '"t":"caption.muted"' in wire and _channel_of(wire) == personal:
                     return self._muted_ending()
+                elif '"t":"voice.muted"' in wire and _channel_of(wire) == personal:
+                    await self._voice_muted(wire)
+                elif '"t":"voice.floor"' in wire:
+                    floor_news = True
             ending = await self._follow_seat()
             if ending is not None:
                 return ending
+            if floor_news:
+                await self.check_floor()
 
     async def _news(self) -> list[str]:
         """What the live connection has for the speaker; when an event may have moved
         them, the seat is worked out again first (and a new room followed)."""
-        batch = await self.live.next(timeout=self.limits.seat_check_seconds) or []
+        # The speaker's own connection never asks to hear, so it carries no media.
+        news = await self.live.next(timeout=self.limits.seat_check_seconds) or []
+        batch = [message for message in news if isinstance(message, str)]
         if self.live.stale:
             batch.extend(await self.live.recheck())
         return batch
@@ -227,14 +262,30 @@ class SpeakerSession:
         seat = self.seats.seat
         if seat is None or not seat.may_post(seat.current):
             return no_longer_speaking()
-        if seat.current != self.seat.current:
+        moved = seat.current != self.seat.current
+        if moved:
             await self.stream.move_to(room_of(seat))
+            self.ingest.sink.moved(seat.current)
             if not self.paused:
                 await self.mic.live_in(seat.current)
             await self.sender.send({"t": "moved", "room": seat.current})
         self.captions.speaker = speaker_of(seat)
         self.seat = seat
+        if moved:
+            await self.check_floor()
         return None
+
+    async def _voice_muted(self, wire: str) -> None:
+        """A facilitator or host muted the speaker: their microphone is paused, as if they
+        had pressed mute, and they unmute themselves when they want to speak."""
+        data = _data_of(wire)
+        if not self.paused:
+            self.paused = True
+            await self.mic.silent()
+            self.stream.paused()
+            await self.stream.finish()
+        message = data.get("message") or "Your microphone was muted. Unmute when you want to speak."
+        await self.sender.send({"t": "voice_muted", "by": data.get("by", ""), "message": message})
 
     async def _muted(self) -> bool:
         async with get_app_state(self.sender.websocket).sessionmaker() as db:
@@ -247,6 +298,26 @@ class SpeakerSession:
             finalize=False,
             tell={"t": "muted", "message": MUTED_NOTICE},
         )
+
+
+def _data_of(wire: str) -> dict[str, str]:
+    try:
+        data = json.loads(wire).get("d")
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+async def may_be_heard(conn: object, seat: Seat) -> tuple[bool, str]:
+    """Whether the speaker may be heard in their room now, and why not: in a breakout
+    room anyone who may post there; in the plenary the hosts and facilitators."""
+    if seat.may_post(seat.current) and (
+        seat.current_group is not None or seat.is_host or seat.ctx.role is Role.FACILITATOR
+    ):
+        return True, ""
+    return False, "In the plenary only the host and presenters speak: raise your hand to ask."
 
 
 def _channel_of(wire: str) -> str | None:

@@ -116,6 +116,13 @@ class SpeakingPayload(BaseModel):
     names: list[str]
 
 
+class TalkingPayload(BaseModel):
+    """Who is talking in a room now, as the voice router hears it (app/live/talking.py)."""
+
+    channel: str
+    names: list[str]
+
+
 def build_registry() -> EventRegistry:
     registry = EventRegistry()
     for event_type in (
@@ -141,6 +148,13 @@ def build_registry() -> EventRegistry:
         ),
         EventType(
             "speaking", SpeakingPayload, "live/events/speaking.html", persist=False, swap="replace"
+        ),
+        EventType(
+            "voice.active",
+            TalkingPayload,
+            "live/events/voice_active.html",
+            persist=False,
+            swap="replace",
         ),
         EventType(
             "caption.partial",

@@ -121,6 +121,14 @@ class SeatKeeper:
                 refusals.append(f"You cannot follow {channel[:100]}.")
         return allowed, refusals
 
+    def audible(self, channels: set[str]) -> set[str]:
+        """Voice: the person hears the room they are in now (if the connection follows
+        it), and no other: not the plenary while in a breakout, not a room they watch."""
+        seat = self.seat
+        if seat is None or seat.current not in channels:
+            return set()
+        return {seat.current}
+
     async def recheck(self, cursors: Mapping[str, int]) -> Cursors:
         """What the connection follows now that the person's access may have changed;
         AccessEnded when they are signed out or no longer in the session."""

@@ -78,6 +78,10 @@ class Speaking:
         self._names.pop(key, None)
         await self._change(channel, self.broker.presence_remove(broker_key(channel), member))
 
+    def name_of(self, channel: str, member: str) -> str:
+        """The name (with pronouns) of someone whose microphone is live here in this process."""
+        return self._names.get((channel, member), "Someone")
+
     async def members(self, channel: str) -> dict[str, str]:
         """User id (as text) -> name with pronouns, of everyone speaking in `channel`."""
         return await self.broker.presence_list(broker_key(channel))

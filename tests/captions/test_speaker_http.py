@@ -38,7 +38,8 @@ from tests.captions.test_live_captions import (
 from tests.conftest import LiveServer
 from tests.factories import World, make_world
 from tests.live_action_helpers import in_room, live_path, of_type, open_rooms
-from tests.live_helpers import LiveClient
+from tests.voice.test_voice_routing import listener_in
+from tests.voice.voice_helpers import decoded, opus_of, transcribe
 
 START = {"type": "start", "codec": "pcm16", "sample_rate": 16000, "consent": True}
 CAPTION_EVENTS = ("caption.partial", "caption.final")
@@ -163,6 +164,30 @@ async def test_pcm_speech_posted_in_quarter_seconds_is_captioned_in_the_room(
     await bob.close()
 
 
+async def test_the_room_hears_a_speaker_whose_websockets_are_blocked(
+    live_server: LiveServer, db: Any, speech: Speech, vosk_model_path: Path
+) -> None:
+    w = await make_world(db)
+    await open_rooms(live_server, w)
+    fola = await listener_in(live_server, w, w.facilitator_a, w.group_a)
+    pat = await listener_in(live_server, w, w.participant_b, w.group_b)
+    priya = await HttpSpeaker.start(
+        live_server, w, w.participant_a, {**START, "codec": "opus", "sample_rate": 48000}
+    )
+    sentence = SENTENCES[0]
+    packets = opus_of(speech.pcm(sentence, rate=48000))
+    await priya.paced(batches(packets, 12), 0.24, speed=1.0)  # in real time, as a person talks
+    await asyncio.sleep(0.5)
+    assert fola.sources() == {w.participant_a.id}
+    heard = transcribe(vosk_model_path, decoded([p for _, p in fola.packets]))
+    assert jiwer.wer(sentence, heard) <= WER_BOUND, heard
+    assert pat.packets == []
+    await priya.post(text({"type": "stop"}))
+    await priya.close()
+    await fola.close()
+    await pat.close()
+
+
 async def test_opus_speech_is_captioned_and_a_vanished_client_frees_its_stream(
     live_server: LiveServer, db: Any, speech: Speech, vosk_model_path: Path
 ) -> None:
@@ -171,8 +196,9 @@ async def test_opus_speech_is_captioned_and_a_vanished_client_frees_its_stream(
     streams.idle_seconds = 1.0
     engine = live_server.app_state.captions
     alive_before = engine.recognizers_alive
-    plenary = channels.plenary(w.session.id)
-    host = await LiveClient.connect(live_server, w.host, live_path(w), {plenary: None})
+    await open_rooms(live_server, w)
+    room_a = channels.room(w.session.id, w.group_a.id)
+    fola = await in_room(live_server, w, w.facilitator_a, w.group_a.id)
     priya = await HttpSpeaker.start(
         live_server, w, w.participant_a, {**START, "codec": "opus", "sample_rate": 48000}
     )
@@ -183,10 +209,10 @@ async def test_opus_speech_is_captioned_and_a_vanished_client_frees_its_stream(
     assert priya.closed is None
     # The client vanishes mid-utterance: no stop, no more POSTs. After the idle time the
     # stream ends as a closed socket would, and what was said is captioned.
-    final = await host.wait_for(of_type("caption.final"), timeout=15)
+    final = await fola.wait_for(of_type("caption.final"), timeout=15)
     hypothesis = caption_text(final)
     assert jiwer.wer(sentence, hypothesis) <= WER_BOUND, hypothesis
-    assert final["c"] == plenary
+    assert final["c"] == room_a
     for _ in range(50):
         gc.collect()
         if streams.running == 0 and engine.recognizers_alive <= alive_before:
@@ -195,7 +221,7 @@ async def test_opus_speech_is_captioned_and_a_vanished_client_frees_its_stream(
     assert streams.running == 0 and engine.recognizers_alive <= alive_before
     assert (await priya.raw(b"")).status_code == 404
     await priya.close()
-    await host.close()
+    await fola.close()
 
 
 async def test_a_stream_is_its_persons_alone(
@@ -304,6 +330,7 @@ async def test_a_flood_is_cut_to_real_time(
     overrides[http_audio_limits] = lambda: AudioLimits(
         budget=RealtimeBudget(max_speed=3.0, burst_seconds=1.0)
     )
+    await open_rooms(live_server, w)  # where she may be heard, so her sound is taken
     try:
         fast = await HttpSpeaker.start(live_server, w, w.participant_a)
         for _ in range(3):  # 2 s of sound a POST, as fast as the answers come

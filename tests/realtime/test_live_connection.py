@@ -54,6 +54,9 @@ class RoomAccess:
             raise AccessEnded("no longer here")
         return {self.moved_to: None}
 
+    def audible(self, channels: set[str]) -> set[str]:
+        return {c for c in channels if c.startswith("room")}
+
 
 def kinds(messages: list[str]) -> list[str]:
     return [json.loads(m)["t"] for m in messages]

@@ -43,6 +43,7 @@ RESOURCES = {
     "transcriber",
     "signin_limits",
     "passwords",
+    "voice",
     "speaker_streams",
     "voice_echo_limiter",
 }

@@ -8,7 +8,7 @@ action are ordinary posts (app/live/routes/), the same on every transport."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,16 @@ from realtime.transport import long_poll, parse_cursor_text, serve_websocket, ss
 router = APIRouter(tags=["live transports"])
 
 CursorQuery = Annotated[str, Query(max_length=2000, description="channel=id,channel=id")]
+MediaQuery = Annotated[
+    Literal["", "audio"], Query(description='"audio" to hear the room (docs/voice.md)')
+]
+ListenerQuery = Annotated[
+    str,
+    Query(
+        pattern=r"^[A-Za-z0-9_-]{16,64}$|^$",
+        description="A long-polling page's own id, so audio waits between its polls",
+    ),
+]
 
 
 @router.websocket(BASE + "/ws")
@@ -41,8 +51,9 @@ async def live_websocket(websocket: WebSocket, programme_id: int, session_id: in
     except WebSocketRefused as refused:
         await websocket.close(code=1008, reason=refused.message)
         return
-    hub = get_app_state(websocket).hub
-    await serve_websocket(websocket, LiveConnection(hub, keeper, transport="websocket"))
+    state = get_app_state(websocket)
+    live = LiveConnection(state.hub, keeper, transport="websocket", voice=state.voice)
+    await serve_websocket(websocket, live)
 
 
 async def release_database(db: AsyncSession) -> None:
@@ -66,11 +77,26 @@ def cursors_from(cursors: str, last_event_id: str | None) -> Cursors:
 
 
 async def open_fallback(
-    request: HTTPConnection, seat: Seat, db: AsyncSession, hub: Hub, transport: str
+    request: HTTPConnection,
+    seat: Seat,
+    db: AsyncSession,
+    hub: Hub,
+    transport: str,
+    *,
+    media: str = "",
+    listener: str = "",
 ) -> LiveConnection:
-    """The connection of a stream or a poll, on the seat its request worked out."""
+    """The connection of a stream or a poll, on the seat its request worked out; with
+    `media=audio` it hears the person's room (a long-poll's audio waits in the inbox of
+    its `listener` between polls)."""
     await release_database(db)
-    return LiveConnection(hub, keeper_for(request, seat), transport=transport)
+    voice = get_app_state(request).voice
+    inbox = voice.mailbox(str(seat.user_id), listener) if media and listener else None
+    live = LiveConnection(
+        hub, keeper_for(request, seat), transport=transport, voice=voice, inbox=inbox
+    )
+    live.want_media({media} if media else set())
+    return live
 
 
 @router.get(BASE + "/sse")
@@ -84,9 +110,10 @@ async def live_sse(
     duration: Annotated[
         float, Query(ge=0, le=300, description="Seconds before the server ends the stream")
     ] = 300.0,
+    media: MediaQuery = "",
 ) -> Response:
     requested = cursors_from(cursors, last_event_id)
-    live = await open_fallback(request, seat, db, hub, "sse")
+    live = await open_fallback(request, seat, db, hub, "sse", media=media)
     backlog = await live.open(requested)
     return StreamingResponse(
         sse_stream(live, backlog, max_seconds=duration),
@@ -103,9 +130,11 @@ async def live_poll(
     hub: HubDep,
     cursors: CursorQuery = "",
     wait: Annotated[float, Query(ge=0, le=30)] = 25.0,
+    media: MediaQuery = "",
+    listener: ListenerQuery = "",
 ) -> Response:
     requested = cursors_from(cursors, None)
-    live = await open_fallback(request, seat, db, hub, "poll")
+    live = await open_fallback(request, seat, db, hub, "poll", media=media, listener=listener)
     messages = await long_poll(live, await live.open(requested), wait=wait)
     body = '{"events":[' + ",".join(messages) + '],"cursors":' + json.dumps(live.cursors) + "}"
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
