@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bodylimits import BodyLimits, BodyLimitsMiddleware
 from app.captions.speaker_http import HttpSpeakerStreams
@@ -63,16 +64,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     stack.callback(captions.close)
     await captions.load()
     storage = LocalStorage(settings.upload_dir)
-    presence = Presence(broker=broker, live=live, sessionmaker=sessionmaker)
-    hub.presence = presence
-    presence.start()
-    stack.push_async_callback(presence.stop)
-    speaking = Speaking(broker=broker, live=live)
-    speaking.start()
-    stack.push_async_callback(speaking.stop)
-    voice = VoiceRouter(on_active=Talking(live=live, speaking=speaking).changed)
-    await voice.start()
-    stack.push_async_callback(voice.stop)
+    presence, speaking, voice = await open_room_senses(hub, live, sessionmaker, stack)
     breakout_closer = BreakoutCloser(sessionmaker, live)
     breakout_closer.start()
     stack.push_async_callback(breakout_closer.stop)
@@ -80,7 +72,10 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     transcriber = Transcriber(sessionmaker, captions, storage, cpu_budget=cpu_budget(settings))
     transcriber.start()
     stack.push_async_callback(transcriber.stop)
-    passwords = open_passwords(settings, stack)
+    passwords = PasswordWorker(
+        threads=settings.password_check_threads, max_waiting=settings.password_check_queue
+    )
+    stack.callback(passwords.close)
     return AppState(
         settings=settings,
         signer=signer,
@@ -107,12 +102,21 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     )
 
 
-def open_passwords(settings: Settings, stack: AsyncExitStack) -> PasswordWorker:
-    passwords = PasswordWorker(
-        threads=settings.password_check_threads, max_waiting=settings.password_check_queue
-    )
-    stack.callback(passwords.close)
-    return passwords
+async def open_room_senses(
+    hub: Hub, live: Live, sessionmaker: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+) -> tuple[Presence, Speaking, VoiceRouter]:
+    """Who is in each room, whose microphone is live there, and the rooms' voice."""
+    presence = Presence(broker=hub.broker, live=live, sessionmaker=sessionmaker)
+    hub.presence = presence
+    presence.start()
+    stack.push_async_callback(presence.stop)
+    speaking = Speaking(broker=hub.broker, live=live)
+    speaking.start()
+    stack.push_async_callback(speaking.stop)
+    voice = VoiceRouter(on_active=Talking(live=live, speaking=speaking).changed)
+    await voice.start()
+    stack.push_async_callback(voice.stop)
+    return presence, speaking, voice
 
 
 def open_speaker_streams(stack: AsyncExitStack) -> HttpSpeakerStreams:
@@ -234,6 +238,7 @@ def include_routers(app: FastAPI) -> None:
     from app.themes.routes import codebook as themes_codebook
     from app.themes.routes import codings as themes_codings
     from app.themes.routes import overview as themes_overview
+    from app.voice.routes import floor as voice_floor
 
     app.include_router(health.router)
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
@@ -257,6 +262,7 @@ def include_routers(app: FastAPI) -> None:
         groups,
         live,
         live_actions,
+        voice_floor,
         consoles,
         tech_check,
         caption_pages,

@@ -43,6 +43,9 @@ SPEECH_RMS = 200.0
 HANGOVER = 0.6
 # Frames of a talker's audio kept for the mixer; more means they have drifted ahead.
 MIX_QUEUE = 3
+# A speaker may send this many packets ahead of real time (a reconnecting microphone
+# flushes what it kept); beyond that a flood is cut to real time.
+BURST_PACKETS = 50
 # A long-polling listener's inbox is kept this long between two polls.
 MAILBOX_SECONDS = 10.0
 
@@ -86,6 +89,21 @@ class SpeakerLine:
         self.pending: deque[bytes] = deque(maxlen=MIX_QUEUE)
         self.encoder: OpusEncoder | None = None  # only for speakers who send raw PCM
         self.closed = False
+        # Packets allowed now: one more every 20 ms, at most BURST_PACKETS.
+        self.allowance = float(BURST_PACKETS)
+        self.allowance_at = time.monotonic()
+        self.flooded = 0
+
+    def within_real_time(self, now: float) -> bool:
+        self.allowance = min(
+            float(BURST_PACKETS), self.allowance + (now - self.allowance_at) / TICK
+        )
+        self.allowance_at = now
+        if self.allowance < 1.0:
+            self.flooded += 1
+            return False
+        self.allowance -= 1.0
+        return True
 
     def talking(self, now: float) -> bool:
         return now - self.last_loud <= HANGOVER
@@ -221,9 +239,9 @@ class VoiceRouter:
 
     def _heard(self, line: SpeakerLine, opus: bytes | None, pcm: bytes | None) -> None:
         room = self.rooms.get(line.room)
-        if room is None:
-            return
         now = time.monotonic()
+        if room is None or not line.within_real_time(now):
+            return
         if pcm is not None:
             if not line.talking(now):
                 line.pending.clear()  # what was queued before they spoke is silence

@@ -12,9 +12,11 @@ import json
 import logging
 from collections.abc import Awaitable
 
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
 from app.captions.actions import MUTED_NOTICE, is_muted
+from app.captions.caption_feed import CaptionFeed
 from app.captions.sink import Room, RoomCaptions, Speaker
 from app.captions.speaker_socket import (
     AudioLimits,
@@ -29,8 +31,8 @@ from app.live import channels
 from app.live.channels import Seat
 from app.live.seats import SeatKeeper
 from app.live.speaking import Microphone
-from app.models import Role
 from app.state import get_app_state
+from app.voice.floor import may_speak
 from captioning.engine import CaptionsUnavailable
 from captioning.ingest import (
     CLOSE_GOING_AWAY,
@@ -94,6 +96,8 @@ class SpeakerSession:
         self.limits = limits
         self.mic = mic or Microphone(None, member=str(seat.user_id), name="")
         self.paused = False
+        # The room hears each packet at once; the recognizer takes it from here.
+        self.feed = CaptionFeed(stream)
         # Whether the speaker may be heard in their room now (the floor), and whether
         # they have been told that they may not.
         self.heard = True
@@ -104,14 +108,23 @@ class SpeakerSession:
         tasks = [
             asyncio.create_task(self._guarded(self._receive()), name="caption-audio-receive"),
             asyncio.create_task(self._guarded(self._watch()), name="caption-audio-watch"),
+            asyncio.create_task(self._guarded(self._caption()), name="caption-audio-recognize"),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            ending = next(iter(done)).result()
+            if ending.finalize and not tasks[2].done():
+                # What was said before the end is captioned, in order, before it finishes.
+                await self.feed.drained(self.limits.drain_seconds)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        return next(iter(done)).result()
+        return ending
+
+    async def _caption(self) -> Ending:
+        await self.feed.run()
+        return Ending(None)  # never: the feed runs until it is cancelled
 
     async def _guarded(self, loop: Awaitable[Ending]) -> Ending:
         """Whatever goes wrong ends the stream with a code and a reason, never a crash."""
@@ -168,7 +181,7 @@ class SpeakerSession:
                 self.told_no_floor = True
                 await self.sender.send(self.floor_message())
             return
-        await self.stream.feed(self.ingest.take(data))
+        self.feed.audio(self.ingest.take(data))
 
     async def check_floor(self) -> None:
         """Work out again whether the speaker may be heard in their room, and tell them
@@ -191,13 +204,13 @@ class SpeakerSession:
             if not self.paused:
                 self.paused = True
                 await self.mic.silent()
-                self.stream.paused()
-                await self.stream.finish()
+                self.feed.finish(paused=True)
         elif kind == "resume":
             self.paused = False
             await self.mic.live_in(self.seat.current)
         elif kind == "stop":
-            await self.stream.finish()
+            self.feed.finish()
+            await self.feed.drained(self.limits.drain_seconds)
             return Ending(CLOSE_NORMAL, "stopped", finalize=False)
         elif kind == "start":
             await self.sender.send(
@@ -264,7 +277,7 @@ class SpeakerSession:
             return no_longer_speaking()
         moved = seat.current != self.seat.current
         if moved:
-            await self.stream.move_to(room_of(seat))
+            self.feed.move_to(room_of(seat))
             self.ingest.sink.moved(seat.current)
             if not self.paused:
                 await self.mic.live_in(seat.current)
@@ -282,8 +295,7 @@ class SpeakerSession:
         if not self.paused:
             self.paused = True
             await self.mic.silent()
-            self.stream.paused()
-            await self.stream.finish()
+            self.feed.finish(paused=True)
         message = data.get("message") or "Your microphone was muted. Unmute when you want to speak."
         await self.sender.send({"t": "voice_muted", "by": data.get("by", ""), "message": message})
 
@@ -310,14 +322,11 @@ def _data_of(wire: str) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
-async def may_be_heard(conn: object, seat: Seat) -> tuple[bool, str]:
-    """Whether the speaker may be heard in their room now, and why not: in a breakout
-    room anyone who may post there; in the plenary the hosts and facilitators."""
-    if seat.may_post(seat.current) and (
-        seat.current_group is not None or seat.is_host or seat.ctx.role is Role.FACILITATOR
-    ):
-        return True, ""
-    return False, "In the plenary only the host and presenters speak: raise your hand to ask."
+async def may_be_heard(conn: HTTPConnection, seat: Seat) -> tuple[bool, str]:
+    """Whether the speaker may be heard in their room now, and why not (the floor:
+    app/voice/floor.py)."""
+    async with get_app_state(conn).sessionmaker() as db:
+        return await may_speak(db, seat)
 
 
 def _channel_of(wire: str) -> str | None:

@@ -35,6 +35,8 @@ class AudioLimits:
     partial_interval: float = 0.2
     # How often the speaker's seat is looked at even without news (a removed member).
     seat_check_seconds: float = 30.0
+    # How long the end of a stream waits for the recognizer to catch up with what was said.
+    drain_seconds: float = 15.0
 
 
 @dataclass

@@ -23,6 +23,7 @@ from app.live.web import base_url
 from app.models import Group
 from app.refusals import NotAllowed
 from app.state import get_app_state
+from app.voice.controls import host_controls, room_controls
 
 # The people panel and the host's table of rooms are redrawn this often (seconds).
 PEOPLE_REFRESH_SECONDS = 10
@@ -88,6 +89,7 @@ async def facilitator_context(
 ) -> dict[str, Any]:
     seat, group = access.seat, access.group
     room = channels.room(seat.session.id, group.id)
+    state = get_app_state(request)
     return {
         "seat": seat,
         "group": group,
@@ -107,6 +109,9 @@ async def facilitator_context(
         "note_max": NOTE_MAX,
         **await followed(db, seat),
         **await people_context(request, db, access),
+        **await room_controls(
+            db, seat=seat, group=group, presence=state.presence, speaking=state.speaking
+        ),
     }
 
 
@@ -138,6 +143,13 @@ async def host_context(request: Request, db: AsyncSession, seat: Seat) -> dict[s
         # live/_host_controls.html (shared with the live page) leaves its table to ours.
         "in_console": True,
         **await followed(db, seat),
+        **await host_controls(
+            db,
+            seat=seat,
+            presence=get_app_state(request).presence,
+            speaking=get_app_state(request).speaking,
+            origin="host",
+        ),
     }
     if seat.breakout is not None:
         context["enter_groups"] = groups

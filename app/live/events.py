@@ -123,6 +123,25 @@ class TalkingPayload(BaseModel):
     names: list[str]
 
 
+class VoiceFloorPayload(BaseModel):
+    """Who may be heard in a room changed (app/voice/floor.py): the floor given or taken
+    back, open mic on or off. Sent to the room and, for the floor, to the person."""
+
+    channel: str = Field(max_length=100)
+    # "given", "taken", "open_mic_on" or "open_mic_off"
+    change: str = Field(max_length=20)
+    who: str = Field(default="", max_length=200)
+    open_mic: bool
+    text: str = Field(max_length=500)
+
+
+class VoiceMutedPayload(BaseModel):
+    """A facilitator or host muted someone's microphone (once: they unmute themselves)."""
+
+    by: str = Field(max_length=200)
+    message: str = Field(max_length=500)
+
+
 def build_registry() -> EventRegistry:
     registry = EventRegistry()
     for event_type in (
@@ -173,6 +192,10 @@ def build_registry() -> EventRegistry:
         # On the speaker's own channel: the notice, and the signal that ends their stream.
         EventType("caption.muted", NoticePayload, "live/events/notice.html"),
         EventType("caption.unmuted", NoticePayload, "live/events/notice.html"),
+        # The speaker's microphone follows their room and own channel, and re-checks
+        # whether they may be heard after voice.floor, and pauses on voice.muted.
+        EventType("voice.floor", VoiceFloorPayload, "live/events/voice_floor.html"),
+        EventType("voice.muted", VoiceMutedPayload, "live/events/voice_muted.html"),
     ):
         registry.register(event_type)
     return registry

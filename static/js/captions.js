@@ -2,7 +2,7 @@
 // profile; the view follows the newest caption unless the reader has scrolled up; full
 // screen on request. The captions page reloads when its person changes room.
 // It also loads the microphone's script (mic.js) when the person first presses one of its
-// buttons, so that people who never speak never download it.
+// controls (or Alt+M, once they have agreed), so that people who never speak never download it.
 (function () {
   "use strict";
   var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
@@ -41,7 +41,31 @@
     try { agreed = localStorage.getItem("rtMicConsent:" + live.getAttribute("data-base")) === "1"; } catch (e) { /* ask */ }
     p.querySelector(".mic-consent").hidden = !ok || agreed;
     p.querySelector(".mic-controls").hidden = !ok || !agreed;
-    if (!ok) p.querySelector(".mic-message").textContent = "This browser cannot send your microphone for captioning.";
+    if (!ok) p.querySelector(".mic-message").textContent = "This browser cannot send your microphone.";
+    var ptt = false;
+    try { ptt = localStorage.getItem("rtPushToTalk") === "1"; } catch (e) { /* off */ }
+    p.querySelector(".mic-ptt").checked = ptt;
+    p.querySelector(".mic-hold").hidden = !ptt;
+  }
+
+  function loadMic(pressed) {
+    micLoading = true;
+    document.getElementById("live").setAttribute("data-mic-pressed", pressed);
+    var script = document.createElement("script");
+    script.src = document.getElementById("mic").getAttribute("data-script");
+    script.onerror = function () {
+      micLoading = false;
+      all("#mic .mic-message", function (el) { el.textContent = "The microphone could not be started: check your connection and try again."; });
+    };
+    document.head.appendChild(script);
+  }
+
+  function micControl(el) {
+    if (has(el, "mic-agree")) return "agree";
+    if (has(el, "mic-off")) return "off";
+    if (has(el, "mic-ptt")) return "ptt";
+    if (has(el, "mic-hold")) return "hold";
+    return "toggle";
   }
 
   function init() {
@@ -81,22 +105,23 @@
     if (b) b.hidden = !log.away;
   }, true);
   document.addEventListener("click", function (e) {
-    var b = e.target, mic = !micLoading && b.closest && b.closest("#mic button");
-    if (mic) {
-      micLoading = true;
-      document.getElementById("live").setAttribute("data-mic-pressed", has(mic, "mic-agree") ? "agree" : "toggle");
-      var script = document.createElement("script");
-      script.src = document.getElementById("mic").getAttribute("data-script");
-      script.onerror = function () {
-        micLoading = false;
-        all("#mic .mic-message", function (el) { el.textContent = "The microphone could not be started: check your connection and try again."; });
-      };
-      document.head.appendChild(script);
-      return;
-    }
+    var b = e.target, mic = !micLoading && b.closest && b.closest("#mic button, #mic .mic-ptt");
+    if (mic) return loadMic(micControl(mic));
     if (has(b, "caption-newest")) { b.hidden = true; follow(true); }
     if (!has(b, "caption-fullscreen")) return;
     if (document.fullscreenElement) document.exitFullscreen(); else panel.requestFullscreen();
+  });
+  // Alt+M (mute and unmute) before the microphone's script is here: load it, or show the consent.
+  document.addEventListener("keydown", function (e) {
+    var p = document.getElementById("mic");
+    if (micLoading || !p || !e.altKey || e.ctrlKey || e.metaKey || e.code !== "KeyM") return;
+    e.preventDefault();
+    var agree = p.querySelector(".mic-agree");
+    if (!p.querySelector(".mic-controls").hidden) return loadMic("toggle");
+    if (agree && !p.querySelector(".mic-consent").hidden) {
+      agree.focus();
+      p.querySelector(".mic-message").textContent = "To speak, first read this and agree to turn on your microphone.";
+    }
   });
   document.addEventListener("fullscreenchange", function () {
     all(".caption-fullscreen", function (b) { b.textContent = document.fullscreenElement ? "Leave full screen" : "Full screen"; });

@@ -1,6 +1,9 @@
 // Roundtable live session: follows the page's channels over a WebSocket, falling back to
 // Server-Sent Events and then long-polling where WebSockets are blocked. The server sends
 // ready-made HTML fragments; this script only places them.
+// Sound (docs/voice.md): once voice.js asks (window.RoundtableLive.listen), the hello asks for
+// "media": ["audio"] (SSE and long-poll: media=audio) and every media message, binary on the
+// WebSocket or {"t":"m","b":base64} on the fallbacks, goes to voice.js as an ArrayBuffer.
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -11,6 +14,8 @@
   var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
   var cursors = {}, gen = 0, socket = null, stream = null, lastSeen = Date.now(), retry = 1000;
   var OPEN_TIMEOUT = 5000, STALE = 60000;
+  // Media: where audio goes (voice.js), and this page's long-poll listener id (for its life).
+  var hear = null, listener = null, transport = "";
 
   function $(id) { return document.getElementById(id); }
   function say(id, text) { var el = $(id); if (el) el.textContent = text; }
@@ -30,6 +35,7 @@
 
   function handle(text) {
     lastSeen = Date.now();
+    if (typeof text !== "string") { if (hear) hear(text); return; }
     var ev;
     try { ev = JSON.parse(text); } catch (e) { return; }
     apply(ev);
@@ -38,6 +44,7 @@
   function apply(ev) {
     switch (ev.t) {
       case "hb": case "pong": return;
+      case "m": if (hear && ev.b) hear(unbase64(ev.b)); return;
       case "hello": retry = 1000; status(ev.transport === "websocket" ? "Live" : "Live (compatibility mode)"); return;
       case "error": say("composer-error", ev.message || "Something went wrong."); return;
       case "resync": resync(ev.c); return;
@@ -111,10 +118,41 @@
     });
   }
 
+  function unbase64(b) {
+    var bin = atob(b), out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+
+  // Saying hello again replaces what the connection asked for: "media": [] stops the sound.
+  function hello() {
+    socket.send(JSON.stringify({ type: "hello", cursors: cursors, media: hear ? ["audio"] : [] }));
+  }
+  function mediaQuery() {
+    if (!hear) return "";
+    if (!listener) listener = Date.now().toString(36) + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+    return "&media=audio" + (transport === "poll" ? "&listener=" + listener : "");
+  }
+
   function resubscribe() {
-    if (socket && socket.readyState === 1) socket.send(JSON.stringify({ type: "hello", cursors: cursors }));
+    if (socket && socket.readyState === 1) hello();
     else connect();
   }
+
+  // voice.js: listen(onMedia) to hear the room (onMedia gets each media message as an
+  // ArrayBuffer of packets), listen(null) to stop. The WebSocket says hello again; the
+  // fallbacks connect again with (or without) media=audio.
+  window.RoundtableLive = {
+    listen: function (onMedia) {
+      var was = !!hear;
+      hear = onMedia || null;
+      if (was === !!hear) return;
+      // A WebSocket still opening (or about to open again) says hello when it opens.
+      if (socket) { if (socket.readyState === 1) hello(); return; }
+      connect();
+    },
+    transport: function () { return transport; }
+  };
 
   function stop() {
     gen++;
@@ -129,11 +167,13 @@
     if (!("WebSocket" in window) || sessionStorage.getItem("rtNoWebSocket")) return viaSse(mine);
     status("Connecting…");
     var opened = false, ws = new WebSocket(location.origin.replace(/^http/, "ws") + base + "/ws");
+    ws.binaryType = "arraybuffer";
     socket = ws;
+    transport = "websocket";
     var timer = setTimeout(function () { if (!opened) { ws.onclose = null; ws.close(); fallback(mine); } }, OPEN_TIMEOUT);
     ws.onopen = function () {
       opened = true; clearTimeout(timer);
-      ws.send(JSON.stringify({ type: "hello", cursors: cursors }));
+      hello();
     };
     ws.onmessage = function (e) { handle(e.data); };
     ws.onclose = function () {
@@ -158,7 +198,8 @@
 
   function viaSse(mine) {
     if (!("EventSource" in window)) return viaPoll(mine);
-    var opened = false, es = new EventSource(base + "/sse?cursors=" + encodeURIComponent(cursorText()));
+    transport = "sse";
+    var opened = false, es = new EventSource(base + "/sse?cursors=" + encodeURIComponent(cursorText()) + mediaQuery());
     stream = es;
     var timer = setTimeout(function () { if (!opened) { es.close(); viaPoll(mine); } }, OPEN_TIMEOUT);
     es.onopen = function () { opened = true; clearTimeout(timer); };
@@ -172,14 +213,15 @@
 
   function viaPoll(mine) {
     status("Live (compatibility mode)");
+    transport = "poll";
     (function loop() {
       if (mine !== gen) return;
-      get(base + "/poll?cursors=" + encodeURIComponent(cursorText())).then(function (r) {
+      get(base + "/poll?cursors=" + encodeURIComponent(cursorText()) + mediaQuery()).then(function (r) {
         if (!r.ok) throw new Error(r.status);
         return r.json();
       }).then(function (body) {
         lastSeen = Date.now();
-        body.events.forEach(apply);
+        if (mine === gen) body.events.forEach(apply);
         loop();
       }).catch(function () { setTimeout(loop, 3000); });
     })();
@@ -249,6 +291,28 @@
     if (act === "remove" && !confirm("Remove this message for everyone?")) return;
     fetch(url, { method: "POST", headers: { "X-CSRF-Token": csrf, "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (r) { return r.text().then(function (t) { say("action-status", t || (r.ok ? "Done." : "That did not work.")); }); });
+  });
+
+  // voice.js is loaded when the person first presses "Join audio", so people who never
+  // listen never download it. The AudioContext is made here, in the click itself, because
+  // some browsers only let sound start inside the press; voice.js takes it over.
+  var voiceLoading = false;
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest && e.target.closest("#voice .voice-join");
+    if (!b || voiceLoading || window.RoundtableVoice) return;
+    voiceLoading = true;
+    try {
+      window.RoundtableLive.context = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
+      window.RoundtableLive.context.resume();
+    } catch (x) { /* voice.js says that this browser cannot play the room */ }
+    live.setAttribute("data-voice-pressed", "1");
+    var script = document.createElement("script");
+    script.src = $("voice").getAttribute("data-script");
+    script.onerror = function () {
+      voiceLoading = false;
+      say("voice-message", "The sound could not be started: check your connection and try again.");
+    };
+    document.head.appendChild(script);
   });
 
   setInterval(function () {

@@ -1,12 +1,12 @@
-// Roundtable microphone: cuts the sound into frames for mic.js. "opus": 40 ms of 48 kHz
-// float samples for the browser's Opus encoder. "pcm16": 16 kHz 16-bit mono, 120 ms a frame,
+// Roundtable microphone: cuts the sound into frames for mic.js. "opus": 20 ms of 48 kHz
+// float samples for the browser's Opus encoder (one packet each, so none waits for the next). "pcm16": 16 kHz 16-bit mono, 120 ms a frame,
 // each output sample the mean of the input samples in its period (a simple low-pass).
 class RoundtableMic extends AudioWorkletProcessor {
   constructor(options) {
     super();
     this.pcm = options.processorOptions.codec === "pcm16";
     this.step = this.pcm ? sampleRate / 16000 : 1;
-    this.size = 1920;
+    this.size = this.pcm ? 1920 : 960;
     this.sum = 0;
     this.count = 0;
     this.pos = 0;

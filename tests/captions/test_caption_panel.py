@@ -131,7 +131,7 @@ async def test_without_a_speech_model_the_panel_says_captions_are_unavailable(
     w = await make_world(db)
     html = (await browser_factory(w.participant_a).get(live_path(w))).text
     assert "Captions unavailable: the speech model is not installed" in html
-    assert "Your speech cannot be captioned at the moment." in html
+    assert "what you say is not captioned" in html
     assert "I agree, start captioning my microphone" not in html
     page = (await browser_factory(w.participant_a).get(live_path(w) + "/captions")).text
     assert "Captions unavailable: the speech model is not installed" in page

@@ -115,9 +115,13 @@ class Speaker:
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
 
-    async def receive(self, timeout: float = 10) -> dict[str, Any]:
-        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        return message
+    async def receive(self, timeout: float = 10, *, floor: bool = False) -> dict[str, Any]:
+        """The next message; whether the speaker may be heard (`floor`, docs/voice.md) is
+        skipped unless asked for."""
+        while True:
+            message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            if floor or message.get("t") != "floor":
+                return message
 
     async def paced(self, frames: list[bytes], seconds_each: float, speed: float = 2.5) -> None:
         """Frames sent `speed` times faster than real time (the live budget allows 3)."""
@@ -525,7 +529,7 @@ async def test_too_fast_and_idle_streams_are_closed(
     overrides[caption_audio_limits] = lambda: AudioLimits(
         idle_seconds=0.5, budget=RealtimeBudget(max_speed=3.0, burst_seconds=1.0)
     )
-    fast = await Speaker.start(live_server, w, w.participant_a)
+    fast = await Speaker.start(live_server, w, w.host)
     try:
         for frame in chunks(silence(5.0), 32000):
             await fast.ws.send(frame)

@@ -263,9 +263,9 @@ async def test_a_whole_session(
         # participants asked for captions in their profiles; the facilitators open them.)
         for page in (fola, finn):
             await page.get_by_text("Show captions").click()
-        await amara.get_by_role("button", name="I agree, start captioning my microphone").click()
+        await amara.get_by_role("button", name="I agree, turn on my microphone").click()
         await expect(amara.locator(".mic-state")).to_have_text(
-            re.compile("Your speech is being captioned"), timeout=ARRIVES
+            re.compile("hears you and your speech is captioned"), timeout=ARRIVES
         )
         final = ".caption-log .caption.final"
         await expect(ben.locator(final, has_text=HEARD).first).to_be_visible(timeout=30_000)

@@ -263,7 +263,7 @@ async def test_text_only_mode_shows_chat_and_captions_and_loads_nothing_else(
     await priya.get_by_role("link", name=re.compile("Show everything")).click()
     await expect(priya.locator("#live-status")).to_have_text(LIVE)
     await expect(priya.get_by_role("heading", name="People here")).to_be_visible()
-    await expect(priya.get_by_role("heading", name="Caption my speech")).to_be_visible()
+    await expect(priya.get_by_role("heading", name="Your microphone")).to_be_visible()
     await plain_db.refresh(w.participant_a)
     assert w.participant_a.low_bandwidth is True
 

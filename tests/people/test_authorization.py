@@ -172,6 +172,16 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
     ),
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/occupancy"): STAFF,
+    # Voice: the host gives the floor and opens the mic; facilitators and hosts mute.
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/voice/floor/give"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/voice/floor/take"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/voice/open-mic"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/voice/mute"): frozenset(
+        {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/voice/mute-all"): frozenset(
+        {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
+    ),
     # Consoles: a group's for its facilitators and the hosts; the host console for hosts.
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/console"): frozenset(
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}

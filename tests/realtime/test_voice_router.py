@@ -108,3 +108,14 @@ def test_raw_pcm_is_encoded_for_the_listeners() -> None:
     got = packets_of(you)
     assert len(got) == 5 and all(p.payload for p in got)
     assert np.frombuffer(LOUD, dtype=np.int16).max() > 1000
+
+
+def test_a_flood_is_cut_to_real_time() -> None:
+    router = VoiceRouter()
+    you = MediaInbox(member="2", size=1000)
+    router.hear(you, {"room"})
+    line = router.speaker("room", 1)
+    opus = opus_of(tone(440, 0.02))[0]
+    for _ in range(200):  # four seconds of audio at once
+        line.packet(opus, LOUD)
+    assert len(packets_of(you)) <= 52 and line.flooded >= 148

@@ -25,6 +25,7 @@ from realtime.hub import Hub
 
 # Every resource routes and dependencies read from the app's state.
 RESOURCES = {
+    "voice",
     "settings",
     "signer",
     "engine",
@@ -43,7 +44,6 @@ RESOURCES = {
     "transcriber",
     "signin_limits",
     "passwords",
-    "voice",
     "speaker_streams",
     "voice_echo_limiter",
 }

@@ -23,6 +23,7 @@ from app.live.web import BASE, base_url, wants_fragment
 from app.refusals import NotAllowed
 from app.state import get_app_state
 from app.templating import render
+from app.voice.controls import live_page_controls
 
 router = APIRouter(tags=["pages: live session"])
 
@@ -49,6 +50,7 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
     views = {seat.current: await channel_view(db, seat=seat, channel=seat.current)}
     personal = channels.personal(seat.user_id)
     views[personal] = await channel_view(db, seat=seat, channel=personal)
+    state = get_app_state(request)
     staff_views = {}
     for channel in (channels.staff(seat.session.id), seat.help_desk):
         if channel is not None and channel in seat.followable():
@@ -69,6 +71,7 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         "speaking_view": await get_app_state(request).speaking.payload(seat.current),
         **await caption_panel(db, seat=seat),
         "captions_status": public_status(get_app_state(request).captions),
+        **await live_page_controls(db, seat=seat, presence=state.presence, speaking=state.speaking),
     }
 
 
