@@ -174,7 +174,9 @@ async def test_the_room_hears_a_speaker_whose_websockets_are_blocked(
     priya = await HttpSpeaker.start(
         live_server, w, w.participant_a, {**START, "codec": "opus", "sample_rate": 48000}
     )
-    sentence = SENTENCES[0]
+    # (Through libopus at 20 kbps, SENTENCES[0] comes out of Vosk anywhere from exact to
+    # WER 0.44 from one process to the next, server or none: this one stays exact.)
+    sentence = SENTENCES[3]
     packets = opus_of(speech.pcm(sentence, rate=48000))
     await priya.paced(batches(packets, 12), 0.24, speed=1.0)  # in real time, as a person talks
     await asyncio.sleep(0.5)
@@ -312,7 +314,8 @@ async def test_refusals_are_clear(live_server: LiveServer, db: Any, vosk_model_p
     assert cross.status_code == 403
     # None of that ended her stream; an unknown message is answered as on the socket.
     answer = await priya.post(text({"type": "dance"}))
-    assert answer["closed"] is None and answer["messages"][0]["code"] == "unknown_type"
+    assert answer["closed"] is None
+    assert [m["code"] for m in answer["messages"] if m["t"] == "error"] == ["unknown_type"]
 
     # The process takes only so many streams.
     live_server.app_state.speaker_streams.max_streams = 1
@@ -335,8 +338,13 @@ async def test_a_flood_is_cut_to_real_time(
         fast = await HttpSpeaker.start(live_server, w, w.participant_a)
         for _ in range(3):  # 2 s of sound a POST, as fast as the answers come
             await fast.post(binary(*[silence(0.5)] * 4))
+        # The recognizer takes the sound from a queue of its own: the next answers say
+        # the stream has been cut off.
+        for _ in range(50):
             if fast.closed:
                 break
+            await fast.post([])
+            await asyncio.sleep(0.1)
     finally:
         overrides.clear()
     assert fast.closed is not None and fast.closed["code"] == 1008
