@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bodylimits import BodyLimits, BodyLimitsMiddleware
+from app.captions.speaker_http import HttpSpeakerStreams
 from app.compression import CompressionMiddleware, StaticAssets
 from app.config import Settings
 from app.db import PoolSizes, make_engine, make_sessionmaker, make_writer_engine
@@ -106,6 +107,8 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         voice=voice,
         recorders=recorders,
         mix_listeners=mix_listeners,
+        speaker_streams=open_speaker_streams(stack),
+        voice_echo_limiter=RateLimiter(60, 60.0),  # three "hear yourself" checks a minute
     )
 
 
@@ -147,6 +150,15 @@ async def open_recorders(
     await recorders.recover()
     stack.push_async_callback(recorders.close)
     return recorders, MixListeners(router=voice)
+
+
+def open_speaker_streams(stack: AsyncExitStack) -> HttpSpeakerStreams:
+    """Made last, so closed first: streams still open at shutdown caption their last words
+    while the database, the broker and the speech model are still there."""
+    streams = HttpSpeakerStreams()
+    streams.start()
+    stack.push_async_callback(streams.stop)
+    return streams
 
 
 def pool_sizes(settings: Settings) -> PoolSizes:
@@ -240,10 +252,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# Longer than 60 lines because it lists every feature's routers, one per line.
 def include_routers(app: FastAPI) -> None:
     from app import health
     from app.api import router as api_router
-    from app.captions.routes import asr
+    from app.captions.routes import asr, http_audio
     from app.captions.routes import pages as caption_pages
     from app.captions.routes import room as captions
     from app.evidence.routes import board as evidence
@@ -289,6 +302,7 @@ def include_routers(app: FastAPI) -> None:
         tech_check,
         caption_pages,
         captions,
+        http_audio,
         evidence,
         evidence_items,
         evidence_transcripts,

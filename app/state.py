@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from fastapi.templating import Jinja2Templates
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+    from app.captions.speaker_http import HttpSpeakerStreams
     from app.config import Settings
     from app.evidence.transcription import Transcriber
     from app.live.breakout_timer import BreakoutCloser
@@ -60,6 +61,10 @@ class AppState:
     # Rooms' recordings in progress, and live <audio> listeners (app/voice/).
     recorders: Recorders
     mix_listeners: MixListeners
+    # Speakers' microphone streams over POSTs, when WebSockets are blocked.
+    speaker_streams: HttpSpeakerStreams
+    # The tech check's "hear yourself" over POSTs: a few checks a minute per person.
+    voice_echo_limiter: RateLimiter
 
 
 def get_app_state(request: HTTPConnection) -> AppState:

@@ -26,6 +26,8 @@
       "your speech cannot be captioned in this browser."],
     ["WebCodecs AudioEncoder", !!window.AudioEncoder, "your sound is compressed before it is sent (less data).",
       "your sound is sent uncompressed: it still works, using more data."],
+    ["WebCodecs AudioDecoder", !!window.AudioDecoder, "you hear the room with little delay.",
+      "you hear the room through a slower stream, a few seconds behind."],
     ["MediaRecorder", !!window.MediaRecorder, "you can record voice notes for your group's evidence.",
       "record voice notes in another app and upload them instead."]
   ];
@@ -224,6 +226,11 @@
     if (found.connection) parts.push("Connection: " + found.connection + ".");
     if (found.mic) parts.push("Microphone: " + found.mic + (found.caption ? ", sample caption " + found.caption : "") + ".");
     if (found.browser) parts.push("Browser: " + found.browser + ".");
+    // From tech-check-sound.js: the test sound and "hear yourself".
+    ["data-sound-result", "data-voice-result"].forEach(function (name) {
+      var result = root.getAttribute(name);
+      if (result) parts.push("Sound: " + result + ".");
+    });
     return parts.join(" ");
   }
   var form = $("tc-help-form");

@@ -183,7 +183,7 @@ async def test_tech_check_hears_the_microphone_and_knows_the_connection(
         await expect(priya.locator("#tc-rtt")).to_have_text(re.compile(r"^\d+ ms \("))
         # The browser: every feature listed in words, not colour alone.
         features = priya.locator("#tc-features li")
-        await expect(features).to_have_count(6)
+        await expect(features).to_have_count(7)
         await expect(features.first).to_have_text(re.compile(r"^WebSocket: Yes, "))
 
         # The microphone: the level moves, and a sample is captioned.

@@ -211,6 +211,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/tech-check/ping"): SIGNED_IN,
     ("POST", "/tech-check/caption"): SIGNED_IN,
     ("POST", "/tech-check/help"): SIGNED_IN,
+    ("POST", "/tech-check/voice"): SIGNED_IN,
     # Live captions. Transcripts: of one's current room by default (the plenary here).
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.vtt"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.srt"): MEMBERS,
@@ -237,6 +238,14 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
         "POST",
         "/programmes/{programme_id}/sessions/{session_id}/live/captions/{segment_id}/correct",
     ): GROUP_A_MODERATORS,
+    # Speaking without WebSockets: anyone who may speak in their room (not observers); a
+    # stream's token is its starter's alone, so a made-up one is nobody's.
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/audio/http/start"): (
+        MEMBERS - {OBSERVER}
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/audio/http/{stream}"): (
+        frozenset()
+    ),
     ("GET", "/profile/captions"): SIGNED_IN,
     ("POST", "/profile/captions"): SIGNED_IN,
     # Speech recognition tokens: administrators and anyone hosting a programme.
@@ -409,6 +418,7 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         "recording_id": recording.id if recording else 0,
         "segment_id": segment.id if segment else 0,
         "token": "not-a-real-invitation",
+        "stream": "not-a-real-stream-token",
         "token_id": await db.scalar(select(AsrToken.id).where(AsrToken.created_by_id == w.host.id)),
         "user_id": w.participant_a.id,
     }

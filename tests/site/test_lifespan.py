@@ -12,6 +12,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.captions.speaker_http import HttpSpeakerStreams
 from app.config import Settings
 from app.evidence.transcription import Transcriber
 from app.factory import create_app
@@ -45,6 +46,8 @@ RESOURCES = {
     "voice",
     "recorders",
     "mix_listeners",
+    "speaker_streams",
+    "voice_echo_limiter",
 }
 
 
@@ -76,6 +79,7 @@ async def test_a_failing_stop_still_closes_everything_else_and_is_raised(
     for cls, name in (
         (Transcriber, "stop"),
         (PasswordWorker, "close"),
+        (HttpSpeakerStreams, "stop"),
         (Hub, "stop"),
         (CaptionEngine, "close"),
         (InProcessBroker, "close"),
@@ -95,7 +99,9 @@ async def test_a_failing_stop_still_closes_everything_else_and_is_raised(
             state = manager._state[STATE_KEY]
             assert isinstance(state, AppState)
             calls.clear()  # only the shutdown is of interest
-    # Closed in reverse order of making: those made after the chat writer before it...
+    # Closed in reverse order of making: speakers' streams first, while what they need to
+    # caption their last words is still open; those made after the chat writer before it...
+    assert calls.index("HttpSpeakerStreams.stop") < calls.index("PasswordWorker.close")
     assert calls.index("PasswordWorker.close") < calls.index("Transcriber.stop")
     assert calls.index("Transcriber.stop") < calls.index("ChatWriter.stop")
     # ...and those made before it after it, despite its failure.

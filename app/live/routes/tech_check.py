@@ -7,7 +7,10 @@ that session).
 Routes: the page; `…/ws`, a tiny echo WebSocket to time round trips (outside the CSRF
 dependency: it checks its Origin and the session cookie itself, like the live one);
 `…/ping`, the same over plain HTTP for when WebSockets are blocked; `…/caption`, a few
-seconds of speech in, the caption out; `…/help`, a request for help."""
+seconds of speech in, the caption out; `…/voice` ("hear yourself"), Opus packets echoed
+straight back, over a WebSocket or, when that is blocked, over POSTs framed as the
+speaker's compatibility mode frames them (realtime/post_frames.py); `…/help`, a request
+for help."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import deque
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, WebSocket
@@ -33,6 +37,7 @@ from app.sessions import user_from_cookie
 from app.state import get_app_state
 from app.templating import render
 from captioning.engine import CaptionsUnavailable
+from realtime import post_frames
 
 router = APIRouter(tags=["pages: tech check"])
 ws_router = APIRouter(tags=["tech check: connection"])
@@ -44,6 +49,10 @@ AUDIO_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wa
 ECHO_MAX_MESSAGES = 20
 ECHO_MAX_FRAME = 64
 ECHO_SECONDS = 30.0
+# "Hear yourself": Opus packets of 20 ms (50 a second) from WebCodecs, echoed back.
+VOICE_MAX_PACKET = 4000
+VOICE_MAX_PER_SECOND = 60
+VOICE_SECONDS = 30.0
 
 
 def page_url(session_id: int | None) -> str:
@@ -173,14 +182,13 @@ async def ask_it_support(
     return RedirectResponse(page_url(chosen) + "&asked=1" if chosen else PAGE + "?asked=1", 303)
 
 
-@ws_router.websocket(PAGE + "/ws")
-async def echo(websocket: WebSocket) -> None:
-    """Answers each small text frame with the same text, so the page can time round
-    trips; a few a connection, for at most half a minute."""
+async def admit_echo(websocket: WebSocket) -> bool:
+    """Accept an echo WebSocket of a signed-in person on this site; else close it, with
+    the reason (accepted first: a close during the handshake carries none)."""
     await websocket.accept()
     if not same_origin(websocket):
         await websocket.close(code=1008, reason="cross-site connections are refused")
-        return
+        return False
     state = get_app_state(websocket)
     async with state.sessionmaker() as db:
         user = await user_from_cookie(
@@ -191,6 +199,15 @@ async def echo(websocket: WebSocket) -> None:
         )
     if user is None:
         await websocket.close(code=1008, reason="sign in first")
+        return False
+    return True
+
+
+@ws_router.websocket(PAGE + "/ws")
+async def echo(websocket: WebSocket) -> None:
+    """Answers each small text frame with the same text, so the page can time round
+    trips; a few a connection, for at most half a minute."""
+    if not await admit_echo(websocket):
         return
     deadline = time.monotonic() + ECHO_SECONDS
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
@@ -213,3 +230,79 @@ async def echo(websocket: WebSocket) -> None:
                 return
             await websocket.send_text(text)
         await websocket.close(code=1000, reason="done")
+
+
+@ws_router.websocket(PAGE + "/voice")
+async def voice_echo(websocket: WebSocket) -> None:
+    """ "Hear yourself": each binary message (an Opus packet) straight back, at most
+    VOICE_MAX_PER_SECOND a second, for at most VOICE_SECONDS."""
+    if not await admit_echo(websocket):
+        return
+    deadline = time.monotonic() + VOICE_SECONDS
+    recent: deque[float] = deque()
+    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(websocket.receive(), left)
+            except TimeoutError:
+                break
+            if message["type"] == "websocket.disconnect":
+                return
+            packet = message.get("bytes")
+            if packet is None:
+                await websocket.close(code=1003, reason="send sound packets as binary messages")
+                return
+            if len(packet) > VOICE_MAX_PACKET:
+                await websocket.close(code=1009, reason="packets are at most 4000 bytes")
+                return
+            now = time.monotonic()
+            while recent and now - recent[0] >= 1.0:
+                recent.popleft()
+            if len(recent) >= VOICE_MAX_PER_SECOND:
+                reason = f"too fast: at most {VOICE_MAX_PER_SECOND} packets a second"
+                await websocket.close(code=1008, reason=reason)
+                return
+            recent.append(now)
+            await websocket.send_bytes(packet)
+        await websocket.close(code=1000, reason="done: the check takes at most 30 seconds")
+
+
+def echoed_packets(body: bytes) -> None:
+    """Checks a "hear yourself" body: frames of sound packets only (post_frames.FramingError
+    says what is wrong)."""
+    for number, frame in enumerate(post_frames.parse(body), 1):
+        if frame.type != post_frames.BINARY:
+            raise post_frames.FramingError(f"frame {number} is not a sound packet (type 0)")
+        if len(frame.data) > VOICE_MAX_PACKET:
+            raise post_frames.FramingError(
+                f"frame {number} holds {len(frame.data):,} bytes; a packet is at most 4000"
+            )
+
+
+@router.post(PAGE + "/voice")
+async def voice_echo_post(request: Request, user: CurrentUser, db: SessionDep) -> Response:
+    """ "Hear yourself" without a WebSocket: a few hundred milliseconds of framed Opus
+    packets in, the same bytes out."""
+    await release_connection(db)
+    limiter = get_app_state(request).voice_echo_limiter
+    key = f"voice:{user.id}"
+    if not limiter.allow(key):
+        wait = limiter.retry_after(key)
+        return refusal(
+            f"You have checked your sound several times just now; try again in {wait} seconds.",
+            429,
+            **{"Retry-After": str(wait)},
+        )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/octet-stream":
+        return refusal("Send the packets as application/octet-stream.", 415)
+    try:
+        body = await post_frames.read_body(request)
+        echoed_packets(body)
+    except post_frames.BodyTooLarge:
+        return refusal("Too much at once: send at most 64 KB of packets a time.", 413)
+    except post_frames.FramingError as exc:
+        return refusal(f"The body is not a sequence of sound packets: {exc}.", 400)
+    return Response(
+        body, media_type="application/octet-stream", headers={"Cache-Control": "no-store"}
+    )
