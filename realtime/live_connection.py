@@ -139,6 +139,7 @@ class LiveConnection:
         self.voice = voice
         self.inbox = inbox
         self.hearing_wanted = False
+        self._synced: tuple[set[str] | None, bool] = (None, False)
 
     def _new_feed(self) -> Connection:
         return Connection(
@@ -247,6 +248,7 @@ class LiveConnection:
         if self.voice is None:
             return
         self.hearing_wanted = "audio" in kinds
+        self._synced = (None, False)
         if self.hearing_wanted and self.inbox is None:
             self.inbox = MediaInbox(member=self.access.member)
         if self.inbox is not None:
@@ -257,6 +259,11 @@ class LiveConnection:
     def _sync_hearing(self) -> None:
         if self.voice is None or self.inbox is None:
             return
+        # What is heard changes only when what is followed does (a hello, a recheck: each
+        # makes a new set), or when the client asks to hear or stop.
+        if self._synced[0] is self.feed.channels and self._synced[1] == self.hearing_wanted:
+            return
+        self._synced = (self.feed.channels, self.hearing_wanted)
         rooms = self.access.audible(self.feed.channels) if self.hearing_wanted else set()
         if rooms != self.inbox.rooms:
             self.voice.hear(self.inbox, rooms)

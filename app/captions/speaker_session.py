@@ -159,7 +159,9 @@ class SpeakerSession:
         while True:
             idle = self.limits.paused_idle_seconds if self.paused else self.limits.idle_seconds
             try:
-                message = await asyncio.wait_for(websocket.receive(), idle)
+                # (asyncio.timeout, not wait_for: no task made for every packet)
+                async with asyncio.timeout(idle):
+                    message = await websocket.receive()
             except TimeoutError:
                 reason = f"idle: no audio for {idle:g} seconds"
                 return refusal(
