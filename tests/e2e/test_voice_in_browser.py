@@ -79,17 +79,41 @@ async def turn_on_microphone(page: Any, hears_you: str) -> None:
         raise AssertionError(f"the microphone says {said!r}") from exc
 
 
-def assert_words(samples: np.ndarray, span: tuple[int, int], sentence: str) -> str:
-    heard = words_of(samples, span)
-    print(f"heard: {heard!r}")
-    assert jiwer.wer(sentence, heard) <= WER_BOUND, f"heard {heard!r} for {sentence!r}"
-    return heard
+async def hears_the_words(
+    page: Any, sentence: str, others: tuple[Any, ...] = ()
+) -> dict[Any, np.ndarray]:
+    """Record what `page` plays until a whole utterance has played, and assert that Vosk
+    hears the sentence in it (WER bound). One glitch on a busy machine is forgiven: a
+    second utterance is heard if the first misses. Returns what `others` played."""
+    transcripts = []
+    theirs: dict[Any, np.ndarray] = {other: np.zeros(0, dtype=np.int16) for other in others}
+    for _ in range(2):
+        samples, span, more = await hear_an_utterance(page, others)
+        for other in others:
+            theirs[other] = np.concatenate([theirs[other], more[other]])
+        transcripts.append(words_of(samples, span))
+        if jiwer.wer(sentence, transcripts[-1]) <= WER_BOUND:
+            print(f"heard {transcripts}")
+            return theirs
+    raise AssertionError(f"heard {transcripts} for {sentence!r}")
 
 
 def assert_silent(samples: np.ndarray, seconds: float) -> None:
     assert len(samples) >= seconds * 48000, f"only {len(samples) / 48000:.1f} s recorded"
     loudest = int(np.abs(samples).max(initial=0))
     assert rms(samples) < QUIET_RMS and loudest < 1000, (rms(samples), loudest)
+
+
+async def settled(page: Any, seconds: float = 15) -> None:
+    """Wait until no packet has reached the page for a second."""
+    count = -1
+    for _ in range(int(seconds)):
+        now = (await voice_stats(page))["packets"]
+        if now == count:
+            return
+        count = now
+        await page.wait_for_timeout(1000)
+    raise AssertionError(f"packets kept coming for {seconds} s")
 
 
 def no_js_errors(*pages: Any) -> None:
@@ -101,7 +125,7 @@ def no_js_errors(*pages: Any) -> None:
 async def test_a_breakout_room_hears_its_speaker_and_no_other_room_does(
     live_server: Any, plain_db: Any, chromium: Any, speech: Speech, tmp_path: Path, transport: str
 ) -> None:
-    sentence = "the quick brown fox jumps over the lazy dog"
+    sentence = "thank you all for coming to this session today"
     w = await make_world(plain_db)
     rosa = await make_user(plain_db, name="Rosa Reader", pronouns="they/them")
     rosa.captions_on = True
@@ -133,18 +157,9 @@ async def test_a_breakout_room_hears_its_speaker_and_no_other_room_does(
         await turn_on_microphone(priya, "Group A room hears you")
         await start_recording(listener_rosa)
         await start_recording(pat)
-        try:
-            heard, span, others = await hear_an_utterance(listener_rosa, (pat,))
-        except AssertionError:
-            print("\n".join(u for u in asked if "/live/" in u))
-            print(await voice_stats(listener_rosa), await listener_rosa.locator("#live-status").inner_text())
-            raise
-
-        # Rosa, in Priya's room, heard Priya's words, and only Priya.
-        assert_words(heard, span, sentence)
-        assert {source for source, _, _ in await packet_log(listener_rosa)} == {
-            w.participant_a.id
-        }
+        # Rosa, in Priya's room, hears Priya's words, and only Priya.
+        others = await hears_the_words(listener_rosa, sentence, (pat,))
+        assert {source for source, _, _ in await packet_log(listener_rosa)} == {w.participant_a.id}
         # Pat, in another room, received no packet and his page played silence.
         silent = np.concatenate([others[pat], await recorded(pat)])
         assert_silent(silent, seconds=3)
@@ -155,7 +170,7 @@ async def test_a_breakout_room_hears_its_speaker_and_no_other_room_does(
         finals = listener_rosa.locator(".caption-log .caption.final")
         await expect(finals.first).to_contain_text("Priya Participant", timeout=20_000)
         text = (await finals.first.inner_text()).lower()
-        assert sum(word in text for word in ("quick", "brown", "fox", "lazy", "dog")) >= 2, text
+        assert sum(word in text for word in ("thank", "coming", "session", "today")) >= 2, text
         await expect(pat.locator(".caption-log .caption")).to_have_count(0)
 
         if blocked:  # heard through the fallback stream
@@ -191,8 +206,7 @@ async def test_the_plenary_hears_the_host_and_a_participant_once_given_the_floor
         for listener in (pat, listener_rosa):
             await start_recording(listener)
         for listener in (pat, listener_rosa):
-            heard, span, _ = await hear_an_utterance(listener)
-            assert_words(heard, span, sentence)
+            await hears_the_words(listener, sentence)
             sources = {source for source, _, _ in await packet_log(listener)}
             assert sources == {w.host.id}, sources
         # Pat reads her captions.
@@ -209,7 +223,7 @@ async def test_the_plenary_hears_the_host_and_a_participant_once_given_the_floor
         await expect(priya.locator(".mic-state")).to_contain_text(
             "You do not have the floor: nobody hears you."
         )
-        await pat.wait_for_timeout(1000)  # the end of Hana's last words
+        await settled(pat)  # the end of Hana's last words
         await start_recording(pat)
         await pat.wait_for_timeout(4500)  # longer than one loop of the sentence
         assert_silent(await recorded(pat), seconds=4)
@@ -236,8 +250,7 @@ async def test_the_plenary_hears_the_host_and_a_participant_once_given_the_floor
 
         # Now the plenary hears Priya.
         await start_recording(pat)
-        heard, span, _ = await hear_an_utterance(pat)
-        assert_words(heard, span, sentence)
+        await hears_the_words(pat, sentence)
         assert w.participant_a.id in {s for s, _, _ in await packet_log(pat)}
         no_js_errors(*pages, console)
 
@@ -245,7 +258,7 @@ async def test_the_plenary_hears_the_host_and_a_participant_once_given_the_floor
 async def test_a_listener_moved_while_someone_speaks_stops_hearing_the_old_room_at_once(
     live_server: Any, plain_db: Any, chromium: Any, speech: Speech, tmp_path: Path
 ) -> None:
-    sentence = "the quick brown fox jumps over the lazy dog"
+    sentence = "the facilitator will read the notes from each group"
     w = await make_world(plain_db)
     rosa = await make_user(plain_db, name="Rosa Reader", pronouns="they/them")
     await add_member(plain_db, w.programme, rosa, Role.PARTICIPANT, w.group_a)
@@ -268,8 +281,7 @@ async def test_a_listener_moved_while_someone_speaks_stops_hearing_the_old_room_
             await turn_on_microphone(priya, "Group A room hears you")
             await turn_on_microphone(pat, "Group B room hears you")
             await start_recording(listener)
-            heard, span, _ = await hear_an_utterance(listener)
-            assert_words(heard, span, sentence)
+            await hears_the_words(listener, sentence)
             assert {s for s, _, _ in await packet_log(listener)} == {w.participant_a.id}
 
             # The host moves Rosa to Group B while Priya is talking.
@@ -286,15 +298,21 @@ async def test_a_listener_moved_while_someone_speaks_stops_hearing_the_old_room_
                 "You are hearing Group B room."
             )
             await start_recording(listener)
-            heard, span, _ = await hear_an_utterance(listener)
-            assert_words(heard, span, sentence)
+            await hears_the_words(listener, sentence)
 
     log = await packet_log(listener)
-    after = [(source, at) for source, room, at in log if room == "Group B room"]
-    # Once the page shows Group B's room, not one packet of Group A's: only Pat's.
-    assert {source for source, _ in after} == {w.participant_b.id}, after[:5]
-    before = [at for source, room, at in log if room == "Group A room"]
-    assert all(source == w.participant_a.id for source, room, _ in log if room == "Group A room")
-    print(f"move seen on the page {seen:.2f} s after the host asked; last Group A packet "
-          f"{(max(before) - min(at for _, at in after)) / 1000:.2f} s from the first of B")
+    sources = [source for source, _, _ in log]
+    priya_id, pat_id = w.participant_a.id, w.participant_b.id
+    assert set(sources) == {priya_id, pat_id}, set(sources)
+    # Group A's sound stops at once: not one of Priya's packets after the first of Pat's
+    # (which may come just before the page has drawn the new room), and none at all once
+    # the page shows Group B's room.
+    last_a = max(i for i, source in enumerate(sources) if source == priya_id)
+    first_b = sources.index(pat_id)
+    assert last_a < first_b, (last_a, first_b)
+    assert all(source == pat_id for source, room, _ in log if room == "Group B room")
+    print(
+        f"move seen on the page {seen:.2f} s after the host asked; first of Group B's "
+        f"packets {(log[first_b][2] - log[last_a][2]) / 1000:.2f} s after the last of A's"
+    )
     no_js_errors(priya, pat, listener)
