@@ -204,7 +204,7 @@ def transcribe(samples: np.ndarray) -> str:
 
 
 async def hear_an_utterance(
-    page: Any, others: tuple[Any, ...] = (), seconds: float = 30
+    page: Any, others: tuple[Any, ...] = (), seconds: float = 20
 ) -> tuple[np.ndarray, tuple[int, int], dict[Any, np.ndarray]]:
     """Record what `page` plays (already recording) until a whole utterance is in it, at
     most `seconds`; what `others` played meanwhile comes too. AssertionError if none."""
