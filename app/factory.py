@@ -30,6 +30,8 @@ from app.security import PasswordWorker, Signer
 from app.state import STATE_KEY, AppState
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
+from app.voice.listen import MixListeners
+from app.voice.recording import Recorders
 from captioning.engine import CaptionEngine
 from realtime.broker import make_broker
 from realtime.hub import Hub
@@ -38,10 +40,13 @@ from realtime.voice import VoiceRouter
 
 log = logging.getLogger(__name__)
 
+# Recordings being written, beside the stored files (a storage key never starts with ".").
+RECORDING_DIR = ".recording"
 # Room for a 100 MB upload plus multipart framing.
 MULTIPART_OVERHEAD = 1024 * 1024
 
 
+# Longer than 60 lines because it makes every resource in the one order they start and close.
 async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitStack) -> AppState:
     """Make and start the app's resources in order; each one's close is put on `stack` as
     soon as it exists, so that they all close, in reverse order, even if one close fails."""
@@ -75,6 +80,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         threads=settings.password_check_threads, max_waiting=settings.password_check_queue
     )
     stack.callback(passwords.close)
+    recorders, mix_listeners = await open_recorders(
+        settings, sessionmaker, storage, live, voice, stack
+    )
     return AppState(
         settings=settings,
         signer=signer,
@@ -96,6 +104,8 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         signin_limits=signin_limits(settings),
         passwords=passwords,
         voice=voice,
+        recorders=recorders,
+        mix_listeners=mix_listeners,
     )
 
 
@@ -114,6 +124,29 @@ async def open_room_senses(
     await voice.start()
     stack.push_async_callback(voice.stop)
     return presence, speaking, voice
+
+
+async def open_recorders(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    storage: LocalStorage,
+    live: Live,
+    voice: VoiceRouter,
+    stack: AsyncExitStack,
+) -> tuple[Recorders, MixListeners]:
+    """Rooms' recorders (first storing what a crashed process left recording) and the live
+    <audio> listeners, tapping the voice router's rooms. Made after the router, so that at
+    shutdown recordings stop and are stored while it still runs."""
+    recorders = Recorders(
+        sessionmaker=sessionmaker,
+        storage=storage,
+        live=live,
+        work_dir=settings.upload_dir / RECORDING_DIR,
+        router=voice,
+    )
+    await recorders.recover()
+    stack.push_async_callback(recorders.close)
+    return recorders, MixListeners(router=voice)
 
 
 def pool_sizes(settings: Settings) -> PoolSizes:
@@ -227,6 +260,7 @@ def include_routers(app: FastAPI) -> None:
     from app.themes.routes import codings as themes_codings
     from app.themes.routes import overview as themes_overview
     from app.voice.routes import floor as voice_floor
+    from app.voice.routes import recording as voice_recording
 
     app.include_router(health.router)
     # Reading-only transports (GET and WebSocket); the WebSocket checks its Origin itself.
@@ -261,6 +295,7 @@ def include_routers(app: FastAPI) -> None:
         themes_codebook,
         themes_overview,
         themes_codings,
+        voice_recording,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms

@@ -81,6 +81,8 @@ class Programme(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
     group_capacity: Mapped[int] = mapped_column(Integer, default=8)
+    # Hosts may record breakout rooms too (their members are told first); off by default.
+    allow_breakout_recording: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (CheckConstraint("group_capacity BETWEEN 2 AND 50", name="capacity_range"),)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from app.ratelimit import RateLimiter, SignInLimits
     from app.security import PasswordWorker, Signer
     from app.storage import LocalStorage
+    from app.voice.listen import MixListeners
+    from app.voice.recording import Recorders
     from captioning.engine import CaptionEngine
     from realtime.broker import Broker
     from realtime.hub import Hub
@@ -55,6 +57,9 @@ class AppState:
     passwords: PasswordWorker
     # Voice: each room's speakers routed to its listeners (realtime/voice.py).
     voice: VoiceRouter
+    # Rooms' recordings in progress, and live <audio> listeners (app/voice/).
+    recorders: Recorders
+    mix_listeners: MixListeners
 
 
 def get_app_state(request: HTTPConnection) -> AppState:

@@ -174,19 +174,22 @@ def make_tracks(count: int, seconds: float) -> list[Track]:
     return tracks
 
 
-def opus_packets(pcm: bytes) -> list[bytes]:
-    """The track as 20 ms Opus packets at 48 kHz (what a browser's AudioEncoder sends)."""
+def opus_packets(
+    pcm: bytes, sample_rate: int = SAMPLE_RATE, bit_rate: int = OPUS_BITRATE
+) -> list[bytes]:
+    """The track (mono 16-bit at `sample_rate`) as 20 ms Opus packets at 48 kHz (what a
+    browser's AudioEncoder sends)."""
     import av
 
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = 48000
     encoder.layout = "mono"
     encoder.format = "s16"
-    encoder.bit_rate = OPUS_BITRATE
+    encoder.bit_rate = bit_rate
     encoder.options = {"frame_duration": "20"}
     encoder.open()
     frame = av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
-    frame.sample_rate = SAMPLE_RATE
+    frame.sample_rate = sample_rate
     frame.planes[0].update(pcm)
     fifo = av.AudioFifo()
     resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)

@@ -104,9 +104,11 @@ def proc_status(pid: int, key: str) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """CPU seconds (user + system) of a process, or of one of its threads."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        with open(f"/proc/{pid}/stat") as fh:
+        with open(path) as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except OSError:
@@ -273,13 +275,16 @@ def wait_listening(server: Server, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{server.name} did not start listening:\n{server.log_tail()}")
 
 
-def start_app(tmp: Path, database_url: str, port: int, ws: str) -> Server:
+def start_app(
+    tmp: Path, database_url: str, port: int, ws: str, model_path: Path | None = None
+) -> Server:
+    """The app under uvicorn; without `model_path`, with no Vosk model (no captions)."""
     env = {
         **os.environ,
         "ENVIRONMENT": "production",
         "SECRET_KEY": SECRET,
         "DATABASE_URL": database_url,
-        "VOSK_MODEL_PATH": "/nonexistent",
+        "VOSK_MODEL_PATH": str(model_path or "/nonexistent"),
         "UPLOAD_DIR": str(tmp / "uploads"),
         "BASE_URL": f"http://127.0.0.1:{port}",
     }
@@ -304,10 +309,12 @@ def start_app(tmp: Path, database_url: str, port: int, ws: str) -> Server:
     return server
 
 
-def start_bare(tmp: Path, port: int) -> Server:
+def start_bare(tmp: Path, port: int, script: Path | None = None) -> Server:
+    """The bare server: `script` (this one by default) run with `--serve-bare --port`."""
     log_path = tmp / "bare.log"
-    proc = subprocess.Popen(  # noqa: S603 - this script, as the bare server
-        [sys.executable, str(Path(__file__).resolve()), "--serve-bare", "--port", str(port)],
+    script = script or Path(__file__).resolve()
+    proc = subprocess.Popen(  # noqa: S603 - a bench script, as the bare server
+        [sys.executable, str(script), "--serve-bare", "--port", str(port)],
         cwd=ROOT,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,

@@ -170,7 +170,9 @@ class OpusDecoder:
                 # Lost or refused packets leave gaps in the timestamps; the resamplers need
                 # not know (a gap is simply shorter audio).
                 frame.pts = None
-                for whole in self._to_s16.resample(frame):
+                # libopus gives 16-bit samples already; other builds may give floats.
+                wholes = [frame] if frame.format.name == "s16" else self._to_s16.resample(frame)
+                for whole in wholes:
                     full += bytes(whole.planes[0])[: whole.samples * 2]
                     whole.pts = None
                     for resampled in self._resampler.resample(whole):

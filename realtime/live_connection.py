@@ -251,7 +251,8 @@ class LiveConnection:
             self.inbox = MediaInbox(member=self.access.member)
         if self.inbox is not None:
             self.inbox.wake = self.feed.wake_media
-        self._sync_hearing()
+        # What it hears is settled once it follows its channels (`follow` syncs): a
+        # long-poll's inbox keeps hearing its room meanwhile, so nothing is missed.
 
     def _sync_hearing(self) -> None:
         if self.voice is None or self.inbox is None:

@@ -86,16 +86,22 @@ class MediaInbox:
         # Who listens (they never get their own voice), and the rooms they hear.
         self.member = member
         self.rooms: set[str] = set()
-        self._packets: deque[tuple[str, bytes]] = deque(maxlen=size)
+        self.size = size
+        self._packets: deque[tuple[str, bytes, int]] = deque()
+        self._count = 0
         self.wake = wake
         self.touched = time.monotonic()
         self.dropped = 0
         self.sent_bytes = 0
 
-    def offer(self, room: str, packet: bytes) -> None:
-        if len(self._packets) == self._packets.maxlen:
-            self.dropped += 1
-        self._packets.append((room, packet))
+    def offer(self, room: str, packets: bytes, count: int = 1) -> None:
+        """`count` packets (back to back) from `room`."""
+        self._packets.append((room, packets, count))
+        self._count += count
+        while self._count > self.size and len(self._packets) > 1:
+            _, _, dropped = self._packets.popleft()
+            self._count -= dropped
+            self.dropped += dropped
         if self.wake is not None:
             self.wake()
 
@@ -104,8 +110,9 @@ class MediaInbox:
 
     def drain(self, rooms: set[str]) -> bytes:
         """Everything waiting from the rooms the listener still hears, as one frame."""
-        out = b"".join(packet for room, packet in self._packets if room in rooms)
+        out = b"".join(packets for room, packets, _ in self._packets if room in rooms)
         self._packets.clear()
+        self._count = 0
         self.touched = time.monotonic()
         self.sent_bytes += len(out)
         return out

@@ -1,6 +1,7 @@
 """The captions' side of a speaker's stream, apart from their voice: the audio, and the
 pauses and moves in order with it, wait here for the recognizer, so that the microphone's
-socket is read (and the room hears the speaker) however long Vosk takes. When recognition
+socket is read (and the room hears the speaker) however long Vosk takes. Without a
+speech model there is no stream, and nothing waits. When recognition
 falls more than a minute behind (a machine overloaded for long), the oldest audio is
 dropped, never a pause or a move, and a warning is logged once."""
 
@@ -33,7 +34,7 @@ class MoveTo:
 
 
 class CaptionFeed:
-    def __init__(self, stream: LiveCaptionStream[Room]) -> None:
+    def __init__(self, stream: LiveCaptionStream[Room] | None) -> None:
         self.stream = stream
         self._items: deque[bytes | Finish | MoveTo] = deque()
         self._waiting = asyncio.Event()
@@ -66,6 +67,10 @@ class CaptionFeed:
 
     async def run(self) -> None:
         """Feed the recognizer, in order, for as long as the stream lasts."""
+        stream = self.stream
+        if stream is None:
+            await asyncio.Event().wait()  # nothing ever comes
+            return
         while True:
             if not self._items:
                 self._idle.set()
@@ -74,19 +79,21 @@ class CaptionFeed:
                 continue
             item = self._items[0]
             if isinstance(item, bytes):
-                await self.stream.feed(item)
+                await stream.feed(item)
             elif isinstance(item, Finish):
                 if item.paused:
-                    self.stream.paused()
-                await self.stream.finish()
+                    stream.paused()
+                await stream.finish()
             else:
-                await self.stream.move_to(item.room)
+                await stream.move_to(item.room)
             if self._items and self._items[0] is item:
                 self._items.popleft()
                 if isinstance(item, bytes):
                     self._audio_items -= 1
 
     def _put(self, item: bytes | Finish | MoveTo) -> None:
+        if self.stream is None:
+            return  # heard, not captioned
         self._items.append(item)
         self._idle.clear()
         self._waiting.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -80,9 +81,6 @@ async def admit(
 ) -> tuple[StartRequest, Seat]:
     """The start message, and the speaker's seat if they may be captioned there; raises
     IngestError for a refusal, WebSocketDisconnect when the client leaves first."""
-    engine = get_app_state(websocket).captions
-    if not engine.available:
-        raise IngestError("unavailable", engine.public_reason, close_code=CLOSE_SERVER_ERROR)
     try:
         message = await asyncio.wait_for(websocket.receive(), limits.idle_seconds)
     except TimeoutError:
@@ -124,8 +122,9 @@ def open_stream(
     seat: Seat,
     limits: AudioLimits,
     sink: FrameSink | None,
-) -> tuple[AudioIngest, LiveCaptionStream[Room], RoomCaptions]:
-    """The decoder and the recognizer of a stream, kept in `opened` as they are made."""
+) -> tuple[AudioIngest, LiveCaptionStream[Room] | None, RoomCaptions]:
+    """The decoder and the recognizer of a stream, kept in `opened` as they are made.
+    Without a speech model the speaker is still heard, only not captioned (no stream)."""
     if sink is None:
         sink = VoiceLine(state.voice, room=seat.current, source=seat.user_id)
     ingest = opened.ingest = AudioIngest(start, sink=sink, max_bad_packets=limits.max_bad_packets)
@@ -133,6 +132,8 @@ def open_stream(
         captions = RoomCaptions(
             live=state.live, sessionmaker=state.sessionmaker, speaker=speaker_of(seat)
         )
+        if not state.captions.available:
+            return ingest, None, captions
         stream = opened.stream = LiveCaptionStream(
             engine=state.captions,
             sink=captions,
@@ -242,12 +243,17 @@ async def speak(
         limits=limits,
         mic=mic,
     )
-    ingest.sink.started(stream_id=stream.stream_id, channel=seat.current, start=start)
-    await sender.send({"t": "started", "stream": stream.stream_id, "room": seat.current})
+    stream_id = stream.stream_id if stream is not None else secrets.token_hex(8)
+    ingest.sink.started(stream_id=stream_id, channel=seat.current, start=start)
+    await sender.send({"t": "started", "stream": stream_id, "room": seat.current})
+    if stream is None:
+        reason = state.captions.public_reason
+        await sender.send({"t": "captions", "available": False, "message": reason})
     await mic.live_in(seat.current)
     await speaking.check_floor()
+    await speaking.tell_recording()
     ending = await speaking.run()
-    if ending.finalize:
+    if ending.finalize and stream is not None:
         try:
             await stream.finish()
         except Exception:  # the client is told why the stream ended, not this

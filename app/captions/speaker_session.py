@@ -33,6 +33,7 @@ from app.live.seats import SeatKeeper
 from app.live.speaking import Microphone
 from app.state import get_app_state
 from app.voice.floor import may_speak
+from app.voice.recording_actions import running_recording
 from captioning.engine import CaptionsUnavailable
 from captioning.ingest import (
     CLOSE_GOING_AWAY,
@@ -79,7 +80,7 @@ class SpeakerSession:
         sender: Sender,
         seats: SeatKeeper,
         seat: Seat,
-        stream: LiveCaptionStream[Room],
+        stream: LiveCaptionStream[Room] | None,
         captions: RoomCaptions,
         ingest: AudioIngest,
         live: LiveConnection,
@@ -192,6 +193,12 @@ class SpeakerSession:
             self.told_no_floor = not heard
             await self.sender.send(self.floor_message())
 
+    async def tell_recording(self) -> None:
+        """Tell the speaker whether the room they speak in is being recorded."""
+        async with get_app_state(self.sender.websocket).sessionmaker() as db:
+            running = await running_recording(db, self.seat.current)
+        await self.sender.send({"t": "recording", "on": running is not None})
+
     def floor_message(self) -> dict[str, object]:
         if self.heard:
             return {"t": "floor", "may_speak": True}
@@ -243,7 +250,7 @@ class SpeakerSession:
                 if await self._muted():
                     return self._muted_ending()
                 batch = []
-            floor_news = False
+            floor_news = recording_news = False
             for wire in batch:
                 if wire == HEARTBEAT:
                     await self.sender.send(wire)
@@ -253,11 +260,15 @@ class SpeakerSession:
                     await self._voice_muted(wire)
                 elif '"t":"voice.floor"' in wire:
                     floor_news = True
+                elif '"t":"voice.recording"' in wire:
+                    recording_news = True
             ending = await self._follow_seat()
             if ending is not None:
                 return ending
             if floor_news:
                 await self.check_floor()
+            if recording_news:
+                await self.tell_recording()
 
     async def _news(self) -> list[str]:
         """What the live connection has for the speaker; when an event may have moved
@@ -286,6 +297,7 @@ class SpeakerSession:
         self.seat = seat
         if moved:
             await self.check_floor()
+            await self.tell_recording()
         return None
 
     async def _voice_muted(self, wire: str) -> None:

@@ -142,6 +142,34 @@ class VoiceMutedPayload(BaseModel):
     message: str = Field(max_length=500)
 
 
+class RecordingPayload(BaseModel):
+    """Whether a room is being recorded (app/voice/recording_actions.py); replaces the
+    room's recording indicator."""
+
+    channel: str = Field(max_length=100)
+    on: bool
+    text: str = Field(max_length=300)
+
+
+VOICE_EVENTS = (
+    EventType(
+        "voice.active",
+        TalkingPayload,
+        "live/events/voice_active.html",
+        persist=False,
+        swap="replace",
+    ),
+    # The speaker's microphone follows their room and own channel, and re-checks whether
+    # they may be heard after voice.floor, pauses on voice.muted, and tells them of
+    # voice.recording.
+    EventType("voice.floor", VoiceFloorPayload, "live/events/voice_floor.html"),
+    EventType("voice.muted", VoiceMutedPayload, "live/events/voice_muted.html"),
+    EventType(
+        "voice.recording", RecordingPayload, "live/events/voice_recording.html", swap="replace"
+    ),
+)
+
+
 def build_registry() -> EventRegistry:
     registry = EventRegistry()
     for event_type in (
@@ -169,13 +197,6 @@ def build_registry() -> EventRegistry:
             "speaking", SpeakingPayload, "live/events/speaking.html", persist=False, swap="replace"
         ),
         EventType(
-            "voice.active",
-            TalkingPayload,
-            "live/events/voice_active.html",
-            persist=False,
-            swap="replace",
-        ),
-        EventType(
             "caption.partial",
             CaptionPartialPayload,
             "live/events/caption_partial.html",
@@ -192,10 +213,7 @@ def build_registry() -> EventRegistry:
         # On the speaker's own channel: the notice, and the signal that ends their stream.
         EventType("caption.muted", NoticePayload, "live/events/notice.html"),
         EventType("caption.unmuted", NoticePayload, "live/events/notice.html"),
-        # The speaker's microphone follows their room and own channel, and re-checks
-        # whether they may be heard after voice.floor, and pauses on voice.muted.
-        EventType("voice.floor", VoiceFloorPayload, "live/events/voice_floor.html"),
-        EventType("voice.muted", VoiceMutedPayload, "live/events/voice_muted.html"),
+        *VOICE_EVENTS,
     ):
         registry.register(event_type)
     return registry

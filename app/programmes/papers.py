@@ -75,6 +75,10 @@ def _is_webm(head: bytes) -> bool:
     return head.startswith(b"\x1a\x45\xdf\xa3")  # EBML
 
 
+def _is_ogg(head: bytes) -> bool:
+    return head.startswith(b"OggS")
+
+
 def _is_mp3(head: bytes) -> bool:
     if head.startswith(b"ID3"):
         return True
@@ -124,6 +128,8 @@ RECORDING_TYPES: dict[str, FileType] = {
     "m4a": FileType("M4A audio", "audio/mp4", _is_iso_media),
     "webm": FileType("WebM video", "video/webm", _is_webm),
     "mp3": FileType("MP3 audio", "audio/mpeg", _is_mp3),
+    # Rooms recorded in Roundtable itself are Ogg/Opus (app/voice/recording.py).
+    "ogg": FileType("Ogg audio", "audio/ogg", _is_ogg),
 }
 TYPES_BY_KIND = {PaperKind.PRE_READING: PAPER_TYPES, PaperKind.RECORDING: RECORDING_TYPES}
 # Everything we ever serve; a download never gets a type outside this set (never text/html).

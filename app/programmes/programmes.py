@@ -83,7 +83,9 @@ async def update_programme(
     description: str,
     timezone: str,
     group_capacity: int | None,
+    allow_breakout_recording: bool | None = None,
 ) -> Programme:
+    """Save a programme's settings (`allow_breakout_recording` None: leave it as it is)."""
     errors = check_programme_fields(
         title=title, description=description, timezone=timezone, group_capacity=group_capacity
     )
@@ -97,6 +99,11 @@ async def update_programme(
             "description": description.strip(),
             "timezone": timezone,
             "group_capacity": group_capacity,
+            "allow_breakout_recording": (
+                programme.allow_breakout_recording
+                if allow_breakout_recording is None
+                else allow_breakout_recording
+            ),
         }.items()
         if getattr(programme, k) != v
     }

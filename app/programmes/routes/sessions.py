@@ -20,6 +20,7 @@ from app.deps import (
     SessionOf,
     SettingsDep,
 )
+from app.live.channels import seat_for
 from app.models import ProgrammeSession
 from app.programmes import calendar, papers, schedule
 from app.programmes.papers import PaperKind, PaperRejected
@@ -29,6 +30,7 @@ from app.refusals import NotFound
 from app.state import get_app_state
 from app.storage import LocalStorage
 from app.templating import render
+from app.voice.recording_captions import session_recordings
 
 router = APIRouter(tags=["pages: sessions"])
 
@@ -163,6 +165,7 @@ async def _lobby(
 ) -> Response:
     all_papers = await papers.list_papers(db, session_id=session.id)
     people = await lobby_people(db, user=ctx.user, membership=ctx.membership)
+    voice = await session_recordings(db, seat=await seat_for(db, ctx=ctx, session=session))
     context: dict[str, Any] = {
         "title": session.title,
         "programme": ctx.programme,
@@ -170,7 +173,12 @@ async def _lobby(
         "session": session,
         "zone": schedule.zone_name(ctx.programme),
         "pre_reading": [p for p in all_papers if p.kind == PaperKind.PRE_READING.value],
-        "recordings": [p for p in all_papers if p.kind == PaperKind.RECORDING.value],
+        "recordings": [
+            p
+            for p in all_papers
+            if p.kind == PaperKind.RECORDING.value and p.id not in voice.hidden_papers
+        ],
+        "voice_recordings": voice.views,
         "people": people,
         "now": utcnow(),
         "flash_messages": flash or [],
