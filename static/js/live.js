@@ -187,6 +187,8 @@
   function fallback(mine) {
     // Remember for this tab that WebSockets do not get through, so the next page starts on the fallback.
     sessionStorage.setItem("rtNoWebSocket", "1");
+    // The socket that never opened is gone: "Join audio" must connect the fallback again.
+    socket = null;
     viaSse(mine);
   }
 

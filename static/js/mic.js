@@ -163,7 +163,10 @@
     } else if (m.t === "recording") {
       var rec = $(".mic-recording");
       if (rec) rec.hidden = !m.on;
-      say(m.on ? "Recording started: this room is being recorded." : "Recording stopped.");
+      // Said only when it changes: a stream starting where nothing is recorded says nothing
+      // (and leaves a floor message in place).
+      if (!!m.on !== !!me.recording) say(m.on ? "Recording started: this room is being recorded." : "Recording stopped.");
+      me.recording = !!m.on;
     } else if (m.t === "moved") {
       moved(me);
     } else if (m.t === "error") me.error = m.message;
