@@ -7,8 +7,8 @@ The speaker's browser opens the audio WebSocket and says how it will send audio:
 then sends binary frames: one Opus packet per frame (WebCodecs' AudioEncoder, 20 ms,
 at most 4000 bytes), or raw 16-bit little-endian mono PCM (at most 64 KB a frame).
 A decoder turns each frame into 16-bit mono PCM for Vosk: Opus is decoded by libopus (in
-PyAV) at 48 kHz and resampled to 16 kHz, the model's rate; PCM is passed on at its own
-rate (the recognizer stream resamples 8-16 kHz audio itself).
+PyAV) at 48 kHz, which Kaldi lowers to the model's 16 kHz in the recognizer's thread; PCM
+is passed on at its own rate (the recognizer stream raises 8 kHz audio itself).
 
 Each frame is decoded once, for everyone: the `FrameSink` (the room's voice, in the web
 app) gets the packet as sent with its 48 kHz PCM (or raw PCM at its own rate), and the
@@ -26,8 +26,9 @@ from typing import Any, Protocol
 from captioning.audio import MAX_SAMPLE_RATE, AudioFormatError, PcmCarry, parse_sample_rate
 
 OPUS_SAMPLE_RATE = 48000
-# What Opus audio is turned into: the rate the speech model works at.
-OPUS_OUTPUT_RATE = 16000
+# What Opus audio is turned into for the recognizer: 48 kHz as decoded (Kaldi lowers it to
+# the model's 16 kHz itself, in the recognizer's own thread, off the event loop).
+OPUS_OUTPUT_RATE = OPUS_SAMPLE_RATE
 MAX_PCM_FRAME_BYTES = 64 * 1024
 MAX_OPUS_FRAME_BYTES = 4000
 MAX_START_BYTES = 4096
@@ -142,7 +143,8 @@ class PcmDecoder:
 
 
 class OpusDecoder:
-    """One Opus packet per frame, decoded at 48 kHz (16-bit mono) and resampled to 16 kHz."""
+    """One Opus packet per frame, decoded at 48 kHz (16-bit mono); resampled only for a
+    recognizer that asks for another rate."""
 
     def __init__(self, output_rate: int = OPUS_OUTPUT_RATE) -> None:
         import av
@@ -154,7 +156,11 @@ class OpusDecoder:
         self._codec.sample_rate = OPUS_SAMPLE_RATE
         self._codec.layout = "mono"
         self._to_s16 = av.AudioResampler(format="s16", layout="mono", rate=OPUS_SAMPLE_RATE)
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=output_rate)
+        self._resampler = (
+            None
+            if output_rate == OPUS_SAMPLE_RATE
+            else av.AudioResampler(format="s16", layout="mono", rate=output_rate)
+        )
         self._errors: tuple[type[Exception], ...] = (av.error.FFmpegError, ValueError)
 
     def decode(self, data: bytes) -> tuple[bytes, bytes]:
@@ -174,12 +180,15 @@ class OpusDecoder:
                 wholes = [frame] if frame.format.name == "s16" else self._to_s16.resample(frame)
                 for whole in wholes:
                     full += bytes(whole.planes[0])[: whole.samples * 2]
+                    if self._resampler is None:
+                        continue
                     whole.pts = None
                     for resampled in self._resampler.resample(whole):
                         out += bytes(resampled.planes[0])[: resampled.samples * 2]
         except self._errors as exc:
             raise BadPacket(str(exc)) from None
-        return bytes(full), bytes(out)
+        heard = bytes(full)
+        return heard, (heard if self._resampler is None else bytes(out))
 
 
 def make_decoder(start: StartRequest) -> Decoder:

@@ -7,7 +7,7 @@
 //   the output goes quiet and the next sound waits START again.
 // - More than MOST buffered (the network stalled, then delivered a burst): the oldest is
 //   dropped down to START, so the room is never heard more than about half a second late.
-var START = 0.06, MOST = 0.2, FORGET = 10;
+var START = 0.1, MOST = 0.35, FORGET = 10;
 
 class RoundtableVoice extends AudioWorkletProcessor {
   constructor() {
