@@ -114,6 +114,13 @@ class SessionRecordings:
     hidden_papers: set[int]
 
 
+async def may_download(db: AsyncSession, *, seat: Seat, paper_id: int) -> bool:
+    """Whether this person may have a session file: a recording of a breakout room only
+    if they may read that room's captions (any other file: yes)."""
+    recording = await db.scalar(select(VoiceRecording).where(VoiceRecording.paper_id == paper_id))
+    return recording is None or await may_see(db, seat=seat, recording=recording)
+
+
 async def session_recordings(db: AsyncSession, *, seat: Seat) -> SessionRecordings:
     """The session's stored recordings the person may see, oldest first, with captions."""
     rows = await db.scalars(

@@ -159,6 +159,10 @@ async def test_a_breakout_room_is_recorded_only_where_the_programme_allows_it(
         await asyncio.sleep(0.1)
     assert rows[0].stop_reason == "breakout closed" and rows[0].duration_ms > 0
     assert not state.recorders.runs
+    # The recording is Group A's, as its captions are: Group B cannot fetch it by its id.
+    download = f"/programmes/{w.programme.id}/sessions/{w.session.id}/papers/{rows[0].paper_id}"
+    assert (await browser_factory(w.participant_a).get(download)).status_code == 200
+    assert (await browser_factory(w.participant_b).get(download)).status_code == 404
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)

@@ -30,7 +30,7 @@ from app.refusals import NotFound
 from app.state import get_app_state
 from app.storage import LocalStorage
 from app.templating import render
-from app.voice.recording_captions import session_recordings
+from app.voice.recording_captions import may_download, session_recordings
 
 router = APIRouter(tags=["pages: sessions"])
 
@@ -309,11 +309,15 @@ async def upload_paper(
 
 @router.get("/programmes/{programme_id}/sessions/{session_id}/papers/{paper_id}")
 async def download_paper(
-    request: Request, session: SessionOf, paper_id: PaperIdPath, db: SessionDep
+    request: Request, ctx: MemberOf, session: SessionOf, paper_id: PaperIdPath, db: SessionDep
 ) -> Response:
     paper = await papers.get_paper(db, session=session, paper_id=paper_id)
     path = papers.stored_path(get_storage(request), paper) if paper else None
     if paper is None or path is None:
+        raise NotFound("We could not find that file.")
+    # A breakout room's recording is its group's, as its captions are.
+    seat = await seat_for(db, ctx=ctx, session=session)
+    if not await may_download(db, seat=seat, paper_id=paper.id):
         raise NotFound("We could not find that file.")
     return FileResponse(
         path,
