@@ -316,6 +316,8 @@ async def test_a_listener_moved_while_someone_speaks_stops_hearing_the_old_room_
             # She hears Group B's room now: Pat's packets arrive and play.
             await start_recording(listener)
             await wait_for_packets(listener, pat_id, 50)
+            # (The player holds the first 100 ms of a new speaker back: record past it.)
+            await listener.wait_for_timeout(800)
             assert rms(await recorded(listener)) > 200
 
     log = await packet_log(listener)
