@@ -211,7 +211,7 @@ async def test_listeners_on_the_fallbacks_hear_the_room(live_server: LiveServer,
                 for event in answer.json()["events"]:
                     if event.get("t") == "m":
                         polled.extend(unpack(base64.b64decode(event["b"])))
-                if len(polled) >= 75:
+                if len(polled) >= 90:
                     return
 
     readers = [asyncio.create_task(sse()), asyncio.create_task(poll())]
@@ -221,8 +221,11 @@ async def test_listeners_on_the_fallbacks_hear_the_room(live_server: LiveServer,
     await asyncio.wait(readers, timeout=8)
     sse_packets = await fallback_media(lines)
     assert len(sse_packets) > 80 and {p.source for p in sse_packets} == {w.participant_a.id}
-    # (Long-polling may lose a little at the edges on a loaded machine.)
-    assert len(polled) >= 75, len(polled)
+    # Long-polling hears the room in order, once each. (A poller that falls more than half
+    # a second behind loses the oldest, by design: on a loaded machine that happens.)
+    seqs = [p.seq for p in polled]
+    assert len(polled) >= 40 and seqs == sorted(set(seqs)), seqs
+    assert {p.source for p in polled} == {w.participant_a.id}
     await priya.ws.close()
     for task in readers:
         task.cancel()
