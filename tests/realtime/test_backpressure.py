@@ -45,7 +45,8 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
 def write_lock(settings: Settings) -> Iterator[sqlite3.Connection]:
     """Hold SQLite's write lock, as a long write by another process would."""
     path = settings.database_url.split("///", 1)[1]
-    conn = sqlite3.connect(path, isolation_level=None)
+    # (Taking the lock waits for the app's own writes, however slow a loaded machine is.)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
