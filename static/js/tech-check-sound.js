@@ -12,7 +12,7 @@
   if (!root) return;
   var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
   var OPUS = { codec: "opus", sampleRate: 48000, numberOfChannels: 1, bitrate: 20000, opus: { frameDuration: 20000 } };
-  var SECONDS = 4, BATCH_MS = 250, WS_WAIT_MS = 3000, TAIL_MS = 1500;
+  var SECONDS = 4, BATCH_MS = 250, WS_WAIT_MS = 3000, TAIL_MS = 3000;
   var NOTE_WS = "WebSocket", NOTE_HTTP = "Compatibility mode (no WebSocket): sound will be about half a second later";
 
   function $(id) { return document.getElementById(id); }
@@ -80,14 +80,20 @@
   }
 
   // A transport: send(packet) and end() -> a promise of the packets that came back.
+  // Over the WebSocket, end() waits for every packet sent to come back, or TAIL_MS at most.
   function overWebSocket(ws, back) {
-    ws.onmessage = function (e) { back.push(e.data); };
+    var sent = 0, finish = null;
+    function settle() { if (finish) { var f = finish; finish = null; f(); } }
+    ws.onmessage = function (e) { back.push(e.data); if (back.length >= sent) settle(); };
+    ws.onclose = settle;
     return {
       kind: NOTE_WS,
-      send: function (p) { if (ws.readyState === 1) ws.send(p); },
+      send: function (p) { if (ws.readyState === 1) { sent++; ws.send(p); } },
       end: function () {
         return new Promise(function (done) {
-          setTimeout(function () { ws.onclose = null; ws.close(); done(back); }, TAIL_MS);
+          var timer = setTimeout(settle, TAIL_MS);
+          finish = function () { clearTimeout(timer); ws.onclose = null; ws.close(); done(back); };
+          if (back.length >= sent || ws.readyState > 1) settle();
         });
       }
     };
