@@ -6,6 +6,8 @@ the session cookie itself, like the live WebSocket); everything else is in `rout
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, WebSocket
@@ -24,6 +26,8 @@ from app.sessions import safe_next
 from app.templating import render
 from captioning.ingest import CLOSE_POLICY, IngestError
 from captioning.transcripts import FORMATS, Cue
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["pages: live captions"])
 audio_router = APIRouter(tags=["live captions: speaker audio"])
@@ -63,7 +67,13 @@ async def speaker_audio(
         denied = IngestError(refused.code, refused.message, close_code=CLOSE_POLICY)
         await Sender(websocket).end(refusal(denied))
         return
-    await serve_speaker(websocket, seats=keeper, limits=limits)
+    try:
+        await serve_speaker(websocket, seats=keeper, limits=limits)
+    except asyncio.CancelledError:
+        # Only the server stopping cancels a connection's handler: it did not wait for the
+        # last words' captions (the stream's own cleanup has run). Ending here keeps the
+        # server's shutdown from reporting a fault.
+        log.warning("the server stopped before a speaker's last words were captioned")
 
 
 # -- transcripts --
