@@ -132,7 +132,7 @@ def open_stream(
         captions = RoomCaptions(
             live=state.live, sessionmaker=state.sessionmaker, speaker=speaker_of(seat)
         )
-        if not state.captions.available:
+        if not state.captions.available and state.open_recognizer is None:
             return ingest, None, captions
         stream = opened.stream = LiveCaptionStream(
             engine=state.captions,
@@ -142,6 +142,7 @@ def open_stream(
             # The speaker's session measures the budget as frames arrive.
             budget=None,
             partial_interval=limits.partial_interval,
+            open_recognizer=state.open_recognizer,
         )
     except CaptionsUnavailable as exc:
         raise IngestError("unavailable", str(exc), close_code=CLOSE_SERVER_ERROR) from None
