@@ -35,7 +35,6 @@ from app.voice.listen import MixListeners
 from app.voice.recording import Recorders
 from captioning.engine import CaptionEngine
 from captioning.engines import EngineChooser
-from captioning.remote import remote_opener
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
@@ -113,7 +112,6 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         speaker_streams=open_speaker_streams(stack),
         voice_echo_limiter=RateLimiter(60, 60.0),  # three "hear yourself" checks a minute
         caption_engines=caption_engines,
-        open_recognizer=remote_opener(caption_engines, captions) if caption_engines else None,
     )
 
 
@@ -157,11 +155,9 @@ async def open_recorders(
     return recorders, MixListeners(router=voice)
 
 
-async def open_caption_engines(settings: Settings, stack: AsyncExitStack) -> EngineChooser | None:
+async def open_caption_engines(settings: Settings, stack: AsyncExitStack) -> EngineChooser:
     """The caption engines elsewhere, checked once now and then every few seconds."""
     urls = settings.caption_engine_urls
-    if not urls:
-        return None
     token = settings.caption_engine_token
     chooser = EngineChooser(
         urls,

@@ -184,6 +184,8 @@ class EngineChooser:
     async def start(self) -> None:
         """Check every engine once (so the first speakers find a live one), then keep
         checking in the background."""
+        if not self.engines:
+            return
         await self.check_all()
         self._task = asyncio.create_task(self._run(), name="caption-engine-checks")
 
