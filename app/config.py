@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from captioning.engines import parse_engine_urls
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 - refused outside development
@@ -32,6 +34,12 @@ class Settings(BaseSettings):
     chat_wait_seconds: float = Field(default=10.0, gt=0, le=60)
     upload_dir: Path = PROJECT_ROOT / "var" / "uploads"
     vosk_model_path: Path = PROJECT_ROOT / "var" / "models" / "model-en-us"
+    # Caption engines elsewhere (docs/scaling.md): comma-separated ws:// or wss:// URLs of
+    # vosk-server-compatible engines; empty: speakers are captioned in this process. The
+    # token is sent to them as `Authorization: Bearer` (alphacep's server ignores it).
+    caption_engines: str = ""
+    caption_engine_token: SecretStr | None = None
+    caption_engine_check_seconds: float = Field(default=2.0, gt=0, le=60)
     static_vendor_dir: Path = PROJECT_ROOT / "node_modules"
     base_url: str = "http://127.0.0.1:8000"
     # Cookies are marked Secure when the public address is HTTPS.
@@ -60,6 +68,16 @@ class Settings(BaseSettings):
         default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1, le=64
     )
     password_check_queue: int = Field(default=16, ge=0, le=10_000)
+
+    @field_validator("caption_engines")
+    @classmethod
+    def _check_caption_engines(cls, value: str) -> str:
+        parse_engine_urls(value)  # a clear error at startup, not at the first speaker
+        return value
+
+    @property
+    def caption_engine_urls(self) -> list[str]:
+        return parse_engine_urls(self.caption_engines)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -34,6 +34,7 @@ from app.templating import STATIC_DIR, make_templates
 from app.voice.listen import MixListeners
 from app.voice.recording import Recorders
 from captioning.engine import CaptionEngine
+from captioning.engines import EngineChooser
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
@@ -84,6 +85,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     recorders, mix_listeners = await open_recorders(
         settings, sessionmaker, storage, live, voice, stack
     )
+    caption_engines = await open_caption_engines(settings, stack)
     return AppState(
         settings=settings,
         signer=signer,
@@ -109,6 +111,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         mix_listeners=mix_listeners,
         speaker_streams=open_speaker_streams(stack),
         voice_echo_limiter=RateLimiter(60, 60.0),  # three "hear yourself" checks a minute
+        caption_engines=caption_engines,
     )
 
 
@@ -150,6 +153,20 @@ async def open_recorders(
     await recorders.recover()
     stack.push_async_callback(recorders.close)
     return recorders, MixListeners(router=voice)
+
+
+async def open_caption_engines(settings: Settings, stack: AsyncExitStack) -> EngineChooser:
+    """The caption engines elsewhere, checked once now and then every few seconds."""
+    urls = settings.caption_engine_urls
+    token = settings.caption_engine_token
+    chooser = EngineChooser(
+        urls,
+        token=token.get_secret_value() if token is not None else None,
+        check_interval=settings.caption_engine_check_seconds,
+    )
+    await chooser.start()
+    stack.push_async_callback(chooser.stop)
+    return chooser
 
 
 def open_speaker_streams(stack: AsyncExitStack) -> HttpSpeakerStreams:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from app.voice.listen import MixListeners
     from app.voice.recording import Recorders
     from captioning.engine import CaptionEngine
+    from captioning.engines import EngineChooser
     from realtime.broker import Broker
     from realtime.hub import Hub
     from realtime.publish import Live
@@ -65,6 +66,9 @@ class AppState:
     speaker_streams: HttpSpeakerStreams
     # The tech check's "hear yourself" over POSTs: a few checks a minute per person.
     voice_echo_limiter: RateLimiter
+    # Caption engines elsewhere (CAPTION_ENGINES; none listed: every stream is recognized
+    # in this process).
+    caption_engines: EngineChooser
 
 
 def get_app_state(request: HTTPConnection) -> AppState:

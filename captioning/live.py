@@ -30,6 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from captioning.audio import pcm_seconds
 from captioning.engine import CaptionEngine
+from captioning.engines import OpenRecognizer, Recognizer
 from captioning.stream import LIVE_BUDGET, RealtimeBudget, RecognizerStream
 from realtime.db import utcnow
 
@@ -193,9 +194,13 @@ class LiveCaptionStream(Generic[To]):
         budget: RealtimeBudget | None = LIVE_BUDGET,
         partial_interval: float = PARTIAL_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        open_recognizer: OpenRecognizer | None = None,
     ) -> None:
-        self.recognizer = RecognizerStream(
-            engine, sample_rate, words=True, budget=budget, clock=clock
+        # A recognizer elsewhere when caption engines are configured (captioning/remote.py).
+        self.recognizer: Recognizer = (
+            open_recognizer(sample_rate, budget, clock)
+            if open_recognizer is not None
+            else RecognizerStream(engine, sample_rate, words=True, budget=budget, clock=clock)
         )
         self.stream_id = secrets.token_hex(8)
         self.sink = sink

@@ -53,6 +53,7 @@ from captioning.ingest import (
     parse_start,
 )
 from captioning.live import LiveCaptionStream
+from captioning.remote import remote_opener
 from captioning.stream import StreamConfigError
 from realtime.live_connection import AccessEnded, Cursors, LiveConnection
 
@@ -132,7 +133,8 @@ def open_stream(
         captions = RoomCaptions(
             live=state.live, sessionmaker=state.sessionmaker, speaker=speaker_of(seat)
         )
-        if not state.captions.available:
+        engines = state.caption_engines
+        if not state.captions.available and not engines.engines:
             return ingest, None, captions
         stream = opened.stream = LiveCaptionStream(
             engine=state.captions,
@@ -142,6 +144,8 @@ def open_stream(
             # The speaker's session measures the budget as frames arrive.
             budget=None,
             partial_interval=limits.partial_interval,
+            # With CAPTION_ENGINES, recognized elsewhere (this model as the last resort).
+            open_recognizer=remote_opener(engines, state.captions) if engines.engines else None,
         )
     except CaptionsUnavailable as exc:
         raise IngestError("unavailable", str(exc), close_code=CLOSE_SERVER_ERROR) from None

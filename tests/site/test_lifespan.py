@@ -26,6 +26,7 @@ from realtime.hub import Hub
 # Every resource routes and dependencies read from the app's state.
 RESOURCES = {
     "settings",
+    "caption_engines",
     "signer",
     "engine",
     "sessionmaker",
