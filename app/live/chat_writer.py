@@ -32,8 +32,10 @@ from app import audit
 from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
 from app.live import channels
 from app.live.channels import Seat
-from app.live.chat import busy, check_may_send, check_may_send_private, message_payload
+from app.live.chat import busy, check_may_send_private, message_payload
+from app.live.chat_rules import apply_rules, batch_rules
 from app.live.models import ChatMessage
+from app.live.seats import HeldSeats
 from app.models import Group, User
 from app.refusals import Busy, Refused
 from realtime.publish import Live, Outbox
@@ -115,6 +117,8 @@ class ChatWriter:
         self._task: asyncio.Task[None] | None = None
         self.queue_limit = queue_limit
         self.wait_seconds = wait_seconds
+        # The seats this process's open live connections keep, for their people's posts.
+        self.seats = HeldSeats()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chat-writer")
@@ -260,13 +264,26 @@ async def _admit(
     refused: dict[int, Refused],
 ) -> list[_Pending]:
     """The messages to store: each checked against the room's rules (counting what its
-    author sends earlier in the batch), once; refusals go into `refused` by index."""
-    taken = set(stored)
+    author sends earlier in the batch), once; refusals go into `refused` by index. The
+    rules of every room message in the batch are read together (app/live/chat_rules.py)."""
+    first_of: dict[tuple[int, str], int] = {}
+    fresh: list[tuple[int, _Pending]] = []
+    repeats: list[tuple[int, int]] = []
+    for index, pending in enumerate(batch):
+        if pending.key in stored:
+            continue  # stored before: answered with its id
+        if pending.key in first_of:
+            # The same send twice in one batch: the first's outcome.
+            repeats.append((index, first_of[pending.key]))
+            continue
+        first_of[pending.key] = index
+        fresh.append((index, pending))
+    now = utcnow()
+    rooms = [(p.seat, p.channel) for _, p in fresh if not p.private]
+    rules = iter(await batch_rules(db, rooms, now=now))
     sent_in_batch: Counter[int] = Counter()
     accepted: list[_Pending] = []
-    for index, pending in enumerate(batch):
-        if pending.key in taken:
-            continue  # stored before, or the same send twice in one batch: the first's id
+    for index, pending in fresh:
         also_sent = sent_in_batch[pending.seat.user_id]
         try:
             if pending.private:
@@ -274,15 +291,17 @@ async def _admit(
                     db, seat=pending.seat, also_sent=also_sent
                 )
             else:
-                await check_may_send(
-                    db, seat=pending.seat, channel=pending.channel, also_sent=also_sent
+                apply_rules(
+                    pending.seat, pending.channel, next(rules), also_sent=also_sent, now=now
                 )
         except Refused as exc:
             refused[index] = exc
             continue
         sent_in_batch[pending.seat.user_id] += 1
-        taken.add(pending.key)
         accepted.append(pending)
+    for index, first in repeats:
+        if first in refused:
+            refused[index] = refused[first]
     return accepted
 
 
@@ -311,5 +330,4 @@ async def _publish(outbox: Outbox, accepted: list[_Pending], ids: MessageIds, no
             target=f"message:{message_id}",
             to=", ".join(f.display_name for f in pending.to),
         )
-    for channel, items in by_channel.items():
-        await outbox.add_many(channel, "chat.message", items)
+    await outbox.add_in_channels("chat.message", by_channel)
