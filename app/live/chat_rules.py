@@ -1,9 +1,10 @@
 """A room's chat rules for a person at this moment: muted, locked, rate limit, slow mode.
 
 What the database says is read by one statement per message (`ROOM_RULES`, for a send on
-its own) or by a few statements for a whole batch of the chat writer's (`batch_rules`):
+its own) or by one statement for a whole batch of the chat writer's (`batch_facts`):
 the writer's batches are written one after the other, so statements per message, not per
-batch, decided how many messages a second it could write. Either way `apply_rules` then
+batch, decided how many messages a second it could write; and on SQLite each statement
+is several hops to the database's thread and back. Either way `apply_rules` then
 decides, the same way, from the same facts."""
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, func, select, tuple_
+from sqlalchemy import (
+    CompoundSelect,
+    Integer,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    tuple_,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import UTCDateTime
@@ -115,69 +129,103 @@ async def rules_for(db: AsyncSession, *, seat: Seat, channel: str, now: datetime
     return Rules(muted_until, bool(locked), slow_seconds or 0, recent or 0, last_here)
 
 
-async def batch_rules(
-    db: AsyncSession, sends: Sequence[tuple[Seat, str]], *, now: datetime
-) -> list[Rules]:
-    """The rules for each (seat, channel) of a batch: three statements for the whole batch,
-    and a fourth only when a room of the batch is in slow mode."""
-    if not sends:
-        return []
-    users = {seat.user_id for seat, _ in sends}
-    rooms = {channel for _, channel in sends}
-    mute_keys = {(seat.session.id, seat.user_id) for seat, _ in sends}
-    mutes = {
-        (session_id, user_id): until
-        for session_id, user_id, until in (
-            await db.execute(
-                select(ChatMute.session_id, ChatMute.user_id, ChatMute.until).where(
-                    tuple_(ChatMute.session_id, ChatMute.user_id).in_(mute_keys)
-                )
-            )
-        ).tuples()
-    }
-    settings = {
-        channel: (bool(locked), slow or 0)
-        for channel, locked, slow in (
-            await db.execute(
-                select(
-                    RoomSetting.channel, RoomSetting.locked, RoomSetting.slow_mode_seconds
-                ).where(RoomSetting.channel.in_(rooms))
-            )
-        ).tuples()
-    }
-    recent = dict(
-        (
-            await db.execute(
-                select(ChatMessage.author_id, func.count())
-                .where(
-                    ChatMessage.author_id.in_(users),
-                    ChatMessage.created_at > rate_window_start(now),
-                )
-                .group_by(ChatMessage.author_id)
-            )
-        )
-        .tuples()
-        .all()
+# Stored messages' ids by (author id, client id).
+StoredIds = dict[tuple[int, str], int]
+
+
+def _facts(
+    keys: set[tuple[int, str]],
+    mutes: set[tuple[int, int]],
+    users: set[int],
+    rooms: set[str],
+    since: datetime,
+) -> CompoundSelect:
+    """One statement for everything a batch needs to know, one row per fact, as (kind, a,
+    b, c, d): "s" a message stored before (author, client id, id); "m" a mute (user, -,
+    session, until); "r" a room's rules (slow mode seconds, channel, locked); "c" the
+    person's recent messages (author, -, count); "l" their last message in a room in
+    slow mode (author, channel, -, when)."""
+    mine = ChatMessage.author_id.in_(users)
+    slow_rooms = select(RoomSetting.channel).where(
+        RoomSetting.channel.in_(rooms), RoomSetting.slow_mode_seconds > 0
     )
-    slow_rooms = {channel for channel, (_, slow) in settings.items() if slow}
-    last_here: dict[tuple[int | None, str], datetime | None] = {}
-    if slow_rooms:
-        rows = await db.execute(
-            select(ChatMessage.author_id, ChatMessage.channel, func.max(ChatMessage.created_at))
-            .where(ChatMessage.author_id.in_(users), ChatMessage.channel.in_(slow_rooms))
-            .group_by(ChatMessage.author_id, ChatMessage.channel)
+    return union_all(
+        select(
+            literal_column("'s'").label("k"),
+            ChatMessage.author_id.label("a"),
+            ChatMessage.client_id.label("b"),
+            ChatMessage.id.label("c"),
+            type_coerce(null(), UTCDateTime()).label("d"),
+        ).where(tuple_(ChatMessage.author_id, ChatMessage.client_id).in_(keys)),
+        select(
+            literal_column("'m'"), ChatMute.user_id, null(), ChatMute.session_id, ChatMute.until
+        ).where(tuple_(ChatMute.session_id, ChatMute.user_id).in_(mutes)),
+        select(
+            literal_column("'r'"),
+            RoomSetting.slow_mode_seconds,
+            RoomSetting.channel,
+            cast(RoomSetting.locked, Integer),
+            null(),
+        ).where(RoomSetting.channel.in_(rooms)),
+        select(literal_column("'c'"), ChatMessage.author_id, null(), func.count(), null())
+        .where(mine, ChatMessage.created_at > since)
+        .group_by(ChatMessage.author_id),
+        select(
+            literal_column("'l'"),
+            ChatMessage.author_id,
+            ChatMessage.channel,
+            null(),
+            func.max(ChatMessage.created_at),
         )
-        last_here = {(author, channel): last for author, channel, last in rows.tuples()}
-    out = []
+        .where(mine, ChatMessage.channel.in_(slow_rooms))
+        .group_by(ChatMessage.author_id, ChatMessage.channel),
+    )
+
+
+async def batch_facts(
+    db: AsyncSession,
+    keys: set[tuple[int, str]],
+    sends: Sequence[tuple[Seat, str]],
+    *,
+    now: datetime,
+) -> tuple[StoredIds, list[Rules]]:
+    """For a batch of the chat writer's, in one statement: which of its messages (by
+    author and client id: `keys`) are stored already, and the rules for each of its room
+    messages (`sends`: seat and channel)."""
+    users = {seat.user_id for seat, _ in sends}
+    mute_keys = {(seat.session.id, seat.user_id) for seat, _ in sends}
+    rooms = {channel for _, channel in sends}
+    stored: StoredIds = {}
+    mutes: dict[tuple[int, int], datetime] = {}
+    settings: dict[str, tuple[bool, int]] = {}
+    recent: dict[int, int] = {}
+    last_here: dict[tuple[int, str], datetime] = {}
+    if not keys:
+        return stored, []
+    rows = await db.execute(
+        _facts(keys, mute_keys, users or {0}, rooms or {""}, rate_window_start(now))
+    )
+    for kind, a, b, c, d in rows.tuples():
+        if kind == "s":
+            stored[(a, b)] = c
+        elif kind == "m":
+            mutes[(c, a)] = d
+        elif kind == "r":
+            settings[b] = (bool(c), a or 0)
+        elif kind == "c":
+            recent[a] = c
+        else:
+            last_here[(a, b)] = d
+    rules = []
     for seat, channel in sends:
         locked, slow = settings.get(channel, (False, 0))
-        out.append(
+        rules.append(
             Rules(
                 muted_until=mutes.get((seat.session.id, seat.user_id)),
                 locked=locked,
                 slow_mode_seconds=slow,
                 recent=recent.get(seat.user_id, 0),
-                last_here=last_here.get((seat.user_id, channel)),
+                last_here=last_here.get((seat.user_id, channel)) if slow else None,
             )
         )
-    return out
+    return stored, rules

@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, tuple_
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,7 +33,7 @@ from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
 from app.live import channels
 from app.live.channels import Seat
 from app.live.chat import busy, check_may_send_private, message_payload
-from app.live.chat_rules import apply_rules, batch_rules
+from app.live.chat_rules import apply_rules, batch_facts
 from app.live.models import ChatMessage
 from app.live.seats import HeldSeats
 from app.models import Group, User
@@ -55,7 +55,11 @@ def not_sent() -> Refused:
 # Core statements built once, so SQLAlchemy compiles them once (the ORM's bulk path would
 # compile again for each batch).
 _messages = cast(Table, ChatMessage.__table__)
-INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
+# Rows come back as (id, author, client id), matched by that key rather than by order: asked
+# to keep the parameters' order, SQLAlchemy inserts one row per statement on SQLite.
+INSERT_MESSAGES = insert(_messages).returning(
+    _messages.c.id, _messages.c.author_id, _messages.c.client_id
+)
 
 
 # Stored messages' ids by (author id, client id).
@@ -215,8 +219,7 @@ class ChatWriter:
             pending.new = False  # from an attempt that did not commit
         async with self._sessionmaker() as db:
             # Retried sends (the acknowledgement was lost) get the message stored before.
-            ids = await _stored_before(db, batch)
-            accepted = await _admit(db, batch, ids, refused)
+            ids, accepted = await _admit(db, batch, refused)
             if accepted:
                 ids.update(await self._store(db, accepted))
         for index, pending in enumerate(batch):
@@ -231,9 +234,10 @@ class ChatWriter:
         """Insert the accepted messages and their events, and commit: one statement each."""
         now = utcnow()
         inserted = await db.execute(INSERT_MESSAGES, [p.row(now) for p in accepted])
-        ids: MessageIds = {}
-        for pending, (message_id,) in zip(accepted, inserted.tuples(), strict=True):
-            ids[pending.key] = message_id
+        ids: MessageIds = {
+            (author or 0, client): message_id for message_id, author, client in inserted.tuples()
+        }
+        for pending in accepted:
             pending.new = True
         outbox = self._live.outbox(db)
         await _publish(outbox, accepted, ids, now)
@@ -246,26 +250,17 @@ class ChatWriter:
         return ids
 
 
-async def _stored_before(db: AsyncSession, batch: list[_Pending]) -> MessageIds:
-    """The ids of the batch's messages already stored, by (author, client id)."""
-    found = await db.execute(
-        select(ChatMessage.author_id, ChatMessage.client_id, ChatMessage.id).where(
-            tuple_(ChatMessage.author_id, ChatMessage.client_id).in_({p.key for p in batch})
-        )
-    )
-    # Every author id is set: the query asked for these authors.
-    return {(author or 0, client): message_id for author, client, message_id in found.tuples()}
-
-
 async def _admit(
-    db: AsyncSession,
-    batch: list[_Pending],
-    stored: MessageIds,
-    refused: dict[int, Refused],
-) -> list[_Pending]:
-    """The messages to store: each checked against the room's rules (counting what its
-    author sends earlier in the batch), once; refusals go into `refused` by index. The
-    rules of every room message in the batch are read together (app/live/chat_rules.py)."""
+    db: AsyncSession, batch: list[_Pending], refused: dict[int, Refused]
+) -> tuple[MessageIds, list[_Pending]]:
+    """The ids of the batch's messages stored before (retried sends), and the messages to
+    store: each checked against the room's rules (counting what its author sends earlier
+    in the batch), once; refusals go into `refused` by index. Which are stored, and the
+    rules of every room message, are read in one statement (app/live/chat_rules.py)."""
+    now = utcnow()
+    room_sends = [(p.seat, p.channel) for p in batch if not p.private]
+    stored, room_rules = await batch_facts(db, {p.key for p in batch}, room_sends, now=now)
+    rules_of = dict(zip((i for i, p in enumerate(batch) if not p.private), room_rules, strict=True))
     first_of: dict[tuple[int, str], int] = {}
     fresh: list[tuple[int, _Pending]] = []
     repeats: list[tuple[int, int]] = []
@@ -278,9 +273,6 @@ async def _admit(
             continue
         first_of[pending.key] = index
         fresh.append((index, pending))
-    now = utcnow()
-    rooms = [(p.seat, p.channel) for _, p in fresh if not p.private]
-    rules = iter(await batch_rules(db, rooms, now=now))
     sent_in_batch: Counter[int] = Counter()
     accepted: list[_Pending] = []
     for index, pending in fresh:
@@ -292,7 +284,7 @@ async def _admit(
                 )
             else:
                 apply_rules(
-                    pending.seat, pending.channel, next(rules), also_sent=also_sent, now=now
+                    pending.seat, pending.channel, rules_of[index], also_sent=also_sent, now=now
                 )
         except Refused as exc:
             refused[index] = exc
@@ -302,7 +294,7 @@ async def _admit(
     for index, first in repeats:
         if first in refused:
             refused[index] = refused[first]
-    return accepted
+    return stored, accepted
 
 
 async def _publish(outbox: Outbox, accepted: list[_Pending], ids: MessageIds, now: Any) -> None:
