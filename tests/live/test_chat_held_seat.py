@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from http.cookies import SimpleCookie
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,10 @@ from tests.live.test_live_access import (
 )
 from tests.live_action_helpers import act, in_room, live_path, of_type, open_rooms
 from tests.live_helpers import LiveClient
+
+pytestmark = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def held_seat_of(server: LiveServer, w: World, client: LiveClient, cookie: str | None = None):  # type: ignore[no-untyped-def]
@@ -106,3 +111,52 @@ async def test_signed_out_everywhere_the_next_post_is_refused(
     # Sent to sign in again, as any page of hers now is.
     assert refused["t"] == "error" and refused["status"] == 303, refused
     assert await stored(db, "After signing out") == 0
+
+
+async def test_the_rooms_rules_still_count_for_every_post_on_a_kept_seat(
+    live_server: LiveServer, db: AsyncSession
+) -> None:
+    """Mutes, locks, slow mode and the rate limit are read for every message, in the same
+    statement as the batch's retries (app/live/chat_rules.py), whatever the seat."""
+    w = await make_world(db)
+    path = live_path(w)
+    room_a = channels.room(w.session.id, w.group_a.id)
+    await open_rooms(live_server, w)
+    alice = await in_room(live_server, w, w.participant_a, w.group_a.id)
+    assert held_seat_of(live_server, w, alice) is not None
+
+    slow = await act(
+        live_server,
+        w.facilitator_a,
+        path + "/room-settings",
+        {"channel": room_a, "slow_mode_seconds": "60"},
+    )
+    assert slow.status_code == 200, slow.text
+    assert (await alice.chat(room_a, "First", "c1"))["t"] == "ack"
+    # The same send again (the page's retry) is answered with the stored message.
+    again = await alice.chat(room_a, "First", "c1")
+    assert again["t"] == "ack" and await stored(db, "First") == 1
+    waiting = await alice.chat(room_a, "Second", "c2")
+    assert waiting["status"] == 429 and "Slow mode" in waiting["message"], waiting
+
+    locked = await act(
+        live_server, w.facilitator_a, path + "/room-settings", {"channel": room_a, "locked": "on"}
+    )
+    assert locked.status_code == 200, locked.text
+    refused = await alice.chat(room_a, "Locked?", "c3")
+    assert refused["status"] == 403 and "locked" in refused["message"], refused
+
+    await act(live_server, w.facilitator_a, path + "/room-settings", {"channel": room_a})
+    muted = await act(
+        live_server,
+        w.facilitator_a,
+        path + "/mute",
+        {"user_id": w.participant_a.id, "minutes": "5"},
+    )
+    assert muted.status_code == 200, muted.text
+    paused = await alice.chat(room_a, "Muted?", "c4")
+    assert paused["status"] == 403 and "paused your chat" in paused["message"], paused
+    assert (
+        await stored(db, "Second") + await stored(db, "Locked?") + await stored(db, "Muted?") == 0
+    )
+    await alice.close()
