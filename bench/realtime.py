@@ -32,6 +32,7 @@ percentiles.
 
 The last line is machine-readable:
 RESULT clients=<held> rate=<msgs/s delivered> p50_ms=<..> p99_ms=<..> rss_mb=<..> bare_ratio=<..>
+       cpu_per_delivery_ratio=<..>  (one line: the server's CPU time per delivery, ours / bare)
 """
 
 from __future__ import annotations
@@ -1119,6 +1120,12 @@ def measure_phase(
         * 100,
         "load": os.getloadavg()[0],
     }
+    # The server's CPU time for each delivery it made: the cost, whatever the load.
+    out["cpu_us_per_delivery"] = (
+        (server_cpu1 - server_cpu0) * 1e6 / (out["delivered_per_s"] * seconds)
+        if out["delivered_per_s"]
+        else math.nan
+    )
     log(
         f"[{name}] {phase_name}: delivered {out['delivered_per_s']:.0f}/s, "
         f"p50 {ms(out['p50'])} ms, "
@@ -1158,6 +1165,7 @@ PHASE_ROWS = [
     ("deliveries missing after the drain", "missing", "{}"),
     ("sends refused / unanswered", "errors", "refused"),
     ("server CPU (% of one core)", "server_cpu", "{:.0f}"),
+    ("server CPU per delivery (µs)", "cpu_us_per_delivery", "{:.0f}"),
     ("client processes' CPU (% of one core)", "client_cpu", "{:.0f}"),
     ("other processes' CPU (% of one core)", "other_cpu", "{:.0f}"),
     ("machine load average (1 min)", "load", "{:.1f}"),
@@ -1210,6 +1218,10 @@ def report(ours: Figures, bare: Figures | None, args: argparse.Namespace) -> Non
                 "throughput ratio (ours / bare)",
                 f"{o['delivered_per_s'] / x['delivered_per_s']:.2f}",
             )
+            row(
+                "CPU per delivery ratio (ours / bare)",
+                f"{o['cpu_us_per_delivery'] / x['cpu_us_per_delivery']:.1f}",
+            )
     row(
         "server RSS before clients (MB)",
         f"{ours.rss_start_mb:.0f}",
@@ -1247,21 +1259,26 @@ def report(ours: Figures, bare: Figures | None, args: argparse.Namespace) -> Non
             print(f"  {who} connect failures: {f.connect_failures}")
     fixed = ours.phases["fixed"]
     bare_fixed = b.phases.get("fixed")
-    ratio = math.nan
+    ratio = cpu_ratio = math.nan
     if bare_fixed and bare_fixed["delivered_per_s"]:
         ratio = fixed["delivered_per_s"] / bare_fixed["delivered_per_s"]
+        cpu_ratio = fixed["cpu_us_per_delivery"] / bare_fixed["cpu_us_per_delivery"]
     targets = [
         ("all clients held", ours.held == ours.open_at_end == ours.clients),
         (f"p99 <= 50 ms at {args.rate:g} msg/s", fixed["p99"] <= 50),
         ("RSS <= 250 MB", ours.rss_mb <= 250),
         ("throughput >= half of bare", None if math.isnan(ratio) else ratio >= 0.5),
+        (
+            "CPU per delivery <= 3x bare",
+            None if math.isnan(cpu_ratio) else cpu_ratio <= 3,
+        ),
     ]
     verdicts = {True: "met", False: "NOT met", None: "not measured"}
     print("  targets: " + "; ".join(f"{label}: {verdicts[ok]}" for label, ok in targets))
     print(
         f"RESULT clients={min(ours.held, ours.open_at_end)} rate={fixed['delivered_per_s']:.0f} "
         f"p50_ms={ms(fixed['p50'])} p99_ms={ms(fixed['p99'])} rss_mb={ours.rss_mb:.0f} "
-        f"bare_ratio={ratio:.2f}"
+        f"bare_ratio={ratio:.2f} cpu_per_delivery_ratio={cpu_ratio:.1f}"
     )
 
 

@@ -84,6 +84,10 @@ class Connection:
 
     # Called by the hub, synchronously, for every event on a followed channel.
     def offer(self, channel: str, seq: int, wire: str) -> None:
+        # Stale from the moment such an event arrives, not only once it is sent: what the
+        # app keeps about the person (a seat their posts use) is not trusted meanwhile.
+        if self._stale_markers and not self.stale:
+            self._notice(wire)
         if self.overflowed:
             return
         try:

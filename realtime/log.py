@@ -6,7 +6,7 @@ event from the next id it sees and fetch the gap from here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -79,6 +79,27 @@ async def reserve_ids(db: AsyncSession, channel: str, count: int) -> int:
     )
     last = int((await db.execute(statement)).scalar_one())
     return last - count + 1
+
+
+async def reserve_ids_many(db: AsyncSession, counts: Mapping[str, int]) -> dict[str, int]:
+    """`reserve_ids` for several channels in one statement; returns each one's first id.
+
+    Channels are taken in name order, so two transactions reserving some of the same
+    channels lock their counter rows in the same order (PostgreSQL) and never deadlock."""
+    if not counts:
+        return {}
+    dialect = db.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, ChannelCounter.__table__)
+    values = insert(table).values(
+        [{"channel": channel, "last_id": counts[channel]} for channel in sorted(counts)]
+    )
+    statement = values.on_conflict_do_update(
+        index_elements=["channel"],
+        set_={"last_id": table.c.last_id + values.excluded.last_id},
+    ).returning(table.c.channel, table.c.last_id)
+    rows = (await db.execute(statement)).tuples().all()
+    return {channel: int(last) - counts[channel] + 1 for channel, last in rows}
 
 
 async def head(db: AsyncSession, channel: str) -> int:

@@ -93,31 +93,47 @@ class Outbox:
     ) -> list[int]:
         """Store several events of one type in one channel, as one reservation of ids and
         one insert; `items` are (payload, actor id, target). Returns their ids."""
+        return (await self.add_in_channels(type_name, {channel: items}))[channel]
+
+    async def add_in_channels(
+        self, type_name: str, by_channel: dict[str, list[tuple[BaseModel, int | None, str]]]
+    ) -> dict[str, list[int]]:
+        """Store events of one type in several channels (`by_channel`: each channel's items,
+        as for `add_many`), as one reservation of ids and one insert for all of them: a
+        batch of chat messages to many rooms costs two statements, not two per room."""
         event_type = self.live.registry[type_name]
         if not event_type.persist:
             raise ValueError(f"{type_name} is not a stored event")
-        first = await event_log.reserve_ids(self.db, channel, len(items))
+        by_channel = {channel: items for channel, items in by_channel.items() if items}
+        firsts = await event_log.reserve_ids_many(
+            self.db, {channel: len(items) for channel, items in by_channel.items()}
+        )
         rows = []
-        for offset, (payload, actor_id, target) in enumerate(items):
-            model = event_type.schema.model_validate(payload)
-            html = render_fragment(self.live.env, event_type, model)
-            seq = first + offset
-            message = wire(
-                channel=channel, seq=seq, event_type=event_type, html=html, target=target
-            )
-            rows.append(
-                {
-                    "channel": channel,
-                    "seq": seq,
-                    "type": type_name,
-                    "wire": message,
-                    "actor_id": actor_id,
-                    "created_at": utcnow(),
-                }
-            )
-            self.pending.append((channel, f"{seq}|{message}"))
-        await self.db.execute(INSERT_EVENTS, rows)
-        return list(range(first, first + len(items)))
+        ids: dict[str, list[int]] = {}
+        now = utcnow()
+        for channel, items in by_channel.items():
+            first = firsts[channel]
+            ids[channel] = list(range(first, first + len(items)))
+            for seq, (payload, actor_id, target) in zip(ids[channel], items, strict=True):
+                model = event_type.schema.model_validate(payload)
+                html = render_fragment(self.live.env, event_type, model)
+                message = wire(
+                    channel=channel, seq=seq, event_type=event_type, html=html, target=target
+                )
+                rows.append(
+                    {
+                        "channel": channel,
+                        "seq": seq,
+                        "type": type_name,
+                        "wire": message,
+                        "actor_id": actor_id,
+                        "created_at": now,
+                    }
+                )
+                self.pending.append((channel, f"{seq}|{message}"))
+        if rows:
+            await self.db.execute(INSERT_EVENTS, rows)
+        return ids
 
     async def commit(self) -> None:
         """Commit the transaction, then fan the events out."""

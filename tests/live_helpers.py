@@ -20,6 +20,8 @@ class LiveClient:
         self.user = user
         self.path = path
         self.received: list[dict[str, Any]] = []
+        # The page's cookies: its WebSocket and its posts carry the same session cookie.
+        self.cookie = ""
         # Received but not yet taken by wait_for.
         self.inbox: list[dict[str, Any]] = []
 
@@ -27,12 +29,12 @@ class LiveClient:
     async def connect(
         cls, server: LiveServer, user: Any, path: str, cursors: dict[str, int | None]
     ) -> LiveClient:
+        cookie = server.cookie_header(user)
         ws = await websockets.connect(
-            server.ws + path + "/ws",
-            additional_headers={"Cookie": server.cookie_header(user)},
-            open_timeout=10,
+            server.ws + path + "/ws", additional_headers={"Cookie": cookie}, open_timeout=10
         )
         client = cls(ws, server, user, path)
+        client.cookie = cookie
         await client.send({"type": "hello", "cursors": cursors})
         hello = await client.next()
         assert hello["t"] == "hello", hello
@@ -81,8 +83,12 @@ class LiveClient:
         form = {"text": text, "channel": channel, "client_id": client_id}
         if private:
             form["private"] = "on"
-        async with self.server.client(self.user) as http:
-            answer = await http.post(self.path + "/chat", data=form, headers={"HX-Request": "true"})
+        async with self.server.client() as http:
+            answer = await http.post(
+                self.path + "/chat",
+                data=form,
+                headers={"HX-Request": "true", "Cookie": self.cookie},
+            )
         if answer.status_code == 204:
             return {"t": "ack", "client_id": client_id, "id": int(answer.headers["x-message-id"])}
         return {

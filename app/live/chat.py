@@ -4,30 +4,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.db import RETRY_AFTER_SECONDS, UTCDateTime, is_overloaded, utcnow
+from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
 from app.live import channels
 from app.live.channels import Seat
+from app.live.chat_rules import apply_rules, rules_for, time_label
 from app.live.events import ChatMessagePayload, MessageRemovedPayload, ReportPayload
-from app.live.models import ChatMessage, ChatMute, MessageReport, RoomSetting
+from app.live.models import ChatMessage, MessageReport, RoomSetting
 from app.live.text import clean_message
 from app.models import Group, GroupFacilitator, User
-from app.refusals import Busy, NotAllowed, NotFound, Refused, TooFast
+from app.refusals import Busy, NotAllowed, NotFound, Refused
 from realtime.publish import Live
 
 if TYPE_CHECKING:
     from app.live.chat_writer import ChatWriter
 
 MAX_MESSAGE_CHARS = 2000
-RATE_LIMIT_COUNT = 5
-RATE_LIMIT_SECONDS = 5
 
 
 BUSY_MESSAGE = "So many messages are arriving at once that yours has not been sent yet."
@@ -50,10 +47,6 @@ def refused_when_busy() -> Iterator[None]:
         raise
 
 
-def time_label(seat: Seat, when) -> str:  # type: ignore[no-untyped-def]
-    return when.astimezone(ZoneInfo(seat.ctx.programme.timezone)).strftime("%H:%M")
-
-
 def message_payload(
     seat: Seat, message: ChatMessage, author: User | None, **extra
 ) -> ChatMessagePayload:  # type: ignore[no-untyped-def]
@@ -74,72 +67,14 @@ async def room_setting(db: AsyncSession, channel: str) -> RoomSetting:
     )
 
 
-def _room_rules() -> Select[Any]:
-    mine = ChatMessage.author_id == bindparam("user_id")
-    here = RoomSetting.channel == bindparam("channel")
-    return select(
-        select(ChatMute.until)
-        .where(
-            ChatMute.session_id == bindparam("session_id"), ChatMute.user_id == bindparam("user_id")
-        )
-        .scalar_subquery(),
-        select(RoomSetting.locked).where(here).scalar_subquery(),
-        select(RoomSetting.slow_mode_seconds).where(here).scalar_subquery(),
-        select(func.count())
-        .select_from(ChatMessage)
-        .where(mine, ChatMessage.created_at > bindparam("since", type_=UTCDateTime()))
-        .scalar_subquery(),
-        select(func.max(ChatMessage.created_at))
-        .where(mine, ChatMessage.channel == bindparam("channel"))
-        .scalar_subquery(),
-    )
-
-
-# Built once: every message runs it, and a statement object that is reused skips
-# SQLAlchemy's per-statement compile work.
-ROOM_RULES = _room_rules()
-
-
 async def check_may_send(db: AsyncSession, *, seat: Seat, channel: str, also_sent: int = 0) -> None:
-    """The room's rules for this person now: muted, locked, rate limit, slow mode.
-
-    One query answers all of them, since every message pays for it."""
+    """The room's rules for this person now: muted, locked, rate limit, slow mode
+    (app/live/chat_rules.py); one statement."""
     if not seat.may_post(channel):
         raise NotAllowed("You cannot send messages to that room.", code="not_allowed")
     now = utcnow()
-    muted_until, locked, slow_seconds, recent, last_here = (
-        await db.execute(
-            ROOM_RULES,
-            {
-                "session_id": seat.session.id,
-                "user_id": seat.user_id,
-                "channel": channel,
-                "since": now - timedelta(seconds=RATE_LIMIT_SECONDS),
-            },
-        )
-    ).one()
-    if muted_until is not None and muted_until > now:
-        until = time_label(seat, muted_until)
-        raise NotAllowed(f"A facilitator has paused your chat until {until}.", code="muted")
-    moderator = seat.may_moderate(channel)
-    if locked and not moderator:
-        raise NotAllowed("The facilitator has locked this room's chat for now.", code="locked")
-    if (recent or 0) + also_sent >= RATE_LIMIT_COUNT:
-        raise TooFast(
-            f"You are sending messages very quickly. Please wait a few seconds "
-            f"(at most {RATE_LIMIT_COUNT} messages in {RATE_LIMIT_SECONDS} seconds).",
-            code="rate_limited",
-            retry_after=RATE_LIMIT_SECONDS,
-        )
-    if slow_seconds and not moderator and last_here is not None:
-        waited = (now - last_here).total_seconds()
-        if waited < slow_seconds:
-            wait = int(slow_seconds - waited) + 1
-            raise TooFast(
-                f"Slow mode is on: you can send another message in {wait} seconds.",
-                code="slow_mode",
-                retry_after=wait,
-            )
+    rules = await rules_for(db, seat=seat, channel=channel, now=now)
+    apply_rules(seat, channel, rules, also_sent=also_sent, now=now)
 
 
 def validate_text(text: str) -> str:
@@ -186,7 +121,6 @@ async def check_may_send_private(
 
 
 async def send_message(
-    db: AsyncSession,
     *,
     writer: ChatWriter,
     seat: Seat,
@@ -203,11 +137,6 @@ async def send_message(
         raise NotAllowed("You cannot send messages to that room.", code="not_allowed")
     body = validate_text(text)
     client_id = validate_client_id(client_id)
-    # The request's own connection goes back to the pool before the wait: the writer has
-    # one of its own, and a room of senders waiting for it must not hold the pool (when
-    # they did, a burst emptied it and the writer then waited on the very requests that
-    # were waiting on it). The seat stays usable: closing detaches it, it is not expired.
-    await db.close()
     return await writer.send(
         seat=seat,
         channel=channels.personal(seat.user_id) if private else channel,

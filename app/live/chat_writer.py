@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, tuple_
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,8 +32,10 @@ from app import audit
 from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
 from app.live import channels
 from app.live.channels import Seat
-from app.live.chat import busy, check_may_send, check_may_send_private, message_payload
+from app.live.chat import busy, check_may_send_private, message_payload
+from app.live.chat_rules import apply_rules, batch_facts
 from app.live.models import ChatMessage
+from app.live.seats import HeldSeats
 from app.models import Group, User
 from app.refusals import Busy, Refused
 from realtime.publish import Live, Outbox
@@ -53,7 +55,11 @@ def not_sent() -> Refused:
 # Core statements built once, so SQLAlchemy compiles them once (the ORM's bulk path would
 # compile again for each batch).
 _messages = cast(Table, ChatMessage.__table__)
-INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
+# Rows come back as (id, author, client id), matched by that key rather than by order: asked
+# to keep the parameters' order, SQLAlchemy inserts one row per statement on SQLite.
+INSERT_MESSAGES = insert(_messages).returning(
+    _messages.c.id, _messages.c.author_id, _messages.c.client_id
+)
 
 
 # Stored messages' ids by (author id, client id).
@@ -115,6 +121,8 @@ class ChatWriter:
         self._task: asyncio.Task[None] | None = None
         self.queue_limit = queue_limit
         self.wait_seconds = wait_seconds
+        # The seats this process's open live connections keep, for their people's posts.
+        self.seats = HeldSeats()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chat-writer")
@@ -211,8 +219,7 @@ class ChatWriter:
             pending.new = False  # from an attempt that did not commit
         async with self._sessionmaker() as db:
             # Retried sends (the acknowledgement was lost) get the message stored before.
-            ids = await _stored_before(db, batch)
-            accepted = await _admit(db, batch, ids, refused)
+            ids, accepted = await _admit(db, batch, refused)
             if accepted:
                 ids.update(await self._store(db, accepted))
         for index, pending in enumerate(batch):
@@ -227,9 +234,10 @@ class ChatWriter:
         """Insert the accepted messages and their events, and commit: one statement each."""
         now = utcnow()
         inserted = await db.execute(INSERT_MESSAGES, [p.row(now) for p in accepted])
-        ids: MessageIds = {}
-        for pending, (message_id,) in zip(accepted, inserted.tuples(), strict=True):
-            ids[pending.key] = message_id
+        ids: MessageIds = {
+            (author or 0, client): message_id for message_id, author, client in inserted.tuples()
+        }
+        for pending in accepted:
             pending.new = True
         outbox = self._live.outbox(db)
         await _publish(outbox, accepted, ids, now)
@@ -242,31 +250,32 @@ class ChatWriter:
         return ids
 
 
-async def _stored_before(db: AsyncSession, batch: list[_Pending]) -> MessageIds:
-    """The ids of the batch's messages already stored, by (author, client id)."""
-    found = await db.execute(
-        select(ChatMessage.author_id, ChatMessage.client_id, ChatMessage.id).where(
-            tuple_(ChatMessage.author_id, ChatMessage.client_id).in_({p.key for p in batch})
-        )
-    )
-    # Every author id is set: the query asked for these authors.
-    return {(author or 0, client): message_id for author, client, message_id in found.tuples()}
-
-
 async def _admit(
-    db: AsyncSession,
-    batch: list[_Pending],
-    stored: MessageIds,
-    refused: dict[int, Refused],
-) -> list[_Pending]:
-    """The messages to store: each checked against the room's rules (counting what its
-    author sends earlier in the batch), once; refusals go into `refused` by index."""
-    taken = set(stored)
+    db: AsyncSession, batch: list[_Pending], refused: dict[int, Refused]
+) -> tuple[MessageIds, list[_Pending]]:
+    """The ids of the batch's messages stored before (retried sends), and the messages to
+    store: each checked against the room's rules (counting what its author sends earlier
+    in the batch), once; refusals go into `refused` by index. Which are stored, and the
+    rules of every room message, are read in one statement (app/live/chat_rules.py)."""
+    now = utcnow()
+    room_sends = [(p.seat, p.channel) for p in batch if not p.private]
+    stored, room_rules = await batch_facts(db, {p.key for p in batch}, room_sends, now=now)
+    rules_of = dict(zip((i for i, p in enumerate(batch) if not p.private), room_rules, strict=True))
+    first_of: dict[tuple[int, str], int] = {}
+    fresh: list[tuple[int, _Pending]] = []
+    repeats: list[tuple[int, int]] = []
+    for index, pending in enumerate(batch):
+        if pending.key in stored:
+            continue  # stored before: answered with its id
+        if pending.key in first_of:
+            # The same send twice in one batch: the first's outcome.
+            repeats.append((index, first_of[pending.key]))
+            continue
+        first_of[pending.key] = index
+        fresh.append((index, pending))
     sent_in_batch: Counter[int] = Counter()
     accepted: list[_Pending] = []
-    for index, pending in enumerate(batch):
-        if pending.key in taken:
-            continue  # stored before, or the same send twice in one batch: the first's id
+    for index, pending in fresh:
         also_sent = sent_in_batch[pending.seat.user_id]
         try:
             if pending.private:
@@ -274,16 +283,18 @@ async def _admit(
                     db, seat=pending.seat, also_sent=also_sent
                 )
             else:
-                await check_may_send(
-                    db, seat=pending.seat, channel=pending.channel, also_sent=also_sent
+                apply_rules(
+                    pending.seat, pending.channel, rules_of[index], also_sent=also_sent, now=now
                 )
         except Refused as exc:
             refused[index] = exc
             continue
         sent_in_batch[pending.seat.user_id] += 1
-        taken.add(pending.key)
         accepted.append(pending)
-    return accepted
+    for index, first in repeats:
+        if first in refused:
+            refused[index] = refused[first]
+    return stored, accepted
 
 
 async def _publish(outbox: Outbox, accepted: list[_Pending], ids: MessageIds, now: Any) -> None:
@@ -311,5 +322,4 @@ async def _publish(outbox: Outbox, accepted: list[_Pending], ids: MessageIds, no
             target=f"message:{message_id}",
             to=", ".join(f.display_name for f in pending.to),
         )
-    for channel, items in by_channel.items():
-        await outbox.add_many(channel, "chat.message", items)
+    await outbox.add_in_channels("chat.message", by_channel)

@@ -3,23 +3,26 @@ again when something may have moved them or ended their access."""
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from app.access import load_programme_context
+from app.access import load_programme_context, session_in_programme
+from app.errors import NotSignedIn
 from app.live import channels
 from app.live.access import refollow
 from app.live.channels import CHANNEL_PATTERN, Seat, seat_for
 from app.models import ProgrammeSession, User
 from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
-from app.sessions import user_from_cookie
+from app.sessions import read_claims, session_user, user_from_cookie
 from app.state import get_app_state
-from realtime.live_connection import AccessEnded, Cursors
+from realtime.live_connection import AccessEnded, Cursors, LiveConnection
 
 # Events after which a connection's seat is worked out again: rooms opened or closed,
 # the person moved.
@@ -77,6 +80,8 @@ class SeatKeeper:
         self.stale_on = stale_on
         self.recheck_every: float | None = recheck_every
         self.follows = follows
+        # Set while the seat is being worked out again: the kept one may be out of date.
+        self.reloading = False
 
     @property
     def user_id(self) -> int:
@@ -94,19 +99,33 @@ class SeatKeeper:
 
     async def reload(self) -> Seat | None:
         seat, ended = None, NOT_IN_SESSION
-        async with get_app_state(self.conn).sessionmaker() as db:
-            user = await user_from_cookie(
-                db,
-                signer=get_app_state(self.conn).signer,
-                settings=get_app_state(self.conn).settings,
-                cookie=self.cookie,
-            )
-            if user is None or user.id != self.user_id:
-                ended = SIGNED_OUT
-            else:
-                seat = await seat_in(db, user, *self.key[:2])
+        self.reloading = True
+        try:
+            async with get_app_state(self.conn).sessionmaker() as db:
+                user = await user_from_cookie(
+                    db,
+                    signer=get_app_state(self.conn).signer,
+                    settings=get_app_state(self.conn).settings,
+                    cookie=self.cookie,
+                )
+                if user is None or user.id != self.user_id:
+                    ended = SIGNED_OUT
+                else:
+                    seat = await seat_in(db, user, *self.key[:2])
+        finally:
+            self.reloading = False
         self.seat, self.ended, self.loaded_at = seat, ended, time.monotonic()
         return seat
+
+    def current(self, *, stale: bool) -> Seat | None:
+        """The kept seat if it can be trusted as it is: not being worked out again, no
+        event seen since that may have moved the person (`stale`, the connection's), and
+        not older than SEAT_MAX_AGE_SECONDS; else None."""
+        if self.seat is None or self.reloading or stale:
+            return None
+        if time.monotonic() - self.loaded_at > SEAT_MAX_AGE_SECONDS:
+            return None
+        return self.seat
 
     async def authorize(self, cursors: Cursors, *, stale: bool) -> tuple[Cursors, list[str]]:
         """Each requested channel checked against the person's current seat."""
@@ -214,3 +233,71 @@ async def admit_websocket(
     )
     keeper.keep(seat)
     return keeper
+
+
+class HeldSeats:
+    """The seats kept by this process's open live WebSockets, so that a person's chat post
+    need not work out again what their connection already keeps up to date.
+
+    A connection's seat is worked out again whenever what the person may do has changed
+    (a move, a new role, a breakout opened or closed, signing out: the recheck sent by
+    app/live/access.py and the events of SEAT_CHANGING_EVENTS), and at least every
+    SEAT_MAX_AGE_SECONDS; from the moment such a signal reaches this process until the new
+    seat is known, the connection's seat is not used and a post works its own out from the
+    database, as it does when the person has no connection here (another process, a
+    fallback transport). A post uses a connection's seat only when it carries the very
+    session cookie the connection was opened with (compared in constant time). Mutes,
+    locks, the rate limit and slow mode are not part of a seat: the chat writer reads them
+    from the database for every message."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[int, int, int], dict[SeatKeeper, LiveConnection]] = {}
+
+    @contextlib.contextmanager
+    def holding(self, keeper: SeatKeeper, live: LiveConnection) -> Iterator[None]:
+        """Offer this connection's seat to its person's posts while the block runs."""
+        self._held.setdefault(keeper.key, {})[keeper] = live
+        try:
+            yield
+        finally:
+            held = self._held.get(keeper.key)
+            if held is not None:
+                held.pop(keeper, None)
+                if not held:
+                    del self._held[keeper.key]
+
+    def find(self, cookie: str, programme_id: int, session_id: int, user_id: int) -> Seat | None:
+        """A seat an open connection of this person keeps, opened with this cookie and
+        trustworthy now; None when there is none (the caller works the seat out itself)."""
+        held = self._held.get((programme_id, session_id, user_id))
+        if not held:
+            return None
+        for keeper, live in held.items():
+            if keeper.cookie is None or not hmac.compare_digest(
+                keeper.cookie.encode(), cookie.encode()
+            ):
+                continue
+            seat = keeper.current(stale=live.stale)
+            if seat is not None:
+                return seat
+        return None
+
+
+async def seat_for_post(conn: HTTPConnection, programme_id: int, session_id: int) -> Seat:
+    """The seat of the signed-in person posting: the one their open connection in this
+    process keeps (HeldSeats), else worked out from the database as for any page
+    (NotSignedIn, NotFound for a programme or session they are not part of)."""
+    state = get_app_state(conn)
+    cookie = conn.cookies.get(SESSION_COOKIE)
+    claims = read_claims(cookie, signer=state.signer, settings=state.settings)
+    if cookie is not None and claims is not None:
+        held = state.chat_writer.seats.find(cookie, programme_id, session_id, claims.user_id)
+        if held is not None:
+            return held
+    async with state.sessionmaker() as db:
+        user = await session_user(db, claims) if claims is not None else None
+        if user is None:
+            raise NotSignedIn()
+        ctx = await load_programme_context(db, user, programme_id)
+        session = await session_in_programme(db, ctx, session_id)
+        return await seat_for(db, ctx=ctx, session=session)

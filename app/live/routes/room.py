@@ -6,17 +6,18 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.captions.actions import public_status
 from app.captions.view import caption_panel
-from app.deps import SessionDep
+from app.deps import ProgrammeIdPath, SessionDep, SessionIdPath
 from app.live import channels
 from app.live.channels import Seat
 from app.live.chat import remove_message, report_message, send_message
 from app.live.controls import controls_context
 from app.live.deps import LiveDep, SeatOf
+from app.live.seats import seat_for_post
 from app.live.snapshot import channel_view, room_title, settings_of
 from app.live.text import linkify
 from app.live.web import BASE, base_url, wants_fragment
@@ -115,11 +116,20 @@ async def live_panel(
     )
 
 
+async def get_seat_for_post(
+    request: Request, programme_id: ProgrammeIdPath, session_id: SessionIdPath
+) -> Seat:
+    return await seat_for_post(request, programme_id, session_id)
+
+
+# The poster's seat: the one their open connection keeps, else from the database.
+PostingSeat = Annotated[Seat, Depends(get_seat_for_post)]
+
+
 @router.post(BASE + "/chat")
 async def post_chat(
     request: Request,
-    seat: SeatOf,
-    db: SessionDep,
+    seat: PostingSeat,
     text: Annotated[str, Form(max_length=10_000)] = "",
     channel: Annotated[str, Form(max_length=100)] = "",
     client_id: Annotated[str, Form(max_length=100)] = "",
@@ -130,7 +140,6 @@ async def post_chat(
     the same client id gets the message stored the first time; either way the answer
     names its id (X-Message-Id)."""
     message_id, _new = await send_message(
-        db,
         writer=get_app_state(request).chat_writer,
         seat=seat,
         channel=channel or seat.current,

@@ -53,7 +53,9 @@ async def live_websocket(websocket: WebSocket, programme_id: int, session_id: in
         return
     state = get_app_state(websocket)
     live = LiveConnection(state.hub, keeper, transport="websocket", voice=state.voice)
-    await serve_websocket(websocket, live)
+    # While it is open, the person's chat posts may use the seat it keeps up to date.
+    with state.chat_writer.seats.holding(keeper, live):
+        await serve_websocket(websocket, live)
 
 
 async def release_database(db: AsyncSession) -> None:
