@@ -299,7 +299,7 @@ class Crowd:
         from websockets.asyncio.client import connect
 
         try:
-            ws = person.ws = await connect(
+            ws: Any = await connect(
                 self.ws_url(person),
                 additional_headers={"Cookie": f"rt_session={person.spec.cookie}"},
                 open_timeout=60,
@@ -309,7 +309,7 @@ class Crowd:
                 max_size=2**20,
                 create_connection=self.ws_class,
             )
-            ws.person = person
+            person.ws, ws.person = ws, person
             await ws.send(json.dumps(self.hello(person)))
             person.open = True
             if opened is not None and not opened.done():
@@ -702,7 +702,8 @@ def cast_of(world: Any, rooms: int, host_id: int, fallback: bool) -> Cast:
     seats = seating(world, rooms)
     sid = world.session_id
     host_cookie = Signer(SECRET).session_cookie(SessionClaims(user_id=host_id, epoch=0))
-    people, voices = [], []
+    people: list[PersonSpec] = []
+    voices: list[tuple[int, str, int]] = []
     for r, (room, speaker, members) in enumerate(seats.rooms):
         for j, uid in enumerate(members):
             kind = {6: "sse", 7: "poll"}.get(j, "ws") if fallback else "ws"
@@ -990,6 +991,19 @@ def caption_figures(
     return phase
 
 
+def words_captioned(people: dict[int, dict[str, Any]], speakers: list[Speaker]) -> int:
+    """Words in the finals any listener received (each final once): a final the server
+    never sent is missing from every listener, which only this count (beside the words
+    spoken, and raw Vosk's) shows."""
+    finals: dict[tuple[str, Any], int] = {}
+    streams = {s.spoken.stream for s in speakers}
+    for person in people.values():
+        for _, kind, stream, words, _, segment in person["captions"]:
+            if kind == "final" and stream in streams:
+                finals[(stream, segment)] = len(words)
+    return sum(finals.values())
+
+
 def onsets(rms: list[float]) -> list[int]:
     """Packets that start an utterance (or a word): loud after 0.3 s of quiet."""
     return [
@@ -1163,6 +1177,8 @@ async def measure_app(
         out["chat"] = chat_figures(people, done, cast)
         out["help"] = help_figures(people, done, cast)
         out["captions"] = caption_figures(people, speakers, tracks, cast)
+        out["words"] = words_captioned(people, speakers)
+        out["words_spoken"] = sum(len(tracks[t].text.split()) for _, _, t in cast.voices)
         out["voice"] = voice_figures_all(people, speakers, cast, packets, w0, w1)
         out["open_after"] = sum(1 for p in people.values() if p["open"])
         out["closed_why"] = dict(Counter(p["error"] for p in people.values() if p["error"]))
@@ -1292,6 +1308,7 @@ def raw_realtime(model_path: Path, count: int, seconds: float, threads: int) -> 
         "p95": phase.p(0.95),
         "settled_p95": phase.p(0.95, phase.settled),
         "finals": phase.finals,
+        "words": sum(len(e.words) for _, events in results for e in events if e.kind == "final"),
         "wer": phase.wer,
         "cpu_pct": cpu / wall * 100,
         "other_pct": max(0.0, machine_busy_seconds() - busy0 - cpu) / wall * 100,
@@ -1327,8 +1344,8 @@ def kbps_cell(values: list[float]) -> str:
     return f"{percentile(values, 0.5):.1f}/{percentile(values, 0.95):.1f}/{values[-1]:.1f}"
 
 
-def caption_rows(c: Phase, raw: dict[str, Any] | None) -> list[tuple[str, ...]]:
-    r = raw or {}
+def caption_rows(ours: dict[str, Any], raw: dict[str, Any] | None) -> list[tuple[str, ...]]:
+    c, r = ours["captions"], raw or {}
     return [
         (
             "caption latency p50 / p95 (s)",
@@ -1344,6 +1361,11 @@ def caption_rows(c: Phase, raw: dict[str, Any] | None) -> list[tuple[str, ...]]:
             "  finals / missing at listeners",
             f"{c.finals} / {c.missing_finals}",
             f"{r.get('finals', '')}",
+        ),
+        (
+            "  words in finals / spoken",
+            f"{ours['words']} / {ours['words_spoken']}",
+            f"{r['words']} / {ours['words_spoken']}" if raw else "",
         ),
         ("  word error rate", fmt_s(c.wer), fmt_s(r["wer"]) if raw else ""),
         ("  caption streams that failed", str(len(c.errors))),
@@ -1470,13 +1492,13 @@ def report(
         "this one (the speakers); load average now " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
     print()
-    connected = (f"{ours['connected']}/{len(cast.people)}", "")
+    connected: tuple[str, ...] = (f"{ours['connected']}/{len(cast.people)}", "")
     if bare:
         connected += (f"{bare['connected']}/{len(cast.people) - 1}",)
     rows = [
         ("", "roundtable", "raw Vosk", "bare relay"),
         ("connected", *connected),
-        *caption_rows(ours["captions"], raw),
+        *caption_rows(ours, raw),
         *voice_rows(ours["voice"], bare["voice"] if bare else None),
         *chat_rows(ours["chat"], ours["help"]),
         *machine_rows(ours, raw, bare),
@@ -1501,6 +1523,7 @@ def report(
         "hands/help refused": ours["help"]["refused"],
         "connections closed": ours["closed_why"],
         "speaker errors": ours["speaker_errors"],
+        "posts still unanswered when the figures were collected": ours["late_actions"],
         "room fetches that did not show the plenary": closing["switch_errors"],
         "caption stream errors": ours["captions"].errors[:3],
     }
