@@ -1004,6 +1004,37 @@ def words_captioned(people: dict[int, dict[str, Any]], speakers: list[Speaker]) 
     return sum(finals.values())
 
 
+def sentences_missed(track: Track, ends: list[float]) -> int:
+    """Sentences of the track with no word of any final ending within them (stream seconds,
+    a little slack either side): what a listener never saw captioned, whether the final was
+    lost on its way or never made."""
+    return sum(
+        1 for start, end in track.spans if not any(start - 0.2 <= e <= end + 0.6 for e in ends)
+    )
+
+
+def sentences_figures(
+    people: dict[int, dict[str, Any]], speakers: list[Speaker], tracks: list[Track], cast: Cast
+) -> tuple[int, int]:
+    """(sentences missed, sentences expected), summed over every listener of each room."""
+    track_of = {uid: tracks[t] for uid, _, t in cast.voices}
+    missed = expected = 0
+    for person in people.values():
+        for speaker in speakers:
+            spoken = speaker.spoken
+            if spoken.room != person["room"] or not spoken.stream:
+                continue
+            ends = [
+                e
+                for _, kind, stream, _, word_ends, _ in person["captions"]
+                if kind == "final" and stream == spoken.stream
+                for e in word_ends
+            ]
+            missed += sentences_missed(track_of[spoken.user_id], ends)
+            expected += len(track_of[spoken.user_id].spans)
+    return missed, expected
+
+
 def onsets(rms: list[float]) -> list[int]:
     """Packets that start an utterance (or a word): loud after 0.3 s of quiet."""
     return [
@@ -1178,6 +1209,9 @@ async def measure_app(
         out["help"] = help_figures(people, done, cast)
         out["captions"] = caption_figures(people, speakers, tracks, cast)
         out["words"] = words_captioned(people, speakers)
+        out["sentences_missed"], out["sentences"] = sentences_figures(
+            people, speakers, tracks, cast
+        )
         out["words_spoken"] = sum(len(tracks[t].text.split()) for _, _, t in cast.voices)
         out["voice"] = voice_figures_all(people, speakers, cast, packets, w0, w1)
         out["open_after"] = sum(1 for p in people.values() if p["open"])
@@ -1309,6 +1343,11 @@ def raw_realtime(model_path: Path, count: int, seconds: float, threads: int) -> 
         "settled_p95": phase.p(0.95, phase.settled),
         "finals": phase.finals,
         "words": sum(len(e.words) for _, events in results for e in events if e.kind == "final"),
+        "sentences_missed": sum(
+            sentences_missed(t, [x for e in events if e.kind == "final" for x in e.ends])
+            for t, (_, events) in zip(tracks, results, strict=True)
+        ),
+        "sentences": sum(len(t.spans) for t in tracks),
         "wer": phase.wer,
         "cpu_pct": cpu / wall * 100,
         "other_pct": max(0.0, machine_busy_seconds() - busy0 - cpu) / wall * 100,
@@ -1360,6 +1399,11 @@ def caption_rows(ours: dict[str, Any], raw: dict[str, Any] | None) -> list[tuple
             "  p95 after each stream's first 10 s (s)",
             fmt_s(c.p(0.95, c.settled)),
             fmt_s(r["settled_p95"]) if raw else "",
+        ),
+        (
+            "  sentences never captioned, at listeners",
+            f"{ours['sentences_missed']} / {ours['sentences']}",
+            f"{r['sentences_missed']} / {r['sentences']}" if raw else "",
         ),
         (
             "  finals / missing at listeners",
@@ -1540,7 +1584,9 @@ def report(
 def result(ours: dict[str, Any], args: argparse.Namespace) -> None:
     c, v, chat, closing = ours["captions"], ours["voice"], ours["chat"], ours["closing"]
     caption_p95, voice_p95, chat_p99 = c.p(0.95), percentile(v["ws"], 0.95), chat["p99"]
-    missing = c.missing_finals + chat["missing"]
+    # A sentence no final ever showed a listener is a final missing there, whether it was
+    # lost on the way (the analysis's missing finals) or the server never made it.
+    missing = max(c.missing_finals, ours["sentences_missed"]) + chat["missing"]
     rss = max(ours["rss_peak"], ours["rss_hwm"])
     back = closing["heard"] == closing["following"] == closing["participants"]
     targets = [
