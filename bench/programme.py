@@ -1532,7 +1532,8 @@ def report(
     print(
         f"Programme benchmark: {len(cast.people) - 1} participants in {len(cast.rooms)} breakout "
         f"rooms of {PER_ROOM} ({fallback} on SSE or long-polling) and a host; "
-        f"{len(cast.voices)} speakers (two at once in the first room), {ours['seconds']:.0f} s "
+        f"a speaker in every room, two at once in the first ({len(cast.voices)} microphone "
+        f"streams), {ours['seconds']:.0f} s "
         f"measured; one server process (uvicorn --ws {args.ws}, SQLite, in-process broker, Vosk)"
     )
     print(
@@ -1600,7 +1601,8 @@ def result(ours: dict[str, Any], args: argparse.Namespace) -> None:
     verdicts = {True: "met", False: "NOT met"}
     print("  targets: " + "; ".join(f"{label}: {verdicts[ok]}" for label, ok in targets))
     print(
-        f"RESULT speakers={len(ours['speakers'])} caption_p95_s={fmt_s(caption_p95)} "
+        f"RESULT speakers={len({room for _, room, _ in ours['speakers']})} "
+        f"caption_p95_s={fmt_s(caption_p95)} "
         f"voice_p95_ms={ms(voice_p95)} chat_p99_ms={ms(chat_p99)} missing={missing} "
         f"cpu_pct={ours['server_cpu']:.0f} rss_mb={rss:.0f}"
     )
