@@ -177,6 +177,7 @@ class Person:
     captions: list[tuple[int, str]] = field(default_factory=list)  # (read at, raw frame)
     media: list[tuple[int, bytes]] = field(default_factory=list)  # (read at, packets)
     switches: list[str] = field(default_factory=list)  # what a room fetch showed
+    closures: list[str] = field(default_factory=list)  # why the server ended a connection
     listener: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
 
@@ -193,6 +194,7 @@ class Crowd:
         self.ws_class = self._counted()
         self.actions: list[dict[str, Any]] = []
         self.pending: set[asyncio.Task[Any]] = set()
+        self.stopping = False
 
     def _counted(self) -> type:
         crowd = self
@@ -259,7 +261,7 @@ class Crowd:
                 await person.ws.send(json.dumps(self.hello(person)))
         elif person.spec.kind == "sse" and person.task is not None:
             person.task.cancel()
-            person.task = asyncio.create_task(self.listen_sse(person, None))
+            person.task = asyncio.create_task(self.keep_listening(person, None))
         # A long-poll asks with the new cursors next time.
 
     def hello(self, person: Person) -> dict[str, Any]:
@@ -280,8 +282,7 @@ class Crowd:
         for spec in specs:
             person = self.people[spec.key] = Person(spec, dict.fromkeys(spec.follows))
             opened = asyncio.get_running_loop().create_future()
-            listen = {"ws": self.listen_ws, "sse": self.listen_sse, "poll": self.listen_poll}
-            person.task = asyncio.create_task(listen[spec.kind](person, opened))
+            person.task = asyncio.create_task(self.keep_listening(person, opened))
             ready.append(opened)
         await asyncio.wait(ready, timeout=60)
         return {
@@ -289,6 +290,20 @@ class Crowd:
             "failures": dict(Counter(p.error for p in self.people.values() if p.error)),
             "seconds": time.monotonic() - started,
         }
+
+    async def keep_listening(self, person: Person, opened: asyncio.Future[None] | None) -> None:
+        """As the page does (static/js/live.js): when the server ends the connection (or a
+        poll is refused), connect again 2 s later with the cursors it has; each ending is
+        kept, and reported."""
+        listen = {"ws": self.listen_ws, "sse": self.listen_sse, "poll": self.listen_poll}
+        while not self.stopping:
+            await listen[person.spec.kind](person, opened)
+            opened = None
+            if self.stopping:
+                return
+            person.closures.append(person.error)
+            person.error = ""
+            await asyncio.sleep(2.0)
 
     def ws_url(self, person: Person) -> str:
         if self.links.bare:
@@ -474,12 +489,14 @@ class Crowd:
                 "captions": [parse_caption(at, raw) for at, raw in person.captions],
                 "voice": voice_figures(person, sent, lookup),
                 "switches": person.switches,
+                "closures": person.closures,
                 "follows": sorted(person.cursors),
             }
             person.chat, person.captions, person.media = [], [], []
         return {"people": out, "actions": self.actions}
 
     async def close(self) -> None:
+        self.stopping = True
         for task in list(self.pending):
             task.cancel()
         for person in self.people.values():
@@ -1215,7 +1232,7 @@ async def measure_app(
         out["words_spoken"] = sum(len(tracks[t].text.split()) for _, _, t in cast.voices)
         out["voice"] = voice_figures_all(people, speakers, cast, packets, w0, w1)
         out["open_after"] = sum(1 for p in people.values() if p["open"])
-        out["closed_why"] = dict(Counter(p["error"] for p in people.values() if p["error"]))
+        out["closed_why"] = dict(Counter(c[:90] for p in people.values() for c in p["closures"]))
         out["speaker_errors"] = [s.spoken.error for s in speakers if s.spoken.error]
         out["late_actions"] = len(actions) - len(done)
         log(
