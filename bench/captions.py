@@ -146,6 +146,9 @@ SENTENCES = [
 class Track:
     pcm: bytes  # 16 kHz mono 16-bit little-endian
     text: str  # what was said, for the word error rate
+    # Each sentence's (start, end) in the track, seconds (bench/programme.py's check that
+    # every sentence was captioned).
+    spans: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -162,15 +165,17 @@ def make_tracks(count: int, seconds: float) -> list[Track]:
     speech = Speech(CACHE)
     tracks = []
     for speaker in range(count):
-        parts, words = [silence(0.3)], []
+        parts, words, spans = [silence(0.3)], [], []
         k = 0
-        while sum(len(p) for p in parts) / (2 * SAMPLE_RATE) < seconds:
+        while (start := sum(len(p) for p in parts) / (2 * SAMPLE_RATE)) < seconds:
             sentence = SENTENCES[(speaker * 5 + k) % len(SENTENCES)]
-            parts += [speech.pcm(sentence), silence(0.7 + 0.1 * ((speaker + k) % 6))]
+            pcm = speech.pcm(sentence)
+            parts += [pcm, silence(0.7 + 0.1 * ((speaker + k) % 6))]
             words.append(sentence)
+            spans.append((start, start + len(pcm) / (2 * SAMPLE_RATE)))
             k += 1
         parts.append(silence(1.5))
-        tracks.append(Track(b"".join(parts), " ".join(words)))
+        tracks.append(Track(b"".join(parts), " ".join(words), spans))
     return tracks
 
 
