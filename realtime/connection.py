@@ -38,6 +38,11 @@ class SlowConsumer(Exception):
     """The client fell too far behind; it must reconnect and resync."""
 
 
+class Busy(Exception):
+    """The app cannot check the connection now (its database is too busy): the client
+    reconnects in a moment, and is checked then. Nothing more is sent meanwhile."""
+
+
 class AccessEnded(Exception):
     """The person may no longer use this connection; the transport tells the client and ends it."""
 

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from realtime.connection import HEARTBEAT, AccessEnded, SlowConsumer
+from realtime.connection import HEARTBEAT, AccessEnded, Busy, SlowConsumer
 from realtime.events import control
 from realtime.frames import FrameError, parse_frame
 from realtime.live_connection import Close, Cursors, LiveConnection, parse_cursors
@@ -105,6 +105,8 @@ class _ClientLeft(Exception):
 async def _close_for(websocket: WebSocket, failure: BaseException) -> None:
     if isinstance(failure, SlowConsumer):
         await _close(websocket, CLOSE_RESYNC, "resync: too far behind")
+    elif isinstance(failure, Busy):
+        await _close(websocket, 1013, "the server is busy; reconnect in a moment")
     elif isinstance(failure, AccessEnded):
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.send_text(reload_message(failure))
@@ -171,6 +173,9 @@ async def sse_stream(
             except SlowConsumer:
                 yield _sse(control("reconnect", reason="resync: too far behind"), connection)
                 return
+            except Busy:
+                yield _sse(control("reconnect", reason="busy"), connection)
+                return
             except AccessEnded as ended:
                 yield _sse(reload_message(ended), connection)
                 return
@@ -210,6 +215,12 @@ async def long_poll(
         return [as_text(m) if isinstance(m, bytes) else m for m in out]
     except SlowConsumer:
         return [control("reconnect", reason="resync: too far behind")]
+    except Busy:
+        # What arrived before the check was the person's to see; the rest waits.
+        return [
+            *(as_text(m) if isinstance(m, bytes) else m for m in out),
+            control("reconnect", reason="busy"),
+        ]
     except AccessEnded as ended:
         # What arrived before the access ended was the person's to see.
         return [*(as_text(m) if isinstance(m, bytes) else m for m in out), reload_message(ended)]

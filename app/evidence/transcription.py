@@ -29,7 +29,7 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import utcnow
+from app.db import is_overloaded, utcnow
 from app.evidence.cpu_budget import CpuBudget
 from app.evidence.models import EvidenceItem, EvidenceKind, TranscriptStatus
 from app.evidence.recognition import TranscriptionFailed, file_duration, recognize_file
@@ -109,8 +109,13 @@ class Transcriber:
                 worked = await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("the transcriber failed; trying again shortly")
+            except Exception as exc:
+                if is_overloaded(exc):  # a busy moment, not a fault
+                    log.warning(
+                        "the database is too busy for the transcriber; trying again shortly"
+                    )
+                else:
+                    log.exception("the transcriber failed; trying again shortly")
             if not worked:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)

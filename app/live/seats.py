@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from app.access import load_programme_context, session_in_programme
+from app.db import is_overloaded
 from app.errors import NotSignedIn
 from app.live import channels
 from app.live.access import refollow
@@ -22,6 +23,7 @@ from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
 from app.sessions import read_claims, session_user, user_from_cookie
 from app.state import get_app_state
+from realtime.connection import Busy
 from realtime.live_connection import AccessEnded, Cursors, LiveConnection
 
 # Events after which a connection's seat is worked out again: rooms opened or closed,
@@ -152,7 +154,12 @@ class SeatKeeper:
         """What the connection follows now that the person's access may have changed;
         AccessEnded when they are signed out or no longer in the session."""
         before = self.seat
-        after = await self.reload()
+        try:
+            after = await self.reload()
+        except Exception as exc:
+            if is_overloaded(exc):
+                raise Busy() from exc
+            raise
         if after is None:
             raise AccessEnded(self.ended)
         return self.follows(before, after, cursors)

@@ -193,3 +193,29 @@ async def test_with_the_pool_empty_every_transport_is_refused_at_once_and_leaves
         )
     assert {r.status_code for r in streams} == {200, 503}, Counter(r.status_code for r in streams)
     assert len(hub.connections) == following
+
+
+async def test_a_recheck_with_the_pool_empty_closes_for_a_reconnect_not_a_fault(
+    live_server: LiveServer, db: Any
+) -> None:
+    """A WebSocket asked to check itself (someone was moved) while the database is too
+    busy to say where its person is now closes with 1013, "try again later" (the page
+    reconnects and is checked then): it does not go on sending what the person may no
+    longer see, and it is not a server error (1011)."""
+    w: World = await make_world(db)
+    await db.close()
+    path = live_path(w)
+    plenary = channels.plenary(w.session.id)
+    cookie = {"Cookie": live_server.cookie_header(w.participant_a)}
+    hub = live_server.app_state.hub
+    async with websockets.connect(live_server.ws + path + "/ws", additional_headers=cookie) as ws:
+        await ws.send(json.dumps({"type": "hello", "cursors": {plenary: None}}))
+        await asyncio.wait_for(ws.recv(), 5)
+        async with live_server.app_state.engine.connect() as held:
+            await held.exec_driver_sql("SELECT 1")  # the pool's one connection, held
+            for connection in tuple(hub.connections):
+                connection.recheck_soon()
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 1013 and "busy" in (ws.close_reason or ""), ws.close_reason
