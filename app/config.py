@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     chat_wait_seconds: float = Field(default=10.0, gt=0, le=60)
     upload_dir: Path = PROJECT_ROOT / "var" / "uploads"
     vosk_model_path: Path = PROJECT_ROOT / "var" / "models" / "model-en-us"
+    # Speakers recognized at once (each in an utterance holds a recognizer); more wait
+    # their turn (docs/captioning.md). Default: 10 per core.
+    caption_recognizers_max: int = Field(
+        default_factory=lambda: 10 * (os.cpu_count() or 2), ge=1, le=1000
+    )
     static_vendor_dir: Path = PROJECT_ROOT / "node_modules"
     base_url: str = "http://127.0.0.1:8000"
     # Cookies are marked Secure when the public address is HTTPS.

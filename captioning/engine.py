@@ -91,9 +91,11 @@ class CaptionEngine:
 
     @property
     def recognizers_alive(self) -> int:
-        """Recognizers not yet freed (each holds decoder memory until it is)."""
+        """Recognizers held by streams or not yet freed (each holds decoder memory until
+        it is); not the idle ones the pool keeps for the next speaker."""
         with self._alive_lock:
-            return self._alive
+            alive = self._alive
+        return alive - self.recognizers.idle
 
     @property
     def recognizers_in_use(self) -> int:

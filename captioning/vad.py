@@ -4,9 +4,10 @@ Vosk, so a quiet open microphone costs no recognition and holds no recognizer.
 `VoiceGate` cuts a stream's audio into 20 ms frames (Opus packets are 20 ms, so a packet
 is never held back for the next one) and asks webrtcvad whether each is speech.
 
-- Onset: `ONSET_FRAMES` voiced frames among the last `ONSET_WINDOW` (a click or a single
-  voiced frame of breath does not open the gate). The gate then lets through the
-  `pre_roll` seconds before the onset too, so a soft first syllable is not clipped.
+- Onset: `ONSET_FRAMES` voiced frames among the last `ONSET_WINDOW` (a click, a breath or
+  a few frames of room noise that webrtcvad takes for speech do not open the gate). The
+  gate then lets through the `pre_roll` seconds before the onset too, so a soft first
+  syllable is not clipped.
 - Offset: after `hangover` seconds without a voiced frame the utterance ends (`Pause`):
   the caller asks the recognizer for its final result at once, so the caption of each
   sentence arrives when the speaker stops, and gives the recognizer back.
@@ -25,8 +26,8 @@ from captioning.audio import SAMPLE_WIDTH
 
 VAD_RATES = (8000, 16000, 32000, 48000)
 FRAME_SECONDS = 0.02
-ONSET_WINDOW = 5  # frames: 100 ms
-ONSET_FRAMES = 3
+ONSET_WINDOW = 6  # frames: 120 ms
+ONSET_FRAMES = 5
 # Measured on espeak-ng speech (tests/captions/test_voice_gate.py and bench/captions.py):
 # webrtcvad's mode 2 lets every word through and stops breath and room noise; 0.3 s of
 # pre-roll keeps the first word whole; a hangover of 0.6 s never splits a sentence at a
