@@ -1,4 +1,6 @@
-"""One speaking stream: one Kaldi recognizer, fed in order, off the event loop.
+"""One speaking stream: a Kaldi recognizer, fed in order, off the event loop. The stream
+holds one from the first audio of an utterance to its final, borrowed from the engine's
+pool (captioning/recognizer_pool.py).
 
 Used by the vosk-server-compatible endpoint, by live captions (words=True gives each word
 with its start, end and confidence) and for transcribing uploaded files.
