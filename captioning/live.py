@@ -266,11 +266,10 @@ class LiveCaptionStream(Generic[To]):
 
     def _heard(self, recognized: float) -> float:
         """A time in the audio given to Vosk as a time in the audio the speaker sent."""
-        skip_recognized, skip_heard = self._skips[0]
-        for rec, heard in self._skips:
+        for rec, heard in reversed(self._skips):  # the latest first: words are recent
             if rec <= recognized + 1e-6:
-                skip_recognized, skip_heard = rec, heard
-        return skip_heard + recognized - skip_recognized
+                return heard + recognized - rec
+        return recognized
 
     def paused(self) -> None:
         """The microphone is off: the next audio starts a new stretch of wall-clock time."""
@@ -281,16 +280,9 @@ class LiveCaptionStream(Generic[To]):
         async with self._lock:
             if self.recognizer.closed:
                 return None
-            await self._flush_gate()
+            if self.gate is not None:
+                self.gate.close()  # held silence is dropped; the next audio starts afresh
             return await self._final(await self.recognizer.final())
-
-    async def _flush_gate(self) -> None:
-        """The last bit of speech the gate holds goes to the recognizer (the stream
-        pauses or ends, so the next audio starts afresh)."""
-        if self.gate is not None:
-            for item in self.gate.flush():
-                if not isinstance(item, Pause):
-                    await self._recognize(item.pcm, item.at)
 
     async def move_to(self, room: To) -> None:
         """The speaker has moved: what they were saying is captioned in the room they

@@ -103,9 +103,9 @@ class VoiceGate:
             self._pass(data, base, base + len(data), out)
         return _merged(out)
 
-    def flush(self) -> list[Speech | Pause]:
-        """The stream pauses or ends: held silence is dropped (the end of any speech has
-        gone through already), and the gate closes."""
+    def close(self) -> None:
+        """The stream pauses or ends: held silence is dropped (any speech has gone through
+        already), and the next audio is judged afresh."""
         self._analysed += len(self._rest)
         self._passed = max(self._passed, self._analysed)
         self._rest = b""
@@ -113,7 +113,6 @@ class VoiceGate:
         self._recent.clear()
         self.speaking = False
         self._quiet_frames = 0
-        return []
 
     def _frame(self, data: bytes, base: int, offset: int, out: list[Speech | Pause]) -> None:
         size = self._frame_bytes
