@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     caption_engines: str = ""
     caption_engine_token: SecretStr | None = None
     caption_engine_check_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Speakers recognized at once (each in an utterance holds a recognizer); more wait
+    # their turn (docs/captioning.md). Default: 10 per core.
+    caption_recognizers_max: int = Field(
+        default_factory=lambda: 10 * (os.cpu_count() or 2), ge=1, le=1000
+    )
     static_vendor_dir: Path = PROJECT_ROOT / "node_modules"
     base_url: str = "http://127.0.0.1:8000"
     # Cookies are marked Secure when the public address is HTTPS.

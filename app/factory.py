@@ -35,6 +35,7 @@ from app.voice.listen import MixListeners
 from app.voice.recording import Recorders
 from captioning.engine import CaptionEngine
 from captioning.engines import EngineChooser
+from captioning.recognizer_pool import RecognizerPool
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
@@ -66,7 +67,10 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     await hub.start()
     stack.push_async_callback(hub.stop)
     live = Live(registry=build_registry(), broker=broker, env=templates.env)
-    captions = CaptionEngine(model_path=settings.vosk_model_path)
+    captions = CaptionEngine(
+        model_path=settings.vosk_model_path,
+        recognizers=RecognizerPool(max_in_use=settings.caption_recognizers_max),
+    )
     stack.callback(captions.close)
     await captions.load()
     storage = LocalStorage(settings.upload_dir)

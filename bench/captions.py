@@ -35,7 +35,11 @@ frame left the client more than 0.5 s after its time.
 
 The last line is machine-readable:
 RESULT speakers=<largest real-time K> p50_s=<..> p95_s=<..> rtf=<..> raw_ratio=<..>
-rss_per_speaker_mb=<..>
+rss_per_speaker_mb=<..> rss_per_silent_mic_mb=<..>
+
+Before the speakers speak, every participant of the K rooms opens their microphone (Opus)
+in a quiet room for a few seconds: "silent open mics" is the server's extra RSS for each
+(the target is 30 MB per connected participant with captioning on but silent).
 """
 
 from __future__ import annotations
@@ -809,6 +813,62 @@ def seating(world: Any, groups: int) -> Seating:
     return Seating(world.programme_id, world.session_id, rooms, cookies, names)
 
 
+SILENT_MIC_SECONDS = 6.0
+
+
+@dataclass
+class SilentMics:
+    """Every participant of the K rooms with their microphone open in a quiet room."""
+
+    count: int = 0
+    rss_before: int = 0
+    rss_peak: int = 0
+    server_cpu_s: float = 0.0
+    wall_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def mb_each(self) -> float:
+        if not self.count:
+            return math.nan
+        return (self.rss_peak - self.rss_before) / 2**20 / self.count
+
+
+def quiet_room(seconds: float) -> bytes:
+    """A quiet room through a microphone: low noise (about -60 dBFS), never exactly zero."""
+    import random
+
+    rng = random.Random(7)
+    count = int(seconds * SAMPLE_RATE)
+    return b"".join(rng.randint(-40, 40).to_bytes(2, "little", signed=True) for _ in range(count))
+
+
+async def silent_microphones(base: str, seats: Seating, k: int, server: Server) -> SilentMics:
+    """Each of the K rooms' participants opens an Opus microphone (consent given, as the
+    browser does) and sends a quiet room for SILENT_MIC_SECONDS at the pace of speech:
+    the server's extra RSS per open, silent, captioned microphone."""
+    path = f"/programmes/{seats.programme_id}/sessions/{seats.session_id}/live/audio"
+    packets = opus_packets(quiet_room(SILENT_MIC_SECONDS))
+    mics = [
+        Speaker(uid, seats.cookies[uid], room, packets, "opus")
+        for room, _, members in seats.rooms[:k]
+        for uid in members
+    ]
+    pid = server.proc.pid
+    figures = SilentMics(count=len(mics), rss_before=proc_status(pid, "VmRSS"))
+    try:
+        await asyncio.gather(*(m.connect(base + path) for m in mics))
+        sampler, cpu0, t0 = PeakSampler(pid), cpu_seconds(pid), time.monotonic_ns()
+        await asyncio.gather(*(m.speak(t0 + 200_000_000, 1.0) for m in mics))
+        figures.wall_s = (time.monotonic_ns() - t0) / 1e9
+        figures.server_cpu_s = cpu_seconds(pid) - cpu0
+        figures.rss_peak = sampler.stop()
+    finally:
+        await asyncio.gather(*(m.close() for m in mics))
+    figures.errors = [m.spoken.error for m in mics if m.spoken.error]
+    return figures
+
+
 async def run_phase(
     base: str,
     seats: Seating,
@@ -875,6 +935,7 @@ class Step:
     rss_start: int
     rss_listeners: int
     opus: Phase | None = None
+    silent: SilentMics | None = None
 
     @property
     def ratio(self) -> float:
@@ -950,6 +1011,12 @@ async def measure_k(
                 base, seats, k, tracks, listeners, server, speed, codec, args.drain
             )
 
+        silent = await silent_microphones(base, seats, k, server)
+        log(
+            f"K={k}: {silent.count} silent open microphones, "
+            f"{fmt_s(silent.mb_each, 1)} MB each, server CPU "
+            f"{silent.server_cpu_s / max(silent.wall_s, 1e-9):.0%} of a core"
+        )
         if args.profile:
             profiler = Profiler(pid, Path(args.profile) / f"captions-k{k}.txt")
         real = await least_disturbed(args, f"K={k} real time", phase(1.0, codec), quiet, log)
@@ -993,7 +1060,7 @@ async def measure_k(
         f"K={k} raw Vosk: {raw.throughput:.1f} audio s per s ({args.threads} threads), "
         f"other processes {raw.other_cpu_s / raw.wall_s:.0%} of a core"
     )
-    return Step(k, real, saturated, raw, rss_start, rss_listeners, opus)
+    return Step(k, real, saturated, raw, rss_start, rss_listeners, opus, silent)
 
 
 # --------------------------------------------------------------------------- report
@@ -1038,7 +1105,7 @@ def report(steps: list[Step], args: argparse.Namespace, track_s: float) -> None:
     def pair(a: float, b: float, digits: int = 2) -> str:
         return f"{fmt_s(a, digits)} / {fmt_s(b, digits)}"
 
-    def pct(seconds: float, phase: Phase) -> str:
+    def pct(seconds: float, phase: Phase | SilentMics) -> str:
         return f"{100 * seconds / phase.wall_s:.0f}" if phase.wall_s else "n/a"
 
     row("real-time factor per stream (server CPU)", lambda s: fmt_s(s.real.rtf, 3))
@@ -1084,6 +1151,14 @@ def report(steps: list[Step], args: argparse.Namespace, track_s: float) -> None:
         lambda s: f"{s.real.rss_peak / mb:.0f} / {s.real.rss_after / mb:.0f}",
     )
     row(
+        "silent open mics: count / MB each",
+        lambda s: f"{s.silent.count} / {fmt_s(s.silent.mb_each, 1)}" if s.silent else "",
+    )
+    row(
+        "  server CPU then (% of one core)",
+        lambda s: pct(s.silent.server_cpu_s, s.silent) if s.silent else "",
+    )
+    row(
         "raw Vosk RSS: model / peak (MB)",
         lambda s: f"{s.raw.rss_model / mb:.0f} / {s.raw.rss_peak / mb:.0f}",
     )
@@ -1126,7 +1201,8 @@ def report(steps: list[Step], args: argparse.Namespace, track_s: float) -> None:
     for s in steps:
         if not s.real.real_time:
             print(f"  K={s.k} not real time: {s.real.verdict()[4:]}")
-        for error in dict.fromkeys(s.real.errors + (s.saturated.errors if s.saturated else [])):
+        errors = s.real.errors + (s.saturated.errors if s.saturated else [])
+        for error in dict.fromkeys(errors + (s.silent.errors if s.silent else [])):
             print(f"  K={s.k} error: {error[:300]}")
 
     real = [s for s in steps if s.real.real_time]
@@ -1136,6 +1212,7 @@ def report(steps: list[Step], args: argparse.Namespace, track_s: float) -> None:
     ratio = ratio_step.ratio if ratio_step else math.nan
     slope = rss_slope(steps, lambda s: s.real.rss_peak)
     raw_slope = rss_slope(steps, lambda s: s.raw.rss_peak)
+    silent_mb = max((s.silent.mb_each for s in steps if s.silent), default=math.nan)
     p50 = best.real.p(0.5) if best else math.nan
     p95 = best.real.p(0.95) if best else math.nan
     print(
@@ -1165,7 +1242,7 @@ def report(steps: list[Step], args: argparse.Namespace, track_s: float) -> None:
     print(
         f"RESULT speakers={best.k if best else 0} p50_s={fmt_s(p50)} p95_s={fmt_s(p95)} "
         f"rtf={fmt_s(best.real.rtf if best else math.nan, 3)} raw_ratio={fmt_s(ratio)} "
-        f"rss_per_speaker_mb={fmt_s(slope, 1)}"
+        f"rss_per_speaker_mb={fmt_s(slope, 1)} rss_per_silent_mic_mb={fmt_s(silent_mb, 1)}"
     )
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from captioning.recognizer_pool import RecognizerPool
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -75,6 +77,8 @@ class CaptionEngine:
     status: str = "not loaded"
     pool: ThreadPoolExecutor = field(default_factory=_default_pool)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    # Recognizers for the people speaking now (captioning/recognizer_pool.py).
+    recognizers: RecognizerPool = field(default_factory=RecognizerPool)
     # What clients are told when captions are unavailable (no server paths in it).
     public_reason: str = "captions unavailable: the speech model is not loaded"
     _closed: bool = field(default=False, init=False)
@@ -87,9 +91,16 @@ class CaptionEngine:
 
     @property
     def recognizers_alive(self) -> int:
-        """Recognizers not yet freed (each holds decoder memory until it is)."""
+        """Recognizers held by streams or not yet freed (each holds decoder memory until
+        it is); not the idle ones the pool keeps for the next speaker."""
         with self._alive_lock:
-            return self._alive
+            alive = self._alive
+        return alive - self.recognizers.idle
+
+    @property
+    def recognizers_in_use(self) -> int:
+        """Streams in the middle of an utterance, each holding a recognizer."""
+        return self.recognizers.in_use
 
     async def load(self) -> None:
         """Load the model off the event loop; a missing or broken model is reported, not fatal."""
@@ -156,6 +167,7 @@ class CaptionEngine:
 
     def close(self) -> None:
         self._closed = True
+        self.recognizers.clear()
         self.pool.shutdown(wait=False, cancel_futures=True)
         # Recognizers still alive keep their own reference to the model inside Vosk.
         self.model = None

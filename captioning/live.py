@@ -11,9 +11,18 @@ The stream knows nothing of people, rooms or pages: `to` is the sink's own descr
 of where captions go (the web app's room), compared only to notice a move. The web app's
 sink (app/captions/sink.py) stores finals and publishes both to the room.
 
-Times: Vosk's word times count seconds of audio since the stream began (they carry on
-across utterances). A segment's wall-clock times come from where the audio started and
-restarted (after a pause), and are never later than the moment they are stored.
+Silence is not recognized: a VoiceGate (captioning/vad.py) lets only speech through, with
+a little audio before it, and ends the utterance when the speaker has been quiet for a
+moment, so the final caption comes at the end of each sentence and the recognizer goes
+back to the engine's pool. A stream in silence holds no recognizer. At sample rates
+webrtcvad does not take (not 8, 16, 32 or 48 kHz), or with `voice_gate=False`,
+everything is recognized.
+
+Times: a word's times, and a caption's, are in seconds of the audio the speaker sent
+(`heard_seconds`, silence included). Vosk counts only the audio it was given, so each
+stretch of speech let through notes where it lies in both (`_skips`). A segment's
+wall-clock times come from where the audio started and restarted (after a pause), and are
+never later than the moment they are stored.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from captioning.audio import pcm_seconds
 from captioning.engine import CaptionEngine
 from captioning.engines import OpenRecognizer, Recognizer
 from captioning.stream import LIVE_BUDGET, RealtimeBudget, RecognizerStream
+from captioning.vad import Pause, VoiceGate
 from realtime.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -195,6 +205,7 @@ class LiveCaptionStream(Generic[To]):
         partial_interval: float = PARTIAL_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         open_recognizer: OpenRecognizer | None = None,
+        voice_gate: bool = True,
     ) -> None:
         # A recognizer elsewhere when caption engines are configured (captioning/remote.py).
         self.recognizer: Recognizer = (
@@ -202,14 +213,21 @@ class LiveCaptionStream(Generic[To]):
             if open_recognizer is not None
             else RecognizerStream(engine, sample_rate, words=True, budget=budget, clock=clock)
         )
+        self.gate = (
+            VoiceGate(sample_rate) if voice_gate and VoiceGate.supports(sample_rate) else None
+        )
         self.stream_id = secrets.token_hex(8)
         self.sink = sink
         self.room = room
         self.sample_rate = sample_rate
         self.partial_interval = partial_interval
         self.clock = clock
-        # (seconds of audio so far, wall-clock time) where the audio started or restarted.
+        # Seconds of audio sent to the stream, silence included.
+        self.heard_seconds = 0.0
+        # (heard seconds, wall-clock time) where the audio started or restarted.
         self._anchors: list[tuple[float, datetime]] = []
+        # (recognized seconds, heard seconds) where each stretch given to Vosk began.
+        self._skips: list[tuple[float, float]] = [(0.0, 0.0)]
         self._restarting = True
         self._utterance_from = 0.0
         # One feed, final or move at a time, so every caption lands in the right room.
@@ -225,16 +243,38 @@ class LiveCaptionStream(Generic[To]):
         if not pcm:
             return
         async with self._lock:
+            seconds = pcm_seconds(len(pcm), self.sample_rate)
             if self._restarting:
                 # The frame has just arrived, so its audio began its length ago.
-                began = utcnow() - timedelta(seconds=pcm_seconds(len(pcm), self.sample_rate))
-                self._anchors.append((self.recognizer.audio_seconds, began))
+                began = utcnow() - timedelta(seconds=seconds)
+                self._anchors.append((self.heard_seconds, began))
                 self._restarting = False
-            answer = await self.recognizer.accept(pcm)
-            if "text" in answer:
-                await self._final(answer)
-            else:
-                await self.partials.offer(" ".join(str(answer.get("partial", "")).split()))
+            at, self.heard_seconds = self.heard_seconds, self.heard_seconds + seconds
+            if self.gate is None:
+                await self._recognize(pcm, at)
+                return
+            for item in self.gate.push(pcm):
+                if isinstance(item, Pause):
+                    await self._final(await self.recognizer.final())
+                else:
+                    await self._recognize(item.pcm, item.at)
+
+    async def _recognize(self, pcm: bytes, at: float) -> None:
+        recognized = self.recognizer.audio_seconds
+        if abs(self._heard(recognized) - at) > 1e-6:
+            self._skips.append((recognized, at))  # silence was skipped before this
+        answer = await self.recognizer.accept(pcm)
+        if "text" in answer:
+            await self._final(answer)
+        else:
+            await self.partials.offer(" ".join(str(answer.get("partial", "")).split()))
+
+    def _heard(self, recognized: float) -> float:
+        """A time in the audio given to Vosk as a time in the audio the speaker sent."""
+        for rec, heard in reversed(self._skips):  # the latest first: words are recent
+            if rec <= recognized + 1e-6:
+                return heard + recognized - rec
+        return recognized
 
     def paused(self) -> None:
         """The microphone is off: the next audio starts a new stretch of wall-clock time."""
@@ -245,6 +285,8 @@ class LiveCaptionStream(Generic[To]):
         async with self._lock:
             if self.recognizer.closed:
                 return None
+            if self.gate is not None:
+                self.gate.close()  # held silence is dropped; the next audio starts afresh
             return await self._final(await self.recognizer.final())
 
     async def move_to(self, room: To) -> None:
@@ -271,13 +313,15 @@ class LiveCaptionStream(Generic[To]):
         """Called with the stream lock held. Nothing said (a cough): the partial line, if
         any, is emptied; otherwise the final goes to the sink."""
         text = " ".join(str(answer.get("text", "")).split())
-        pieces = split_utterance(text, words_of(answer.get("result")))
+        said = [
+            (word, self._heard(start), self._heard(start) + end - start, conf)
+            for word, start, end, conf in words_of(answer.get("result"))
+        ]
+        pieces = split_utterance(text, said)
         last = await self.partials.end_utterance(
             (lambda: self._hand_on(pieces)) if pieces else None
         )
-        self._utterance_from = (
-            last.stream_end if last is not None else self.recognizer.audio_seconds
-        )
+        self._utterance_from = last.stream_end if last is not None else self.heard_seconds
         return last
 
     def _wall(self, seconds: float, now: datetime) -> datetime:
@@ -303,7 +347,7 @@ class LiveCaptionStream(Generic[To]):
             stream_start, stream_end = said[0][1], max(end for _, _, end, _ in said)
             confidence = sum(conf for *_, conf in said) / len(said)
         else:
-            stream_start, stream_end = self._utterance_from, self.recognizer.audio_seconds
+            stream_start, stream_end = self._utterance_from, self.heard_seconds
             confidence = 0.0
         now = utcnow()
         started_at = self._wall(stream_start, now)

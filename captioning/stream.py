@@ -1,4 +1,6 @@
-"""One speaking stream: one Kaldi recognizer, fed in order, off the event loop.
+"""One speaking stream: a Kaldi recognizer, fed in order, off the event loop. The stream
+holds one from the first audio of an utterance to its final, borrowed from the engine's
+pool (captioning/recognizer_pool.py).
 
 Used by the vosk-server-compatible endpoint, by live captions (words=True gives each word
 with its start, end and confidence) and for transcribing uploaded files.
@@ -34,6 +36,7 @@ from captioning.audio import (
     pcm_seconds,
 )
 from captioning.engine import CaptionEngine, CaptionsUnavailable
+from captioning.recognizer_pool import LentRecognizer, RecognizerKey, RecognizerPool
 
 T = TypeVar("T")
 
@@ -46,6 +49,7 @@ MAX_PHRASE_LENGTH = 200
 VOSK_STEP_SECONDS = 0.2
 SLICE_STEPS = 5  # 1 s of audio per pool call: 0.05-0.35 s of CPU
 EMPTY_PARTIAL = '{\n  "partial" : ""\n}'  # as Vosk writes it
+EMPTY_FINAL = '{\n  "text" : ""\n}'
 
 
 class StreamConfigError(AudioFormatError):
@@ -139,24 +143,46 @@ def check_max_alternatives(value: object) -> int:
 
 
 class _Kaldi:
-    """The recognizer and the resampler in front of it. Touched only by pool threads, one
+    """The resampler, and the recognizer borrowed from the engine's pool for the length
+    of an utterance (captioning/recognizer_pool.py). Touched only by pool threads, one
     call at a time (the owning stream serializes them)."""
 
-    def __init__(self, make: Callable[[], Any], upsample: Callable[[], Upsampler] | None) -> None:
+    def __init__(
+        self,
+        pool: RecognizerPool,
+        key: RecognizerKey,
+        make: Callable[[], Any],
+        upsample: Callable[[], Upsampler] | None,
+    ) -> None:
+        self._pool = pool
+        self._key = key
         self._make = make
         self._upsample = upsample
         self._upsampler = upsample() if upsample else None
-        self._recognizer: Any = None
+        self._lent: LentRecognizer | None = None
+        self._rate = key[0]
+        # Samples this stream has fed to recognizers, and how far a borrowed recognizer's
+        # word times are from the stream's (it heard other streams' audio before).
+        self._heard = 0
+        self._shift = 0.0
 
     def _ready(self) -> Any:
-        if self._recognizer is None:
-            self._recognizer = self._make()  # 0.1-0.2 s, so here rather than on the loop
-        return self._recognizer
+        if self._lent is None:
+            self._lent = self._pool.lend(self._key, self._make)  # new: 0.1-0.2 s, so here
+            self._shift = (self._heard - self._lent.heard_samples) / self._rate
+        return self._lent.recognizer
 
     def _feed(self, pcm: bytes) -> bool:
         if self._upsampler is not None:
             pcm = self._upsampler.process(pcm)
-        return bool(self._ready().AcceptWaveform(pcm))
+        recognizer = self._ready()
+        self._count(len(pcm) // SAMPLE_WIDTH)
+        return bool(recognizer.AcceptWaveform(pcm))
+
+    def _count(self, samples: int) -> None:
+        self._heard += samples
+        if self._lent is not None:
+            self._lent.heard_samples += samples
 
     def feed(self, pcm: bytes) -> None:
         self._feed(pcm)  # only the last slice's answer counts (see VOSK_STEP_SECONDS)
@@ -164,27 +190,49 @@ class _Kaldi:
     def answer(self, pcm: bytes) -> str:
         recognizer = self._ready()
         if self._feed(pcm):
-            return str(recognizer.Result())
+            return self._shifted(str(recognizer.Result()))
         return str(recognizer.PartialResult())
 
     def final(self) -> str:
-        recognizer = self._ready()
-        if self._upsampler is not None and self._upsample is not None:
-            recognizer.AcceptWaveform(self._upsampler.flush())
-            self._upsampler = self._upsample()  # the stream may go on after the end
-        return str(recognizer.FinalResult())
+        """The utterance's last words; the recognizer goes back to the engine's pool
+        (after a final it starts clean) and the stream may go on with another."""
+        if self._upsample is not None:
+            rest = self._upsampler.flush() if self._upsampler is not None else b""
+            self._upsampler = self._upsample()
+            if self._lent is not None and rest:
+                self._count(len(rest) // SAMPLE_WIDTH)
+                self._lent.recognizer.AcceptWaveform(rest)
+        lent, self._lent = self._lent, None
+        if lent is None:
+            return EMPTY_FINAL  # nothing heard since the last final
+        text = self._shifted(str(lent.recognizer.FinalResult()))
+        self._pool.give_back(lent)  # or dropped here, and freed in this thread
+        return text
 
     def release(self) -> None:
-        self._recognizer = None
+        self._lent = None
         self._upsampler = None
 
     def reset(self) -> str:
-        # A fresh recognizer, made at the next audio. Vosk's own Reset() keeps the audio
+        # The recognizer is dropped, not given back: Vosk's own Reset() keeps the audio
         # it has buffered but not decoded, which then garbles the start of the next
         # utterance ("the quick brown fox" came out as "i'll prove that way brown fox").
-        self._recognizer = None
+        self._lent = None
         self._upsampler = self._upsample() if self._upsample else None
         return EMPTY_PARTIAL  # nothing in progress
+
+    def _shifted(self, text: str) -> str:
+        """Vosk's word times moved from the recognizer's own count to the stream's."""
+        if abs(self._shift) < 1e-9 or '"result"' not in text:
+            return text
+        answer = json.loads(text)
+        for result in (answer, *answer.get("alternatives", ())):
+            for word in result.get("result", ()):
+                for name in ("start", "end"):
+                    if name in word:
+                        # Vosk writes 6 decimals: never a time before the stream.
+                        word[name] = max(0.0, round(word[name] + self._shift, 6))
+        return json.dumps(answer, indent=2)
 
 
 class RecognizerStream:
@@ -228,7 +276,11 @@ class RecognizerStream:
             )
 
         self._engine = engine
-        self._kaldi: _Kaldi | None = _Kaldi(make, upsample)
+        key: RecognizerKey = (float(kaldi_rate), words, alternatives, grammar)
+        self._kaldi: _Kaldi | None = _Kaldi(engine.recognizers, key, make, upsample)
+        # Whether this stream holds one of the engine's recognizer slots (from the first
+        # audio of an utterance to its final).
+        self._slot = False
         self._budget = budget
         self._clock = clock
         self._carry = PcmCarry()
@@ -249,6 +301,9 @@ class RecognizerStream:
             kaldi = self._open()
             pcm = self._carry.take(pcm)
             self._spend(len(pcm))
+            if not pcm and not self._slot:
+                return EMPTY_PARTIAL
+            await self._take_slot()
             size = self._slice_bytes
             while len(pcm) > size:
                 await self._call(kaldi.feed, pcm[:size])
@@ -260,14 +315,22 @@ class RecognizerStream:
         async with self._lock:
             kaldi = self._open()
             self._carry.clear()  # half a sample at the very end is not audio
-            return await self._call(kaldi.final)
+            if not self._slot:
+                return EMPTY_FINAL  # nothing heard since the last final
+            try:
+                return await self._call(kaldi.final)
+            finally:
+                self._give_slot()
 
     async def reset_json(self) -> str:
         """Forget the utterance in progress and start afresh."""
         async with self._lock:
             kaldi = self._open()
             self._carry.clear()
-            return await self._call(kaldi.reset)
+            try:
+                return await self._call(kaldi.reset)
+            finally:
+                self._give_slot()
 
     # -- the same answers, parsed --
 
@@ -288,6 +351,7 @@ class RecognizerStream:
         Freeing a recognizer takes tens to hundreds of milliseconds (it grows with the
         audio it has heard), so it happens in the worker pool, not on the event loop."""
         kaldi, self._kaldi = self._kaldi, None
+        self._give_slot()
         if kaldi is not None:
             # When the pool has shut down, it is freed here instead.
             with contextlib.suppress(RuntimeError):
@@ -299,6 +363,17 @@ class RecognizerStream:
         if self._kaldi is None:
             raise StreamClosed("this recognizer stream is closed")
         return self._kaldi
+
+    async def _take_slot(self) -> None:
+        if not self._slot:
+            self._engine.require_available()
+            await self._engine.recognizers.take_slot()
+            self._slot = True
+
+    def _give_slot(self) -> None:
+        if self._slot:
+            self._slot = False
+            self._engine.recognizers.give_slot()
 
     def _spend(self, byte_count: int) -> None:
         seconds = self.audio_seconds + pcm_seconds(byte_count, self.sample_rate)
