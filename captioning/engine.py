@@ -8,6 +8,7 @@ the GIL, so the pool's threads recognize in parallel while the event loop stays 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -66,8 +67,26 @@ def read_feature_config(model_path: Path) -> FeatureConfig:
     )
 
 
+# How much lower than the event loop the recognizing threads run (a `nice` increment):
+# when the cores are all busy, people's voice, chat and the page's requests go first, and
+# recognition takes the CPU that is left (captions come later rather than everything else).
+RECOGNIZER_NICENESS = 5
+
+
+def _yield_to_the_event_loop() -> None:
+    """Lower this pool thread's priority (Linux schedules threads one by one)."""
+    with contextlib.suppress(AttributeError, OSError):
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread) + RECOGNIZER_NICENESS
+        os.setpriority(os.PRIO_PROCESS, thread, niceness)
+
+
 def _default_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="vosk")
+    return ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 2,
+        thread_name_prefix="vosk",
+        initializer=_yield_to_the_event_loop,
+    )
 
 
 @dataclass
