@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from app.models import AuditEntry, User
 
 
 def record(
-    db: AsyncSession,
+    db: AsyncSession | Session,
     *,
     actor: User | None,
     action: str,

@@ -3,17 +3,22 @@ database errors mean "too busy right now" rather than a bug (docs/capacity.md)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
 # The base, UTC column type and clock live in the shared foundation (realtime/db.py).
 from realtime.db import Base as Base
@@ -56,16 +61,19 @@ def make_engine(
         # turns, each waiting at most the busy timeout for the one before.
         engine = create_async_engine(url, connect_args={"timeout": sqlite_busy_seconds}, **sizes)
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+        _set_sqlite_pragmas(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **sizes)
+
+
+def _set_sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
 
 def make_writer_engine(
@@ -77,6 +85,73 @@ def make_writer_engine(
     return make_engine(
         url, PoolSizes(size=1, overflow=0, timeout=30.0), sqlite_busy_seconds=sqlite_busy_seconds
     )
+
+
+T = TypeVar("T")
+
+
+class BatchRunner(Protocol):
+    """Runs synchronous database code (given a session) in one go: the chat writer's
+    batches, so that a batch is one hop to the database's side, not several per statement."""
+
+    async def run(self, work: Callable[[Session], T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """SQLite: a plain `sqlite3` connection driven by one thread of its own. A batch is
+    one hand-over to that thread and one back, where aiosqlite takes three or four per
+    statement (sqlite3 lets go of the GIL while it reads and writes the file)."""
+
+    def __init__(self, url: str, *, sqlite_busy_seconds: float = SQLITE_BUSY_SECONDS) -> None:
+        sync_url = make_url(url).set(drivername="sqlite")
+        self._engine = create_engine(
+            sync_url,
+            connect_args={"timeout": sqlite_busy_seconds, "check_same_thread": False},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30.0,
+        )
+        _set_sqlite_pragmas(self._engine)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+
+    def _call(self, work: Callable[[Session], T]) -> T:
+        with self._sessions() as session:
+            return work(session)
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, work)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=False)
+
+
+class SessionRunner:
+    """PostgreSQL (asyncpg has no thread to hop to): the same synchronous code through
+    `AsyncSession.run_sync`, on an async engine of its own."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = make_sessionmaker(engine)
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        async with self._sessions() as session:
+            return await session.run_sync(work)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def make_writer_runner(
+    url: str, *, sqlite_busy_seconds: float = SQLITE_BUSY_SECONDS
+) -> BatchRunner:
+    """The chat writer's connection of its own (see `make_writer_engine`), as a runner."""
+    if url.startswith("sqlite"):
+        return ThreadRunner(url, sqlite_busy_seconds=sqlite_busy_seconds)
+    return SessionRunner(make_writer_engine(url, sqlite_busy_seconds=sqlite_busy_seconds))
 
 
 # SQLSTATEs that mean PostgreSQL is too busy: too many connections, out of memory for one,

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from realtime.db import Base, UTCDateTime, utcnow
 
@@ -82,13 +82,18 @@ async def reserve_ids(db: AsyncSession, channel: str, count: int) -> int:
 
 
 async def reserve_ids_many(db: AsyncSession, counts: Mapping[str, int]) -> dict[str, int]:
-    """`reserve_ids` for several channels in one statement; returns each one's first id.
+    """`reserve_ids` for several channels in one statement; returns each one's first id."""
+    return await db.run_sync(reserve_ids_many_sync, counts)
+
+
+def reserve_ids_many_sync(db: Session, counts: Mapping[str, int]) -> dict[str, int]:
+    """`reserve_ids_many` in a synchronous session (one driven in one go).
 
     Channels are taken in name order, so two transactions reserving some of the same
     channels lock their counter rows in the same order (PostgreSQL) and never deadlock."""
     if not counts:
         return {}
-    dialect = db.bind.dialect.name
+    dialect = db.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = cast(Table, ChannelCounter.__table__)
     values = insert(table).values(
@@ -98,7 +103,7 @@ async def reserve_ids_many(db: AsyncSession, counts: Mapping[str, int]) -> dict[
         index_elements=["channel"],
         set_={"last_id": table.c.last_id + values.excluded.last_id},
     ).returning(table.c.channel, table.c.last_id)
-    rows = (await db.execute(statement)).tuples().all()
+    rows = db.connection().execute(statement).tuples().all()
     return {channel: int(last) - counts[channel] + 1 for channel, last in rows}
 
 

@@ -11,6 +11,7 @@ from jinja2 import Environment
 from pydantic import BaseModel
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from realtime import log as event_log
 from realtime.broker import Broker
@@ -46,6 +47,16 @@ class Live:
         html = render_fragment(self.env, event_type, model)
         message = wire(channel=channel, seq=0, event_type=event_type, html=html, **kw)
         await self.broker.publish(channel, f"0|{message}")
+
+    async def publish_committed(self, events: list[tuple[str, str]]) -> None:
+        """Fan out stored events (channel, message) once their transaction has committed."""
+        for channel, message in events:
+            try:
+                await self.broker.publish(channel, message)
+            except Exception:
+                # Stored events are not lost: connections notice the gap at the next event
+                # or on reconnect, and fetch it from the log.
+                logger.exception("could not publish an event on %s", channel)
 
     async def recheck(self, channel: str) -> None:
         """Ask every connection listening on `channel`, in every process, to check itself
@@ -101,48 +112,59 @@ class Outbox:
         """Store events of one type in several channels (`by_channel`: each channel's items,
         as for `add_many`), as one reservation of ids and one insert for all of them: a
         batch of chat messages to many rooms costs two statements, not two per room."""
-        event_type = self.live.registry[type_name]
-        if not event_type.persist:
-            raise ValueError(f"{type_name} is not a stored event")
-        by_channel = {channel: items for channel, items in by_channel.items() if items}
-        firsts = await event_log.reserve_ids_many(
-            self.db, {channel: len(items) for channel, items in by_channel.items()}
+        ids, pending = await self.db.run_sync(
+            lambda session: store_in_channels(self.live, session, type_name, by_channel)
         )
-        rows = []
-        ids: dict[str, list[int]] = {}
-        now = utcnow()
-        for channel, items in by_channel.items():
-            first = firsts[channel]
-            ids[channel] = list(range(first, first + len(items)))
-            for seq, (payload, actor_id, target) in zip(ids[channel], items, strict=True):
-                model = event_type.schema.model_validate(payload)
-                html = render_fragment(self.live.env, event_type, model)
-                message = wire(
-                    channel=channel, seq=seq, event_type=event_type, html=html, target=target
-                )
-                rows.append(
-                    {
-                        "channel": channel,
-                        "seq": seq,
-                        "type": type_name,
-                        "wire": message,
-                        "actor_id": actor_id,
-                        "created_at": now,
-                    }
-                )
-                self.pending.append((channel, f"{seq}|{message}"))
-        if rows:
-            await self.db.execute(INSERT_EVENTS, rows)
+        self.pending.extend(pending)
         return ids
 
     async def commit(self) -> None:
         """Commit the transaction, then fan the events out."""
         await self.db.commit()
         pending, self.pending = self.pending, []
-        for channel, message in pending:
-            try:
-                await self.live.broker.publish(channel, message)
-            except Exception:
-                # Stored events are not lost: connections notice the gap at the next event
-                # or on reconnect, and fetch it from the log.
-                logger.exception("could not publish an event on %s", channel)
+        await self.live.publish_committed(pending)
+
+
+def store_in_channels(
+    live: Live,
+    db: Session,
+    type_name: str,
+    by_channel: dict[str, list[tuple[BaseModel, int | None, str]]],
+) -> tuple[dict[str, list[int]], list[tuple[str, str]]]:
+    """`Outbox.add_in_channels` as synchronous code, for a transaction driven in one go
+    (the chat writer's batch, app/live/chat_batch.py): returns the events' ids by channel
+    and the events to fan out once the transaction commits (`Live.publish_committed`)."""
+    event_type = live.registry[type_name]
+    if not event_type.persist:
+        raise ValueError(f"{type_name} is not a stored event")
+    by_channel = {channel: items for channel, items in by_channel.items() if items}
+    firsts = event_log.reserve_ids_many_sync(
+        db, {channel: len(items) for channel, items in by_channel.items()}
+    )
+    rows = []
+    pending: list[tuple[str, str]] = []
+    ids: dict[str, list[int]] = {}
+    now = utcnow()
+    for channel, items in by_channel.items():
+        first = firsts[channel]
+        ids[channel] = list(range(first, first + len(items)))
+        for seq, (payload, actor_id, target) in zip(ids[channel], items, strict=True):
+            model = event_type.schema.model_validate(payload)
+            html = render_fragment(live.env, event_type, model)
+            message = wire(
+                channel=channel, seq=seq, event_type=event_type, html=html, target=target
+            )
+            rows.append(
+                {
+                    "channel": channel,
+                    "seq": seq,
+                    "type": type_name,
+                    "wire": message,
+                    "actor_id": actor_id,
+                    "created_at": now,
+                }
+            )
+            pending.append((channel, f"{seq}|{message}"))
+    if rows:
+        db.connection().execute(INSERT_EVENTS, rows)
+    return ids, pending

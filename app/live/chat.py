@@ -17,7 +17,7 @@ from app.live.chat_rules import apply_rules, rules_for, time_label
 from app.live.events import ChatMessagePayload, MessageRemovedPayload, ReportPayload
 from app.live.models import ChatMessage, MessageReport, RoomSetting
 from app.live.text import clean_message
-from app.models import Group, GroupFacilitator, User
+from app.models import User
 from app.refusals import Busy, NotAllowed, NotFound, Refused
 from realtime.publish import Live
 
@@ -94,30 +94,6 @@ def validate_client_id(client_id: str) -> str:
     if not 1 <= len(client_id) <= 64 or not client_id.replace("-", "").replace("_", "").isalnum():
         raise Refused("The message id is not valid; reload the page.", code="bad_client_id")
     return client_id
-
-
-async def check_may_send_private(
-    db: AsyncSession, *, seat: Seat, also_sent: int = 0
-) -> tuple[Group, list[User]]:
-    """The rules for a private message to the facilitators of the person's room: the
-    room's group, and its facilitators (who receive it)."""
-    group = seat.current_group
-    if group is None:
-        raise Refused(
-            "Private messages go to your room's facilitator; you are not in a breakout room.",
-            code="no_room",
-        )
-    await check_may_send(db, seat=seat, channel=seat.current, also_sent=also_sent)
-    facilitators = (
-        await db.scalars(
-            select(User)
-            .join(GroupFacilitator, GroupFacilitator.user_id == User.id)
-            .where(GroupFacilitator.group_id == group.id)
-        )
-    ).all()
-    if not facilitators:
-        raise Refused("Your room has no facilitator to message yet.", code="no_facilitator")
-    return group, list(facilitators)
 
 
 async def send_message(

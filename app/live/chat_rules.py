@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BindParameter,
     CompoundSelect,
     Integer,
     Select,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from app.db import UTCDateTime
 from app.live.channels import Seat
@@ -133,19 +135,15 @@ async def rules_for(db: AsyncSession, *, seat: Seat, channel: str, now: datetime
 StoredIds = dict[tuple[int, str], int]
 
 
-def _facts(
-    keys: set[tuple[int, str]],
-    mutes: set[tuple[int, int]],
-    users: set[int],
-    rooms: set[str],
-    since: datetime,
-) -> CompoundSelect:
+def _facts() -> CompoundSelect:
     """One statement for everything a batch needs to know, one row per fact, as (kind, a,
     b, c, d): "s" a message stored before (author, client id, id); "m" a mute (user, -,
     session, until); "r" a room's rules (slow mode seconds, channel, locked); "c" the
     person's recent messages (author, -, count); "l" their last message in a room in
-    slow mode (author, channel, -, when)."""
-    mine = ChatMessage.author_id.in_(users)
+    slow mode (author, channel, -, when). Parameters: `keys` (author, client id), `mutes`
+    (session, user), `users`, `rooms` (lists, expanded) and `since`."""
+    mine = ChatMessage.author_id.in_(bindparam("users", expanding=True))
+    rooms: BindParameter[str] = bindparam("rooms", expanding=True)
     slow_rooms = select(RoomSetting.channel).where(
         RoomSetting.channel.in_(rooms), RoomSetting.slow_mode_seconds > 0
     )
@@ -156,10 +154,16 @@ def _facts(
             ChatMessage.client_id.label("b"),
             ChatMessage.id.label("c"),
             type_coerce(null(), UTCDateTime()).label("d"),
-        ).where(tuple_(ChatMessage.author_id, ChatMessage.client_id).in_(keys)),
+        ).where(
+            tuple_(ChatMessage.author_id, ChatMessage.client_id).in_(
+                bindparam("keys", expanding=True)
+            )
+        ),
         select(
             literal_column("'m'"), ChatMute.user_id, null(), ChatMute.session_id, ChatMute.until
-        ).where(tuple_(ChatMute.session_id, ChatMute.user_id).in_(mutes)),
+        ).where(
+            tuple_(ChatMute.session_id, ChatMute.user_id).in_(bindparam("mutes", expanding=True))
+        ),
         select(
             literal_column("'r'"),
             RoomSetting.slow_mode_seconds,
@@ -168,7 +172,7 @@ def _facts(
             null(),
         ).where(RoomSetting.channel.in_(rooms)),
         select(literal_column("'c'"), ChatMessage.author_id, null(), func.count(), null())
-        .where(mine, ChatMessage.created_at > since)
+        .where(mine, ChatMessage.created_at > bindparam("since", type_=UTCDateTime()))
         .group_by(ChatMessage.author_id),
         select(
             literal_column("'l'"),
@@ -182,8 +186,13 @@ def _facts(
     )
 
 
-async def batch_facts(
-    db: AsyncSession,
+# Built once, with its lists as expanding parameters: building it for each batch cost
+# SQLAlchemy a cache key (a walk of the whole statement) every time.
+FACTS = _facts()
+
+
+def batch_facts(
+    db: Session,
     keys: set[tuple[int, str]],
     sends: Sequence[tuple[Seat, str]],
     *,
@@ -191,7 +200,8 @@ async def batch_facts(
 ) -> tuple[StoredIds, list[Rules]]:
     """For a batch of the chat writer's, in one statement: which of its messages (by
     author and client id: `keys`) are stored already, and the rules for each of its room
-    messages (`sends`: seat and channel)."""
+    messages (`sends`: seat and channel). Synchronous: part of the writer's batch, written
+    in one go (app/live/chat_batch.py)."""
     users = {seat.user_id for seat, _ in sends}
     mute_keys = {(seat.session.id, seat.user_id) for seat, _ in sends}
     rooms = {channel for _, channel in sends}
@@ -202,8 +212,15 @@ async def batch_facts(
     last_here: dict[tuple[int, str], datetime] = {}
     if not keys:
         return stored, []
-    rows = await db.execute(
-        _facts(keys, mute_keys, users or {0}, rooms or {""}, rate_window_start(now))
+    rows = db.connection().execute(
+        FACTS,
+        {
+            "keys": sorted(keys),
+            "mutes": sorted(mute_keys) or [(0, 0)],
+            "users": sorted(users) or [0],
+            "rooms": sorted(rooms) or [""],
+            "since": rate_window_start(now),
+        },
     )
     for kind, a, b, c, d in rows.tuples():
         if kind == "s":

@@ -9,7 +9,8 @@ The rules of the room (mutes, locks, rate limit, slow mode) are still checked fo
 message, and a message is acknowledged only after its batch commits.
 
 Back-pressure: the writer has a database connection of its own (app/db.py), so it never
-waits behind the requests that wait for it. At most `queue_limit` messages wait; past that
+waits behind the requests that wait for it; a batch is written in one hop to it
+(app/live/chat_batch.py). At most `queue_limit` messages wait; past that
 a message is refused at once with 503 and Retry-After. A sender waits at most
 `wait_seconds` for the commit; past that they are told it is still on its way (503), and
 the page's retry, with the same client id, gets the message once it is stored. A batch the
@@ -20,25 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, cast
+from functools import partial
+from typing import Any
 
-from sqlalchemy import Table, insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from app import audit
-from app.db import RETRY_AFTER_SECONDS, is_overloaded, utcnow
-from app.live import channels
+from app.db import RETRY_AFTER_SECONDS, BatchRunner, is_overloaded
 from app.live.channels import Seat
-from app.live.chat import busy, check_may_send_private, message_payload
-from app.live.chat_rules import apply_rules, batch_facts
-from app.live.models import ChatMessage
+from app.live.chat import busy
+from app.live.chat_batch import write_batch
 from app.live.seats import HeldSeats
 from app.models import Group, User
 from app.refusals import Busy, Refused
-from realtime.publish import Live, Outbox
+from realtime.publish import Live
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +44,6 @@ STILL_SENDING = "Your message is taking a while to send; it has not been lost."
 
 def not_sent() -> Refused:
     return Busy("Not sent.", retry_after=RETRY_AFTER_SECONDS)
-
-
-# Core statements built once, so SQLAlchemy compiles them once (the ORM's bulk path would
-# compile again for each batch).
-_messages = cast(Table, ChatMessage.__table__)
-# Rows come back as (id, author, client id), matched by that key rather than by order: asked
-# to keep the parameters' order, SQLAlchemy inserts one row per statement on SQLite.
-INSERT_MESSAGES = insert(_messages).returning(
-    _messages.c.id, _messages.c.author_id, _messages.c.client_id
-)
-
-
-# Stored messages' ids by (author id, client id).
-MessageIds = dict[tuple[int, str], int]
 
 
 @dataclass
@@ -109,13 +89,13 @@ def _retrieve(future: asyncio.Future[tuple[int, bool]]) -> None:
 class ChatWriter:
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        runner: BatchRunner,
         live: Live,
         *,
         queue_limit: int = 2000,
         wait_seconds: float = 10.0,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        self._runner = runner
         self._live = live
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -214,112 +194,13 @@ class ChatWriter:
             pending.future.set_exception(exc)
 
     async def _write(self, batch: list[_Pending]) -> None:
-        refused: dict[int, Refused] = {}
-        for pending in batch:
-            pending.new = False  # from an attempt that did not commit
-        async with self._sessionmaker() as db:
-            # Retried sends (the acknowledgement was lost) get the message stored before.
-            ids, accepted = await _admit(db, batch, refused)
-            if accepted:
-                ids.update(await self._store(db, accepted))
+        # One hop to the database's side for the whole batch (app/live/chat_batch.py).
+        written = await self._runner.run(partial(write_batch, live=self._live, batch=batch))
+        await self._live.publish_committed(written.events)
         for index, pending in enumerate(batch):
             if pending.future.done():
                 continue
-            if index in refused:
-                pending.future.set_exception(refused[index])
+            if index in written.refused:
+                pending.future.set_exception(written.refused[index])
             else:
-                pending.future.set_result((ids[pending.key], pending.new))
-
-    async def _store(self, db: AsyncSession, accepted: list[_Pending]) -> MessageIds:
-        """Insert the accepted messages and their events, and commit: one statement each."""
-        now = utcnow()
-        inserted = await db.execute(INSERT_MESSAGES, [p.row(now) for p in accepted])
-        ids: MessageIds = {
-            (author or 0, client): message_id for message_id, author, client in inserted.tuples()
-        }
-        for pending in accepted:
-            pending.new = True
-        outbox = self._live.outbox(db)
-        await _publish(outbox, accepted, ids, now)
-        try:
-            await outbox.commit()
-        except IntegrityError:
-            # Another process stored one of these client ids at the same moment.
-            await db.rollback()
-            raise
-        return ids
-
-
-async def _admit(
-    db: AsyncSession, batch: list[_Pending], refused: dict[int, Refused]
-) -> tuple[MessageIds, list[_Pending]]:
-    """The ids of the batch's messages stored before (retried sends), and the messages to
-    store: each checked against the room's rules (counting what its author sends earlier
-    in the batch), once; refusals go into `refused` by index. Which are stored, and the
-    rules of every room message, are read in one statement (app/live/chat_rules.py)."""
-    now = utcnow()
-    room_sends = [(p.seat, p.channel) for p in batch if not p.private]
-    stored, room_rules = await batch_facts(db, {p.key for p in batch}, room_sends, now=now)
-    rules_of = dict(zip((i for i, p in enumerate(batch) if not p.private), room_rules, strict=True))
-    first_of: dict[tuple[int, str], int] = {}
-    fresh: list[tuple[int, _Pending]] = []
-    repeats: list[tuple[int, int]] = []
-    for index, pending in enumerate(batch):
-        if pending.key in stored:
-            continue  # stored before: answered with its id
-        if pending.key in first_of:
-            # The same send twice in one batch: the first's outcome.
-            repeats.append((index, first_of[pending.key]))
-            continue
-        first_of[pending.key] = index
-        fresh.append((index, pending))
-    sent_in_batch: Counter[int] = Counter()
-    accepted: list[_Pending] = []
-    for index, pending in fresh:
-        also_sent = sent_in_batch[pending.seat.user_id]
-        try:
-            if pending.private:
-                pending.group, pending.to = await check_may_send_private(
-                    db, seat=pending.seat, also_sent=also_sent
-                )
-            else:
-                apply_rules(
-                    pending.seat, pending.channel, rules_of[index], also_sent=also_sent, now=now
-                )
-        except Refused as exc:
-            refused[index] = exc
-            continue
-        sent_in_batch[pending.seat.user_id] += 1
-        accepted.append(pending)
-    for index, first in repeats:
-        if first in refused:
-            refused[index] = refused[first]
-    return stored, accepted
-
-
-async def _publish(outbox: Outbox, accepted: list[_Pending], ids: MessageIds, now: Any) -> None:
-    """A room message to its room; a private one to its author and the facilitators they
-    wrote to (with an audit record, as it is not in any room's log)."""
-    by_channel: dict[str, list[tuple[Any, int | None, str]]] = defaultdict(list)
-    for pending in accepted:
-        seat, message_id = pending.seat, ids[pending.key]
-        message = ChatMessage(id=message_id, body=pending.body, created_at=now)
-        if not pending.private:
-            payload = message_payload(seat, message, seat.ctx.user)
-            by_channel[pending.channel].append((payload, seat.user_id, f"m{message_id}"))
-            continue
-        assert pending.group is not None  # found by check_may_send_private
-        payload = message_payload(
-            seat, message, seat.ctx.user, private=True, to=f"{pending.group.name} facilitator"
-        )
-        for recipient in {seat.user_id, *(f.id for f in pending.to)}:
-            by_channel[channels.personal(recipient)].append((payload, seat.user_id, ""))
-        audit.record(
-            outbox.db,
-            actor=seat.ctx.user,
-            action="chat.private",
-            programme_id=seat.ctx.programme.id,
-            target=f"message:{message_id}",
-            to=", ".join(f.display_name for f in pending.to),
-        )
-    await outbox.add_in_channels("chat.message", by_channel)
+                pending.future.set_result((written.ids[pending.key], pending.new))

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.captions.speaker_http import HttpSpeakerStreams
 from app.config import Settings
+from app.db import SessionRunner, ThreadRunner
 from app.evidence.transcription import Transcriber
 from app.factory import create_app
 from app.live.chat_writer import ChatWriter
@@ -85,6 +86,8 @@ async def test_a_failing_stop_still_closes_everything_else_and_is_raised(
         (CaptionEngine, "close"),
         (InProcessBroker, "close"),
         (AsyncEngine, "dispose"),
+        (ThreadRunner, "close"),
+        (SessionRunner, "close"),
     ):
         spy(monkeypatch, cls, name, calls)
 
@@ -108,8 +111,11 @@ async def test_a_failing_stop_still_closes_everything_else_and_is_raised(
     # ...and those made before it after it, despite its failure.
     after = calls[calls.index("ChatWriter.stop") + 1 :]
     assert {"Hub.stop", "CaptionEngine.close", "InProcessBroker.close"} <= set(after)
-    # Both engines (the chat writer's and the app's) are disposed, the app's last.
-    assert after.count("AsyncEngine.dispose") == 2
+    # Both engines (the chat writer's and the app's) are disposed, the app's last. The
+    # writer's is a plain engine in a thread of its own on SQLite, an async one otherwise.
+    writer = ["ThreadRunner.close", "SessionRunner.close"]
+    assert sum(after.count(name) for name in writer) == 1
+    assert after.count("AsyncEngine.dispose") == 1 + after.count("SessionRunner.close")
     assert calls[-1] == "AsyncEngine.dispose"
     assert after.index("InProcessBroker.close") > after.index("Hub.stop")
 
