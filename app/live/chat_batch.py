@@ -25,7 +25,13 @@ from app.db import utcnow
 from app.live import channels
 from app.live.channels import Seat
 from app.live.chat import message_payload
-from app.live.chat_rules import ROOM_RULES, Rules, apply_rules, batch_facts, rate_window_start
+from app.live.chat_rules import (
+    ROOM_RULES,
+    apply_rules,
+    batch_facts,
+    room_rules_params,
+    rules_of,
+)
 from app.live.models import ChatMessage
 from app.models import Group, GroupFacilitator, User
 from app.refusals import NotAllowed, Refused
@@ -141,17 +147,7 @@ def _check_private(db: Session, seat: Seat, also_sent: int, now: Any) -> tuple[G
     channel = seat.current
     if not seat.may_post(channel):
         raise NotAllowed("You cannot send messages to that room.", code="not_allowed")
-    row = db.execute(
-        ROOM_RULES,
-        {
-            "session_id": seat.session.id,
-            "user_id": seat.user_id,
-            "channel": channel,
-            "since": rate_window_start(now),
-        },
-    ).one()
-    muted_until, locked, slow_seconds, recent, last_here = row
-    rules = Rules(muted_until, bool(locked), slow_seconds or 0, recent or 0, last_here)
+    rules = rules_of(db.execute(ROOM_RULES, room_rules_params(seat, channel, now)).one())
     apply_rules(seat, channel, rules, also_sent=also_sent, now=now)
     facilitators = list(
         db.scalars(

@@ -115,20 +115,24 @@ def _room_rules() -> Select[Any]:
 ROOM_RULES = _room_rules()
 
 
+def room_rules_params(seat: Seat, channel: str, now: datetime) -> dict[str, Any]:
+    """ROOM_RULES's parameters for one message (the async and the writer's sync reads)."""
+    return {
+        "session_id": seat.session.id,
+        "user_id": seat.user_id,
+        "channel": channel,
+        "since": rate_window_start(now),
+    }
+
+
+def rules_of(row: Any) -> Rules:
+    muted_until, locked, slow_seconds, recent, last_here = row
+    return Rules(muted_until, bool(locked), slow_seconds or 0, recent or 0, last_here)
+
+
 async def rules_for(db: AsyncSession, *, seat: Seat, channel: str, now: datetime) -> Rules:
     """The rules for one message: one statement."""
-    muted_until, locked, slow_seconds, recent, last_here = (
-        await db.execute(
-            ROOM_RULES,
-            {
-                "session_id": seat.session.id,
-                "user_id": seat.user_id,
-                "channel": channel,
-                "since": rate_window_start(now),
-            },
-        )
-    ).one()
-    return Rules(muted_until, bool(locked), slow_seconds or 0, recent or 0, last_here)
+    return rules_of((await db.execute(ROOM_RULES, room_rules_params(seat, channel, now))).one())
 
 
 # Stored messages' ids by (author id, client id).
