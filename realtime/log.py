@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import cast
 
 from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
     String,
-    Table,
     Text,
     UniqueConstraint,
     func,
     select,
+    text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -61,50 +59,48 @@ async def next_id(db: AsyncSession, channel: str) -> int:
     return await reserve_ids(db, channel, 1)
 
 
+# Adds `count` to a channel's counter (made at `count`) and returns it. Written out: the
+# upsert construct is not cached by SQLAlchemy (no cache key), so built with it the
+# statement was compiled again at every execution; this text is the same for SQLite and
+# PostgreSQL, and is compiled once.
+RESERVE_IDS = text(
+    "INSERT INTO live_channel_counters (channel, last_id) VALUES (:channel, :count) "
+    "ON CONFLICT (channel) DO UPDATE "
+    "SET last_id = live_channel_counters.last_id + excluded.last_id "
+    "RETURNING last_id"
+)
+
+
 async def reserve_ids(db: AsyncSession, channel: str, count: int) -> int:
     """Allocate `count` consecutive ids of the channel inside the caller's transaction;
     returns the first.
 
     The counter row stays locked until that transaction ends, so ids commit in order."""
-    dialect = db.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, ChannelCounter.__table__)
-    statement = (
-        insert(table)
-        .values(channel=channel, last_id=count)
-        .on_conflict_do_update(
-            index_elements=["channel"], set_={"last_id": table.c.last_id + count}
-        )
-        .returning(table.c.last_id)
-    )
-    last = int((await db.execute(statement)).scalar_one())
+    last = int((await db.execute(RESERVE_IDS, {"channel": channel, "count": count})).scalar_one())
     return last - count + 1
 
 
 async def reserve_ids_many(db: AsyncSession, counts: Mapping[str, int]) -> dict[str, int]:
-    """`reserve_ids` for several channels in one statement; returns each one's first id."""
+    """`reserve_ids` for several channels at once; returns each one's first id."""
     return await db.run_sync(reserve_ids_many_sync, counts)
 
 
 def reserve_ids_many_sync(db: Session, counts: Mapping[str, int]) -> dict[str, int]:
-    """`reserve_ids_many` in a synchronous session (one driven in one go).
+    """`reserve_ids_many` in a synchronous session (one driven in one go): one statement
+    per channel, the same statement each time, so it is compiled once (a multi-row upsert
+    would be compiled anew for every number of channels).
 
     Channels are taken in name order, so two transactions reserving some of the same
     channels lock their counter rows in the same order (PostgreSQL) and never deadlock."""
     if not counts:
         return {}
-    dialect = db.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = cast(Table, ChannelCounter.__table__)
-    values = insert(table).values(
-        [{"channel": channel, "last_id": counts[channel]} for channel in sorted(counts)]
-    )
-    statement = values.on_conflict_do_update(
-        index_elements=["channel"],
-        set_={"last_id": table.c.last_id + values.excluded.last_id},
-    ).returning(table.c.channel, table.c.last_id)
-    rows = db.connection().execute(statement).tuples().all()
-    return {channel: int(last) - counts[channel] + 1 for channel, last in rows}
+    connection = db.connection()
+    firsts = {}
+    for channel in sorted(counts):
+        count = counts[channel]
+        last = connection.execute(RESERVE_IDS, {"channel": channel, "count": count}).scalar_one()
+        firsts[channel] = int(last) - count + 1
+    return firsts
 
 
 async def head(db: AsyncSession, channel: str) -> int:
