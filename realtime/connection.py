@@ -24,6 +24,7 @@ _CATCH_UP = ("", -2, "")
 _HEARTBEAT = ("", -3, "")
 _RECHECK = ("", -4, "")
 _MEDIA = ("", -5, "")
+_REPLY = -6  # with the reply itself as the wire
 HEARTBEAT = control("hb")
 # Returned by `next` when media is waiting in the connection's inbox (realtime/media.py);
 # the owner (LiveConnection) puts the media in its place.
@@ -98,10 +99,14 @@ class Connection:
         try:
             self._queue.put_nowait((channel, seq, wire))
         except asyncio.QueueFull:
-            self.overflowed = True
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(_OVERFLOW)
+            self._overflow()
+
+    def _overflow(self) -> None:
+        """Too far behind: drop what is queued; the client reconnects and resyncs."""
+        self.overflowed = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_OVERFLOW)
 
     def offer_heartbeat(self) -> None:
         # The heartbeat's timer also makes a connection that hears nothing check itself now
@@ -124,12 +129,19 @@ class Connection:
             self._queue.put_nowait(_RECHECK)
         except asyncio.QueueFull:
             # Never skip a recheck: a client this far behind reconnects, and is checked then.
-            self.overflowed = True
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(_OVERFLOW)
+            self._overflow()
             return
         self._recheck_queued = True
+
+    def offer_reply(self, wire: str) -> None:
+        """A reply to something the client sent (a chat frame's ack or refusal), answered
+        once it is known, in order with the events."""
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(("", _REPLY, wire))
+        except asyncio.QueueFull:
+            self._overflow()
 
     def wake_media(self) -> None:
         """Media is waiting: say so once, in order with the events (never an overflow:
@@ -210,6 +222,8 @@ class Connection:
         if seq == -5:
             self._media_queued = False
             return [MEDIA_READY]
+        if seq == _REPLY:
+            return [wire]
         return await self._accept(channel, seq, wire)
 
     async def _run_recheck(self) -> list[str]:
@@ -273,7 +287,10 @@ class Connection:
         return out
 
     def _notice(self, wire: str) -> None:
-        if self._stale_markers and any(marker in wire for marker in self._stale_markers):
+        # An event's type comes after its channel (at most 100 characters) and id: look
+        # there only, not through the whole fragment.
+        at = wire.find('"t":"', 0, 160)
+        if at >= 0 and wire.startswith(self._stale_markers, at):
             self.stale = True
 
     async def _catch_up(self) -> list[str]:
