@@ -11,7 +11,8 @@ Traffic on a connection, by kind:
 - **Control and events** (text): the client's `hello` (cursors to follow) and `ping`; the
   server's events, in order per channel, and control messages (hello, pong, error, resync,
   reload, hb). Actions a person takes are ordinary HTTP posts, so they work on every
-  transport; `actions` is where an app would take an action frame, and none does today.
+  transport; `actions` is where the app takes an action frame as well (the page's chat
+  sends on its WebSocket), whose answer may come later (`reply`).
 - **Media** (binary, realtime/media.py): voice. A client that asks for it (`"media":
   ["audio"]` in its hello, or the fallbacks' `media=audio`) hears the rooms the app's
   `Access.audible` names among those it follows (its person's current room), through a
@@ -290,6 +291,11 @@ class LiveConnection:
             raise Close(1008, "too many messages; slow down")
 
     # -- sending --
+
+    def reply(self, message: str) -> None:
+        """Send `message` after what is queued now: the answer to a frame that took time
+        (an action handler's, given once it is known, while the client goes on sending)."""
+        self.feed.offer_reply(message)
 
     async def next(self, timeout: float | None = None) -> list[str | bytes] | None:
         """The next messages to send, in order (bytes: media); None if `timeout` passes

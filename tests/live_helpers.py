@@ -1,5 +1,5 @@
 """Clients for live tests: a WebSocket client that keeps what it receives, and sends chat
-as the page does (the composer's form post)."""
+as the page does (a frame on its WebSocket, or the composer's form post)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,24 @@ class LiveClient:
             "message": answer.text,
             "retry_after": answer.headers.get("retry-after"),
         }
+
+    async def chat_frame(
+        self, channel: str, text: str, client_id: str, *, private: bool = False
+    ) -> dict[str, Any]:
+        """Send a message as the page does while its WebSocket is open (a `chat.send`
+        frame): the `ack` or `error` frame that answers it."""
+        await self.send(
+            {
+                "type": "chat.send",
+                "channel": channel,
+                "text": text,
+                "client_id": client_id,
+                "private": private,
+            }
+        )
+        return await self.wait_for(
+            lambda m: m["t"] in ("ack", "error") and m.get("client_id") == client_id
+        )
 
     async def close(self) -> None:
         await self.ws.close()

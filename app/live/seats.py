@@ -22,7 +22,7 @@ from app.models import ProgrammeSession, User
 from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
 from app.sessions import read_claims, session_user, user_from_cookie
-from app.state import get_app_state
+from app.state import AppState, get_app_state
 from realtime.connection import Busy
 from realtime.live_connection import AccessEnded, Cursors, LiveConnection
 
@@ -294,8 +294,16 @@ async def seat_for_post(conn: HTTPConnection, programme_id: int, session_id: int
     """The seat of the signed-in person posting: the one their open connection in this
     process keeps (HeldSeats), else worked out from the database as for any page
     (NotSignedIn, NotFound for a programme or session they are not part of)."""
-    state = get_app_state(conn)
-    cookie = conn.cookies.get(SESSION_COOKIE)
+    return await seat_for_cookie(
+        get_app_state(conn), conn.cookies.get(SESSION_COOKIE), programme_id, session_id
+    )
+
+
+async def seat_for_cookie(
+    state: AppState, cookie: str | None, programme_id: int, session_id: int
+) -> Seat:
+    """`seat_for_post` for a session cookie: its signature and age are checked every time,
+    whoever asks (a post, a chat frame on the WebSocket the cookie opened)."""
     claims = read_claims(cookie, signer=state.signer, settings=state.settings)
     if cookie is not None and claims is not None:
         held = state.chat_writer.seats.find(cookie, programme_id, session_id, claims.user_id)

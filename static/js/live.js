@@ -46,7 +46,8 @@
       case "hb": case "pong": return;
       case "m": if (hear && ev.b) hear(unbase64(ev.b)); return;
       case "hello": retry = 1000; status(ev.transport === "websocket" ? "Live" : "Live (compatibility mode)"); return;
-      case "error": say("composer-error", ev.message || "Something went wrong."); return;
+      case "ack": answered(ev); return;
+      case "error": if (!answered(ev)) say("composer-error", ev.message || "Something went wrong."); return;
       case "resync": resync(ev.c); return;
       case "reconnect": connect(); return;
       // Signed out or no longer in the session: the page, reloaded, says so.
@@ -158,6 +159,7 @@
     gen++;
     if (socket) { socket.onclose = null; socket.close(); socket = null; }
     if (stream) { stream.close(); stream = null; }
+    Object.keys(waiting).forEach(postInstead);
   }
 
   function connect() {
@@ -178,6 +180,7 @@
     ws.onmessage = function (e) { handle(e.data); };
     ws.onclose = function () {
       clearTimeout(timer);
+      Object.keys(waiting).forEach(postInstead);
       if (mine !== gen) return;
       if (!opened) return fallback(mine);
       later();
@@ -249,13 +252,63 @@
   // 429 "slow down" and 503 "busy" come with Retry-After: say so, and send the same form again
   // (spread out, so a room does not retry in step; the composer keeps its client id).
   function retryLater(form, xhr, text) {
-    var wait = +xhr.getResponseHeader("Retry-After"), n = +form.getAttribute("data-tries") || 0;
+    if (xhr.status !== 429 && xhr.status !== 503) return text;
+    return retryAfter(form, +xhr.getResponseHeader("Retry-After"), text);
+  }
+  function retryAfter(form, wait, text) {
+    var n = +form.getAttribute("data-tries") || 0;
     var box = form.elements.text, typed = box && box.value;
-    if ((xhr.status !== 429 && xhr.status !== 503) || !(wait > 0) || n >= 5) return text;
+    if (!(wait > 0) || n >= 5) return text;
     form.setAttribute("data-tries", n + 1);
     wait += Math.random();
     setTimeout(function () { if (form.isConnected && (!box || box.value === typed)) form.requestSubmit(); }, wait * 1000);
     return text + " Trying again in " + Math.round(wait) + " seconds…";
+  }
+  function sent(form) {
+    form.removeAttribute("data-tries");
+    form.reset();
+    form.elements.client_id.value = newId();
+    say("composer-error", "");
+  }
+
+  // While the WebSocket is open the composer's message goes on it (a chat.send frame,
+  // answered by "ack" or "error" with its client id): no request per message. If no answer
+  // comes (the socket closed, or ANSWER_TIMEOUT passed) the form is posted instead with the
+  // same client id, so the message is stored once whichever way it arrived.
+  var waiting = {}, ANSWER_TIMEOUT = 12000;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var form = e.detail.elt;
+    if (!form || form.id !== "composer") return;
+    if (form.hasAttribute("data-post")) { form.removeAttribute("data-post"); return; }
+    if (!socket || socket.readyState !== 1) return;
+    e.preventDefault();
+    var f = form.elements, id = f.client_id.value;
+    socket.send(JSON.stringify({
+      type: "chat.send", channel: f.channel.value, text: f.text.value, client_id: id,
+      "private": !!(f["private"] && f["private"].checked)
+    }));
+    waiting[id] = { form: form, typed: f.text.value, timer: setTimeout(function () { postInstead(id); }, ANSWER_TIMEOUT) };
+  });
+  function answered(ev) {
+    var w = ev.client_id && waiting[ev.client_id];
+    if (!w) return false;
+    clearTimeout(w.timer);
+    delete waiting[ev.client_id];
+    var unchanged = w.form.elements.text.value === w.typed;
+    if (ev.t === "ack") { if (unchanged) sent(w.form); else w.form.elements.client_id.value = newId(); return true; }
+    say("composer-error", unchanged ? retryAfter(w.form, ev.retry_after, ev.message) : ev.message);
+    return true;
+  }
+  function postInstead(id) {
+    var w = waiting[id];
+    if (!w) return;
+    clearTimeout(w.timer);
+    delete waiting[id];
+    if (!w.form.isConnected) return;
+    // Edited meanwhile: the edit is a new message (the first may have been stored).
+    if (w.form.elements.text.value !== w.typed) { w.form.elements.client_id.value = newId(); return; }
+    w.form.setAttribute("data-post", "1");
+    w.form.requestSubmit();
   }
   document.addEventListener("htmx:afterRequest", function (e) {
     var form = e.detail.elt, xhr = e.detail.xhr, ok = e.detail.successful;
@@ -270,11 +323,8 @@
       if (ok && form.hasAttribute("data-reset")) form.reset();
     }
     if (!form || form.id !== "composer") return;
-    if (ok) {
-      form.reset();
-      form.elements.client_id.value = newId();
-      say("composer-error", "");
-    } else say("composer-error", text);
+    if (ok) sent(form);
+    else say("composer-error", text);
   });
   document.addEventListener("keydown", function (e) {
     if (e.target.id === "chat-text" && e.key === "Enter" && !e.shiftKey && !e.isComposing) {

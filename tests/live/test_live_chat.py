@@ -146,9 +146,10 @@ async def test_malformed_frames_get_clear_errors_and_floods_are_closed(live_serv
     assert (await alice.wait_for(lambda m: m["t"] == "error"))["code"] == "bad_json"
     await alice.send({"type": "launch.missiles"})
     assert (await alice.wait_for(lambda m: m["t"] == "error"))["code"] == "unknown_type"
-    # Chat is sent by the composer's form post, not on the WebSocket.
-    await alice.send({"type": "chat.send", "channel": plenary, "text": "hi", "client_id": "x"})
-    assert (await alice.wait_for(lambda m: m["t"] == "error"))["code"] == "unknown_type"
+    # A chat frame whose fields have the wrong type is refused before anything else.
+    await alice.send({"type": "chat.send", "channel": plenary, "text": 5, "client_id": "x"})
+    bad = await alice.wait_for(lambda m: m["t"] == "error")
+    assert bad["code"] == "bad_chat" and "text must be a string" in bad["message"]
     long = await alice.chat(plenary, "x" * 2001, "toolong")
     assert long["status"] == 400 and "2,000" in long["message"]
     await alice.ws.send(b"\x00\x01binary")

@@ -2,8 +2,9 @@
 
 All three carry one LiveConnection (realtime/live_connection.py) whose Access is the
 person's SeatKeeper, so they follow the same channels with the same cursors; the browser's
-script starts with the WebSocket and falls back when it is blocked. Chat and every other
-action are ordinary posts (app/live/routes/), the same on every transport."""
+script starts with the WebSocket and falls back when it is blocked. Every action is an
+ordinary post (app/live/routes/), the same on every transport; chat is also taken as a
+frame on the WebSocket (app/live/chat_frames.py), by the same path."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.deps import SessionDep
 from app.live.channels import Seat
+from app.live.chat_frames import ChatFrames
 from app.live.deps import HubDep, SeatOf
 from app.live.seats import SEAT_CHANGING_EVENTS, WebSocketRefused, admit_websocket, keeper_for
 from app.live.web import BASE
@@ -52,7 +54,10 @@ async def live_websocket(websocket: WebSocket, programme_id: int, session_id: in
         await websocket.close(code=1008, reason=refused.message)
         return
     state = get_app_state(websocket)
-    live = LiveConnection(state.hub, keeper, transport="websocket", voice=state.voice)
+    # Chat frames (the page's sends while this socket is open) take the post's path.
+    chat = ChatFrames(state, keeper, programme_id, session_id)
+    live = LiveConnection(state.hub, keeper, transport="websocket", voice=state.voice, actions=chat)
+    chat.live = live
     # While it is open, the person's chat posts may use the seat it keeps up to date.
     with state.chat_writer.seats.holding(keeper, live):
         await serve_websocket(websocket, live)
