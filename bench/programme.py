@@ -149,6 +149,10 @@ class PersonSpec:
     follows: tuple[str, ...]  # the channels the page shows at first
 
 
+# The answers to a chat frame (app/live/chat_frames.py).
+ANSWERS = ("ack", "error")
+
+
 @dataclass(frozen=True)
 class Links:
     """Where clients connect and post, for the app or the bare relay."""
@@ -195,6 +199,8 @@ class Crowd:
         self.actions: list[dict[str, Any]] = []
         self.pending: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        # Chat frames sent on a WebSocket, waiting for their answer, by client id.
+        self.answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def _counted(self) -> type:
         crowd = self
@@ -223,6 +229,10 @@ class Crowd:
             return
         kind = str(frame.get("t"))
         person.kinds[kind] += 1
+        answer = self.answers.pop(str(frame.get("client_id")), None) if kind in ANSWERS else None
+        if answer is not None and not answer.done():
+            answer.set_result(frame)
+            return
         if kind == "m":
             if self.recording:
                 person.media.append((at, base64.b64decode(frame.get("b", ""))))
@@ -437,10 +447,13 @@ class Crowd:
             form["text"] = f"bench {action['tag']} {sent}"
             form["client_id"] = f"bench-{action['tag']}"
         try:
-            status = await self.poster(action["path"]).post(
-                form, cookie=cookie, csrf=self.links.csrf_token
-            )
-            outcome = str(status)
+            if action["path"] == "/chat" and person.spec.kind == "ws" and person.open:
+                outcome = await self.chat_frame(person, form)
+            else:
+                status = await self.poster(action["path"]).post(
+                    form, cookie=cookie, csrf=self.links.csrf_token
+                )
+                outcome = str(status)
         except Exception as exc:  # noqa: BLE001 - every failure is counted
             outcome = type(exc).__name__
         self.actions.append(
@@ -451,6 +464,17 @@ class Crowd:
                 "answer_ms": (time.monotonic_ns() - sent) / 1e6,
             }
         )
+
+    async def chat_frame(self, person: Person, form: dict[str, str]) -> str:
+        """A chat message as the page sends it while its WebSocket is open (static/js/
+        live.js): a chat.send frame, answered by "ack" (counted as the post's 204) or
+        "error" (its code)."""
+        answer = asyncio.get_running_loop().create_future()
+        self.answers[form["client_id"]] = answer
+        frame = {"type": "chat.send", "private": False, **form}
+        await person.ws.send(json.dumps(frame))
+        got = await asyncio.wait_for(answer, 30)
+        return "204" if got["t"] == "ack" else str(got.get("code"))
 
     async def run(self, plan: dict[str, Any]) -> dict[str, Any]:
         """Record from the window's start; post this process's actions at their times."""

@@ -1326,6 +1326,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ws", default="websockets-sansio", help="uvicorn's WebSocket implementation"
     )
+    parser.add_argument(
+        "--send",
+        choices=("ws", "form"),
+        default="ws",
+        help="how the app's clients send chat: as the page does while its WebSocket is open "
+        "(a chat.send frame), or the composer's form post (the fallbacks' way)",
+    )
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (database, logs)"
@@ -1392,10 +1399,14 @@ def main(argv: list[str] | None = None) -> int:
         port = args.port or free_port()
         app = start_app(tmp, database_url, port, args.ws)
         log(f"roundtable serving on 127.0.0.1:{port} (pid {app.proc.pid})")
-        post = ChatPost(
-            url=f"http://127.0.0.1:{port}{path.removesuffix('/ws')}/chat",
-            csrf_token=signer.csrf_token(CSRF_VALUE),
-            csrf_cookie=f"{CSRF_COOKIE}={CSRF_VALUE}",
+        post = (
+            ChatPost(
+                url=f"http://127.0.0.1:{port}{path.removesuffix('/ws')}/chat",
+                csrf_token=signer.csrf_token(CSRF_VALUE),
+                csrf_cookie=f"{CSRF_COOKIE}={CSRF_VALUE}",
+            )
+            if args.send == "form"
+            else None
         )
         ours = run_target(
             "roundtable", app, f"ws://127.0.0.1:{port}{path}", specs, plenary, args, rng, log, post
