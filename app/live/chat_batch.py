@@ -2,11 +2,12 @@
 in one go: which of its messages are stored already, the rules for each, the insert of
 the accepted ones and of their events, and the commit.
 
-Synchronous, so that the whole batch is one hop to wherever the database is driven: on
-SQLite the writer runs it in a thread of its own on a plain `sqlite3` connection, instead
-of the three or four hops to aiosqlite's thread and back that each statement costs on the
-async engine (a thread wake-up and a GIL hand-over each, about 15 per batch); on
-PostgreSQL it runs through `AsyncSession.run_sync` on asyncpg, as before. The function
+Synchronous, so that the whole batch is written in one go wherever the database is
+driven: on SQLite the writer runs it on the event loop itself on a plain `sqlite3`
+connection (app/db.py: LoopRunner), instead of the three or four hops to aiosqlite's
+thread and back that each statement costs on the async engine (a thread wake-up and a GIL
+hand-over each, about 15 per batch); on PostgreSQL it runs through
+`AsyncSession.run_sync` on asyncpg, as before. The function
 touches no asyncio object: the writer settles the senders' futures, and fans the events
 out, on the event loop once it returns."""
 

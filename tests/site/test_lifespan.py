@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.captions.speaker_http import HttpSpeakerStreams
 from app.config import Settings
-from app.db import SessionRunner, ThreadRunner
+from app.db import SessionRunner, LoopRunner
 from app.evidence.transcription import Transcriber
 from app.factory import create_app
 from app.live.chat_writer import ChatWriter
@@ -86,7 +86,7 @@ async def test_a_failing_stop_still_closes_everything_else_and_is_raised(
         (CaptionEngine, "close"),
         (InProcessBroker, "close"),
         (AsyncEngine, "dispose"),
-        (ThreadRunner, "close"),
+        (LoopRunner, "close"),
         (SessionRunner, "close"),
     ):
         spy(monkeypatch, cls, name, calls)
@@ -112,8 +112,8 @@ async def test_a_failing_stop_still_closes_everything_else_and_is_raised(
     after = calls[calls.index("ChatWriter.stop") + 1 :]
     assert {"Hub.stop", "CaptionEngine.close", "InProcessBroker.close"} <= set(after)
     # Both engines (the chat writer's and the app's) are disposed, the app's last. The
-    # writer's is a plain engine in a thread of its own on SQLite, an async one otherwise.
-    writer = ["ThreadRunner.close", "SessionRunner.close"]
+    # writer's is a plain engine driven on the loop on SQLite, an async one otherwise.
+    writer = ["LoopRunner.close", "SessionRunner.close"]
     assert sum(after.count(name) for name in writer) == 1
     assert after.count("AsyncEngine.dispose") == 1 + after.count("SessionRunner.close")
     assert calls[-1] == "AsyncEngine.dispose"
