@@ -961,15 +961,17 @@ def chat_figures(
             if key in got and person["user_id"] in got[key]:
                 duplicates += 1
             got[key].setdefault(person["user_id"], at)
+    kind_of = {p["user_id"]: p["kind"] for p in people.values()}
     latencies, missing = [], 0
+    by_kind: dict[str, list[float]] = defaultdict(list)
     for tag, action in accepted.items():
         for uid in members[action["form"]["channel"]]:
             at = got.get(tag, {}).get(uid)
             if at is None:
                 missing += 1
-                latencies.append(math.inf)
-            else:
-                latencies.append((at - action["sent"]) / 1e6)
+            latency = math.inf if at is None else (at - action["sent"]) / 1e6
+            latencies.append(latency)
+            by_kind[kind_of.get(uid, "?")].append(latency)
     latencies.sort()
     answers = sorted(a["answer_ms"] for a in accepted.values())
     return {
@@ -984,6 +986,7 @@ def chat_figures(
         "max": latencies[-1] if latencies else math.nan,
         "answer_p50": percentile(answers, 0.5),
         "answer_p99": percentile(answers, 0.99),
+        "p99_by_kind": {k: percentile(sorted(v), 0.99) for k, v in sorted(by_kind.items())},
     }
 
 
@@ -1495,6 +1498,10 @@ def chat_rows(chat: dict[str, Any], hands: dict[str, Any]) -> list[tuple[str, ..
         (
             "chat delivery p50 / p99 / max (ms)",
             f"{ms(chat['p50'])} / {ms(chat['p99'])} / {ms(chat['max'])}",
+        ),
+        (
+            "  p99 by transport (ms)",
+            ", ".join(f"{k} {ms(v)}" for k, v in chat.get("p99_by_kind", {}).items()),
         ),
         (
             "  posted / accepted / refused",
