@@ -205,12 +205,20 @@ class Connection:
         if not self._queue.empty():
             # The common case under load: no timer, no extra task.
             channel, seq, wire = self._queue.get_nowait()
+        elif timeout is None:
+            channel, seq, wire = await self._queue.get()
         else:
             try:
                 async with asyncio.timeout(timeout):
                     channel, seq, wire = await self._queue.get()
             except TimeoutError:
                 return None
+        if seq > 0 and seq == self.cursors.get(channel, -1) + 1 and channel in self.channels:
+            # The next event of a followed channel (most of them): `_accept`, inline.
+            self.cursors[channel] = seq
+            if self._stale_markers:
+                self._notice(wire)
+            return [wire]
         if seq == -1:
             raise SlowConsumer()
         if seq == -2:
