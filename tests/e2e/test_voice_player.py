@@ -299,7 +299,13 @@ async def test_the_player_plays_catches_up_after_a_stall_and_skips_bad_packets(
     await page.wait_for_timeout(300)
     after = await stats(page)
     assert after["dropped"] - first["dropped"] >= 30, after
-    assert after["bufferedMs"] == 0, after
+    # Over within 0.3 s, give or take a render quantum on a loaded machine.
+    assert after["bufferedMs"] <= 20, after
+    for _ in range(10):
+        if (await stats(page))["bufferedMs"] == 0:
+            break
+        await page.wait_for_timeout(50)
+    assert (await stats(page))["bufferedMs"] == 0
     assert await loudest(page, 200) < 0.01
 
     # A packet whose length runs past the end of its message is dropped, and the sound goes on.

