@@ -62,7 +62,7 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -411,6 +411,43 @@ def connection_class() -> type:
             super().data_received(data)
 
     return TimedConnection
+
+
+def counted_connection(on_bytes: Callable[[Any, int, int], None]) -> type:
+    """`connection_class` that also hands every read to `on_bytes(owner, read at, bytes)`
+    once the connection's `owner` is set (a listener's download figures)."""
+
+    class Counted(connection_class()):  # type: ignore[misc]
+        owner: Any = None
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.owner is not None:
+                on_bytes(self.owner, self.arrived_ns, len(data))
+
+    return Counted
+
+
+def sse_data(buffer: bytes, chunk: bytes) -> tuple[bytes, list[bytes]]:
+    """A Server-Sent Events stream read in chunks: the data of each event the chunk
+    completes, and what is left for the next chunk."""
+    buffer += chunk.replace(b"\r\n", b"\n")
+    events = []
+    while b"\n\n" in buffer:
+        event, buffer = buffer.split(b"\n\n", 1)
+        data = b"".join(line[5:].strip() for line in event.split(b"\n") if line[:5] == b"data:")
+        if data:
+            events.append(data)
+    return buffer, events
+
+
+def require_speech(parser: argparse.ArgumentParser, model: Path) -> None:
+    """Stop with a clear message when what makes and recognizes the speech is missing."""
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is needed to make the speech (apt-get install espeak-ng sox)")
+    if not (model / "am" / "final.mdl").is_file():
+        parser.error(f"no Vosk model at {model} (scripts/fetch-model installs it)")
 
 
 TAG = re.compile(r"<[^>]*>")
@@ -1317,11 +1354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("the live budget refuses audio faster than 3 times real time")
     if args.raw_child:
         return args
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is needed to make the speech (apt-get install espeak-ng sox)")
-    if not (args.model / "am" / "final.mdl").is_file():
-        parser.error(f"no Vosk model at {args.model} (scripts/fetch-model installs it)")
+    require_speech(parser, args.model)
     return args
 
 

@@ -89,12 +89,14 @@ from bench.captions import (  # noqa: E402 - after the path fix above
     Spoken,
     Track,
     analyse,
-    connection_class,
+    counted_connection,
     fmt_s,
     make_tracks,
     opus_packets,
     partial_text,
+    require_speech,
     seating,
+    sse_data,
     wait_for_quiet,
 )
 from bench.realtime import (  # noqa: E402
@@ -195,25 +197,12 @@ class Crowd:
         self.recording = False
         self.http: Any = None
         self.posters: dict[str, FormPoster] = {}
-        self.ws_class = self._counted()
+        self.ws_class = counted_connection(self.count)
         self.actions: list[dict[str, Any]] = []
         self.pending: set[asyncio.Task[Any]] = set()
         self.stopping = False
         # Chat frames sent on a WebSocket, waiting for their answer, by client id.
         self.answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
-
-    def _counted(self) -> type:
-        crowd = self
-
-        class Counted(connection_class()):  # type: ignore[misc]
-            person: Person | None = None
-
-            def data_received(self, data: bytes) -> None:
-                super().data_received(data)
-                if self.person is not None:
-                    crowd.count(self.person, self.arrived_ns, len(data))
-
-        return Counted
 
     def count(self, person: Person, at: int, nbytes: int) -> None:
         if self.window[0] <= at <= self.window[1]:
@@ -334,7 +323,7 @@ class Crowd:
                 max_size=2**20,
                 create_connection=self.ws_class,
             )
-            person.ws, ws.person = ws, person
+            person.ws, ws.owner = ws, person
             await ws.send(json.dumps(self.hello(person)))
             person.open = True
             if opened is not None and not opened.done():
@@ -378,14 +367,9 @@ class Crowd:
                 async for chunk in response.aiter_raw():
                     at = time.monotonic_ns()
                     self.count(person, at, len(chunk))
-                    buffer += chunk.replace(b"\r\n", b"\n")
-                    while b"\n\n" in buffer:
-                        event, buffer = buffer.split(b"\n\n", 1)
-                        data = b"".join(
-                            line[5:].strip() for line in event.split(b"\n") if line[:5] == b"data:"
-                        )
-                        if data:
-                            self.on_text(person, at, data.decode())
+                    buffer, events = sse_data(buffer, chunk)
+                    for data in events:
+                        self.on_text(person, at, data.decode())
             person.error = "the stream ended"
         except asyncio.CancelledError:
             raise
@@ -1708,11 +1692,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("keep it bounded: 1 to 20 rooms, 10 to 600 seconds of speech")
     if args.raw_child:
         return args
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is needed to make the speech (apt-get install espeak-ng sox)")
-    if not (args.model / "am" / "final.mdl").is_file():
-        parser.error(f"no Vosk model at {args.model} (scripts/fetch-model installs it)")
+    require_speech(parser, args.model)
     return args
 
 

@@ -95,9 +95,10 @@ from bench.captions import (  # noqa: E402 - after the path fix above
     PeakSampler,
     Seating,
     Speaker,
-    connection_class,
+    counted_connection,
     opus_packets,
     seating,
+    sse_data,
     wait_for_quiet,
 )
 from bench.realtime import (  # noqa: E402
@@ -274,20 +275,7 @@ class Recorder:
         self.recording = False
         self.window = (0, 0)
         self.http: Any = None
-        self.ws_class = self._counted_connection()
-
-    def _counted_connection(self) -> type:
-        recorder = self
-
-        class Counted(connection_class()):  # type: ignore[misc]
-            heard: Heard | None = None
-
-            def data_received(self, data: bytes) -> None:
-                super().data_received(data)
-                if self.heard is not None:
-                    recorder.count(self.heard, self.arrived_ns, len(data))
-
-        return Counted
+        self.ws_class = counted_connection(self.count)
 
     def count(self, heard: Heard, at: int, nbytes: int) -> None:
         if self.window[0] <= at <= self.window[1]:
@@ -333,7 +321,7 @@ class Recorder:
                 max_size=2**20,
                 create_connection=self.ws_class,
             )
-            ws.heard = heard
+            ws.owner = heard
             # As the page does: follow the room (from now) and ask to hear it.
             hello = {"type": "hello", "cursors": {spec.room: None}, "media": ["audio"]}
             await ws.send(json.dumps(hello))
@@ -380,14 +368,9 @@ class Recorder:
                 async for chunk in response.aiter_raw():
                     at = time.monotonic_ns()
                     self.count(heard, at, len(chunk))
-                    buffer += chunk.replace(b"\r\n", b"\n")
-                    while b"\n\n" in buffer:
-                        event, buffer = buffer.split(b"\n\n", 1)
-                        data = b"".join(
-                            line[5:].strip() for line in event.split(b"\n") if line[:5] == b"data:"
-                        )
-                        if data:
-                            self.fallback_event(heard, at, json.loads(data))
+                    buffer, events = sse_data(buffer, chunk)
+                    for data in events:
+                        self.fallback_event(heard, at, json.loads(data))
             heard.error = "the stream ended"
         except Exception as exc:  # noqa: BLE001 - reported with the figures
             heard.error = heard.error or f"{type(exc).__name__}: {str(exc)[:80]}"
