@@ -83,6 +83,8 @@ class Programme(Base):
     group_capacity: Mapped[int] = mapped_column(Integer, default=8)
     # Hosts may record breakout rooms too (their members are told first); off by default.
     allow_breakout_recording: Mapped[bool] = mapped_column(Boolean, default=False)
+    # People may turn their camera on in breakout rooms; off by default.
+    allow_breakout_cameras: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (CheckConstraint("group_capacity BETWEEN 2 AND 50", name="capacity_range"),)

@@ -15,6 +15,7 @@ from app.db import Base, UTCDateTime
 from app.evidence import models as evidence_models  # noqa: F401
 from app.evidence import search_index
 from app.live import models as live_models  # noqa: F401
+from app.stage import models as stage_models  # noqa: F401
 from app.voice import models as voice_models  # noqa: F401
 from app.voice import recording_models as voice_recording_models  # noqa: F401
 from realtime import log as live_log  # noqa: F401
