@@ -62,6 +62,8 @@
     if (ev.h && el && ev.s !== "none") place(el, ev);
     if (ev.d && ev.d.deadline) setDeadline(ev.d.deadline, ev.d.closing);
     if (ev.t === "breakout.opened" || ev.t === "breakout.closed" || ev.t === "room.changed") switchRoom(ev);
+    // For the page's other scripts (stage.js): an event was placed.
+    document.dispatchEvent(new CustomEvent("roundtable:event", { detail: ev }));
   }
 
   // d.into: the id of another list to add to (captions); d.drop: an element it replaces.
@@ -89,6 +91,7 @@
 
   function resync(channel) {
     if (roomUrl) return switchRoom();
+    document.dispatchEvent(new CustomEvent("roundtable:resync", { detail: channel }));
     get(base + "/panel?channel=" + encodeURIComponent(channel)).then(function (r) {
       return r.ok ? r.text() : null;
     }).then(function (html) {
@@ -116,6 +119,7 @@
       readCursors();
       tick();
       resubscribe();
+      document.dispatchEvent(new CustomEvent("roundtable:room"));
     });
   }
 
