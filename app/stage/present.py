@@ -21,6 +21,7 @@ from app.db import utcnow
 from app.live import channels
 from app.live.channels import Seat
 from app.live.events import StageSlidePayload
+from app.live.web import base_url
 from app.models import User
 from app.refusals import NotAllowed, NotFound, Refused
 from app.stage.models import Deck, Slide, StageRole, StageRoleKind, StageState
@@ -110,7 +111,9 @@ async def current_slide(db: AsyncSession, seat: Seat) -> StageSlidePayload:
     return slide_payload(seat, deck, slide, presenter)
 
 
-async def look_back(db: AsyncSession, seat: Seat, *, deck_id: int, number: int) -> Slide:
+async def look_back(
+    db: AsyncSession, seat: Seat, *, deck_id: int, number: int
+) -> StageSlidePayload:
     """An earlier slide of the deck on the stage, for a viewer looking back: never one the
     presenter has not reached yet (presenters see any)."""
     deck = await room_deck(db, seat, deck_id)
@@ -120,7 +123,7 @@ async def look_back(db: AsyncSession, seat: Seat, *, deck_id: int, number: int) 
         state = await db.get(StageState, seat.current)
         if state is None or state.deck_id != deck_id or number > state.slide_number:
             raise NotAllowed("You can look back at slides already shown, not ahead.")
-    return deck.slides[number - 1]
+    return slide_payload(seat, deck, deck.slides[number - 1])
 
 
 async def show_slide(
@@ -172,7 +175,12 @@ async def stage_context(db: AsyncSession, seat: Seat) -> dict[str, object]:
     """What the stage of the person's room needs to be drawn: the live slide, and for its
     presenters the room's decks and the deck on the stage (thumbnails and notes)."""
     shown = await current_slide(db, seat)
-    context: dict[str, object] = {"stage": shown, "seat": seat, "may_present": False}
+    context: dict[str, object] = {
+        "stage": shown,
+        "seat": seat,
+        "base": base_url(seat),
+        "may_present": False,
+    }
     if not await may_present(db, seat):
         return context
     context["may_present"] = True

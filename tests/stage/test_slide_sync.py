@@ -35,7 +35,7 @@ async def test_everyone_follows_the_presenter_and_a_late_joiner_starts_on_the_li
                 step = {"deck_id": deck_id, "number": number}
                 assert (await act(live_server, w.host, path + "/stage/slide", step)).is_success
             event = await on_ws.wait_for(of_type("stage.slide"))
-            assert event["c"] == plenary and event["x"] == "stage-live"
+            assert event["c"] == plenary and event["s"] == "replace" and "stage-live" in event["h"]
             assert f'data-number="{number}"' in event["h"] and "of 3" in event["h"]
             assert f"Slide {number}: Why we listen" in event["h"]  # the page's own text
             assert f"/decks/{deck_id}/slides/{number}.webp?w=960" in event["h"]
