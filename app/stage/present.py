@@ -12,7 +12,7 @@ plenary's stage, a breakout room's deck only in that room."""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -24,7 +24,9 @@ from app.live.events import StageSlidePayload
 from app.live.web import base_url
 from app.models import User
 from app.refusals import NotAllowed, NotFound, Refused
-from app.stage.models import Deck, Slide, StageRole, StageRoleKind, StageState
+from app.stage.access import is_presenter
+from app.stage.decks import decks_for_room, load_deck
+from app.stage.models import Deck, Slide, StageState
 from app.stage.urls import COMMON_WIDTH, SLIDE_WIDTHS, deck_url, decks_url, slide_image_url
 from realtime.publish import Live
 
@@ -37,35 +39,14 @@ async def may_present(db: AsyncSession, seat: Seat) -> bool:
         return True
     if seat.current != channels.plenary(seat.session.id):
         return False
-    named = await db.scalar(
-        select(StageRole.id).where(
-            StageRole.session_id == seat.session.id,
-            StageRole.user_id == seat.user_id,
-            StageRole.role == StageRoleKind.PRESENTER.value,
-        )
-    )
-    return named is not None
-
-
-def room_decks_query(seat: Seat) -> Select[tuple[Deck]]:
-    """The decks that may be shown in the person's current room."""
-    query = select(Deck).where(Deck.session_id == seat.session.id)
-    group_id = channels.room_group_id(seat.current)
-    if group_id is None:
-        return query.where(Deck.group_id.is_(None))
-    return query.where(Deck.group_id == group_id)
-
-
-async def room_decks(db: AsyncSession, seat: Seat) -> list[Deck]:
-    return list((await db.scalars(room_decks_query(seat).order_by(Deck.id))).all())
+    return await is_presenter(db, seat.ctx, seat.session.id)
 
 
 async def room_deck(db: AsyncSession, seat: Seat, deck_id: int) -> Deck:
-    """One of the decks of the person's current room, with its slides; NotFound otherwise."""
-    deck = await db.scalar(
-        room_decks_query(seat).where(Deck.id == deck_id).options(selectinload(Deck.slides))
-    )
-    if deck is None:
+    """One of the decks of the person's current room, with its slides; NotFound otherwise
+    (a plenary deck is not shown in a breakout room, nor one room's deck in another)."""
+    deck = await load_deck(db, deck_id, seat.session.id)
+    if deck.group_id != channels.room_group_id(seat.current):
         raise NotFound("That deck is not one of this room's decks.")
     return deck
 
@@ -184,7 +165,9 @@ async def stage_context(db: AsyncSession, seat: Seat) -> dict[str, object]:
     if not await may_present(db, seat):
         return context
     context["may_present"] = True
-    context["decks"] = await room_decks(db, seat)
+    context["decks"] = await decks_for_room(
+        db, seat.session.id, channels.room_group_id(seat.current)
+    )
     context["decks_url"] = decks_url(seat.ctx.programme.id, seat.session.id)
     if shown.deck_id:
         deck = await room_deck(db, seat, shown.deck_id)
