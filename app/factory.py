@@ -39,6 +39,7 @@ from captioning.recognizer_pool import RecognizerPool
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
+from realtime.video import VideoRouter
 from realtime.voice import VoiceRouter
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         signin_limits=signin_limits(settings),
         passwords=passwords,
         voice=voice,
+        video=VideoRouter(),
         recorders=recorders,
         mix_listeners=mix_listeners,
         speaker_streams=open_speaker_streams(stack),

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from realtime.broker import Broker
     from realtime.hub import Hub
     from realtime.publish import Live
+    from realtime.video import VideoRouter
     from realtime.voice import VoiceRouter
 
 # The key the lifespan yields the state under; Starlette copies it into each request's state.
@@ -59,6 +60,8 @@ class AppState:
     passwords: PasswordWorker
     # Voice: each room's speakers routed to its listeners (realtime/voice.py).
     voice: VoiceRouter
+    # Video: each tile's frames relayed to the viewers of its room (realtime/video.py).
+    video: VideoRouter
     # Rooms' recordings in progress, and live <audio> listeners (app/voice/).
     recorders: Recorders
     mix_listeners: MixListeners

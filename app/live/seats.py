@@ -150,6 +150,11 @@ class SeatKeeper:
             return set()
         return {seat.current}
 
+    def video_tile(self, channels: set[str]) -> tuple[str, str] | None:
+        """Video: the tile this person sends (room, kind); none yet (the stage's tiles
+        name it)."""
+        return None
+
     async def recheck(self, cursors: Mapping[str, int]) -> Cursors:
         """What the connection follows now that the person's access may have changed;
         AccessEnded when they are signed out or no longer in the session."""
