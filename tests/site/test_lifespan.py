@@ -37,6 +37,7 @@ RESOURCES = {
     "live",
     "presence",
     "speaking",
+    "video",
     "tech_check_limiter",
     "breakout_closer",
     "chat_writer",
