@@ -28,6 +28,7 @@ from app.live.talking import Talking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter, SignInLimits
 from app.security import PasswordWorker, Signer
+from app.stage.video_posts import HttpVideoSenders
 from app.state import STATE_KEY, AppState
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
@@ -91,6 +92,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         settings, sessionmaker, storage, live, voice, stack
     )
     caption_engines = await open_caption_engines(settings, stack)
+    video = VideoRouter()
+    video_posts = HttpVideoSenders(video)
+    stack.callback(video_posts.close)
     return AppState(
         settings=settings,
         signer=signer,
@@ -112,7 +116,8 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         signin_limits=signin_limits(settings),
         passwords=passwords,
         voice=voice,
-        video=VideoRouter(),
+        video=video,
+        video_posts=video_posts,
         recorders=recorders,
         mix_listeners=mix_listeners,
         speaker_streams=open_speaker_streams(stack),
@@ -301,6 +306,7 @@ def include_routers(app: FastAPI) -> None:
     from app.live.routes import stream as live_stream
     from app.people.routes import auth, home, memberships, profile
     from app.programmes.routes import groups, programmes, roster, sessions
+    from app.stage.routes import tiles as stage_tiles
     from app.themes.routes import codebook as themes_codebook
     from app.themes.routes import codings as themes_codings
     from app.themes.routes import overview as themes_overview
@@ -342,6 +348,7 @@ def include_routers(app: FastAPI) -> None:
         themes_overview,
         themes_codings,
         voice_recording,
+        stage_tiles,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms

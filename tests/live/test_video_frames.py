@@ -3,9 +3,9 @@ connection, app/live/routes/stream.py): a page asks to watch tiles on every tran
 page whose person has no tile on the stage that sends video is told `not_pinned` (once a
 second) and stays connected, and nobody receives its frames; audio or a malformed frame
 from a page closes its connection (1003); an unknown media name on the fallbacks is a
-clear 4xx. (Relay between a pinned sender and its viewers through the server comes with
-the stage's tiles, which name who is pinned: tests/realtime/test_video_connection.py
-covers it through the same LiveConnection meanwhile.)"""
+clear 4xx; a viewer who arrives while a tile is sending has a keyframe asked of the
+sender's page, and its first frame is that keyframe (tests/stage/test_video_relay.py has
+the tiles' relay, pins and stops)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from typing import Any
 import websockets
 
 from app.live import channels
-from realtime.media import KIND_AUDIO, KIND_VIDEO, pack
-from realtime.video import video_payload
+from realtime.media import KIND_AUDIO, KIND_VIDEO, pack, unpack
+from realtime.video import frame_header, video_payload
 from tests.conftest import LiveServer
 from tests.factories import make_world
 from tests.live_action_helpers import live_path
+from tests.stage.test_video_relay import pin_interpreter
 
 
 class Page:
@@ -81,6 +82,32 @@ class Page:
 
 def frame(*, keyframe: bool) -> bytes:
     return pack(KIND_VIDEO, 0, 0, 0, video_payload(b"v" * 3000, 320, 240, keyframe=keyframe))
+
+
+async def test_a_late_viewer_gets_a_keyframe_first_asked_of_the_senders_page(
+    live_server: LiveServer, db: Any
+) -> None:
+    w = await make_world(db)
+    await pin_interpreter(live_server, w)  # the observer interprets
+    early = await Page.open(live_server, w, w.host, ["video"])
+    interpreter = await Page.open(live_server, w, w.observer, [])
+    await interpreter.ws.send(frame(keyframe=True) + frame(keyframe=False))
+    async with asyncio.timeout(5):
+        while len(early.binary) < 1:
+            await asyncio.sleep(0.02)
+    assert not [m for m in interpreter.messages if m["t"] == "keyframe"]  # none needed
+    late = await Page.open(live_server, w, w.participant_a, ["interpreter"])
+    await interpreter.ws.send(frame(keyframe=False))  # a delta the late viewer must not get
+    await interpreter.wait_for(lambda m: m["t"] == "keyframe")
+    await interpreter.ws.send(frame(keyframe=True))
+    async with asyncio.timeout(5):
+        while not late.binary or len(unpack(b"".join(early.binary))) < 4:
+            await asyncio.sleep(0.02)
+    first = unpack(b"".join(late.binary))[0]
+    assert first.source == w.observer.id and frame_header(first.payload)[0]
+    assert [p.seq for p in unpack(b"".join(early.binary))] == [0, 1, 2, 3]
+    for page in (early, interpreter, late):
+        await page.close()
 
 
 async def test_a_page_without_a_tile_is_told_not_pinned_and_stays_connected(

@@ -38,6 +38,7 @@ RESOURCES = {
     "presence",
     "speaking",
     "video",
+    "video_posts",
     "tech_check_limiter",
     "breakout_closer",
     "chat_writer",

@@ -26,7 +26,7 @@ from app.refusals import Refused
 from app.state import get_app_state
 from realtime.frames import FrameError
 from realtime.hub import Hub
-from realtime.live_connection import Cursors, LiveConnection, parse_media
+from realtime.live_connection import Cursors, LiveConnection
 from realtime.transport import long_poll, parse_cursor_text, serve_websocket, sse_stream
 
 router = APIRouter(tags=["live transports"])
@@ -35,9 +35,9 @@ CursorQuery = Annotated[str, Query(max_length=2000, description="channel=id,chan
 MediaQuery = Annotated[
     str,
     Query(
-        pattern=r"^((audio|video|interpreter)(,(audio|video|interpreter)){0,2})?$",
-        description='"audio" to hear the room (docs/voice.md); "video", or "interpreter" '
-        "for the interpreter's tile only, to watch its tiles (docs/video.md); comma-separated",
+        pattern=r"^$|^(audio|video|interpreter)(,(audio|video|interpreter)){0,2}$",
+        description='"audio" to hear the room (docs/voice.md), "video" or "interpreter" to '
+        "watch its tiles (docs/stage.md), comma-separated",
     ),
 ]
 ListenerQuery = Annotated[
@@ -62,7 +62,12 @@ async def live_websocket(websocket: WebSocket, programme_id: int, session_id: in
     # Chat frames (the page's sends while this socket is open) take the post's path.
     chat = ChatFrames(state, keeper, programme_id, session_id)
     live = LiveConnection(
-        state.hub, keeper, transport="websocket", voice=state.voice, video=state.video, actions=chat
+        state.hub,
+        keeper,
+        transport="websocket",
+        voice=state.voice,
+        video=state.video,
+        actions=chat,
     )
     chat.live = live
     # While it is open, the person's chat posts may use the seat it keeps up to date.
@@ -101,23 +106,23 @@ async def open_fallback(
     listener: str = "",
 ) -> LiveConnection:
     """The connection of a stream or a poll, on the seat its request worked out; with
-    `media=audio` it hears the person's room, with "video" (or "interpreter") it watches
-    its tiles (a long-poll's media waits in the inboxes of its `listener` between polls)."""
-    try:
-        kinds = parse_media(media.split(",") if media else [])
-    except FrameError as exc:
-        raise Refused(exc.message) from exc
+    `media=audio` it hears the person's room, with "video" or "interpreter" it watches its
+    tiles (a long-poll's media waits in the inboxes of its `listener` between polls)."""
     await release_database(db)
     state = get_app_state(request)
-    member, watching = str(seat.user_id), kinds - {"audio"}
+    kinds = set(media.split(",")) if media else set()
+    member = str(seat.user_id)
+    inbox = state.voice.mailbox(member, listener) if "audio" in kinds and listener else None
+    watching = bool(kinds & {"video", "interpreter"}) and bool(listener)
+    video_inbox = state.video.mailbox(member, listener) if watching else None
     live = LiveConnection(
         hub,
         keeper_for(request, seat),
         transport=transport,
         voice=state.voice,
-        inbox=state.voice.mailbox(member, listener) if "audio" in kinds and listener else None,
+        inbox=inbox,
         video=state.video,
-        video_inbox=state.video.mailbox(member, listener) if watching and listener else None,
+        video_inbox=video_inbox,
     )
     live.want_media(kinds)
     return live
