@@ -28,6 +28,7 @@ from app.live.talking import Talking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter, SignInLimits
 from app.security import PasswordWorker, Signer
+from app.stage.video_posts import HttpVideoSenders
 from app.state import STATE_KEY, AppState
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
@@ -39,6 +40,7 @@ from captioning.recognizer_pool import RecognizerPool
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
+from realtime.video import VideoRouter
 from realtime.voice import VoiceRouter
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         settings, sessionmaker, storage, live, voice, stack
     )
     caption_engines = await open_caption_engines(settings, stack)
+    video = VideoRouter()
+    video_posts = HttpVideoSenders(video)
+    stack.callback(video_posts.close)
     return AppState(
         settings=settings,
         signer=signer,
@@ -111,6 +116,8 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         signin_limits=signin_limits(settings),
         passwords=passwords,
         voice=voice,
+        video=video,
+        video_posts=video_posts,
         recorders=recorders,
         mix_listeners=mix_listeners,
         speaker_streams=open_speaker_streams(stack),
@@ -302,6 +309,7 @@ def include_routers(app: FastAPI) -> None:
     from app.stage.routes import deck_files as stage_deck_files
     from app.stage.routes import decks as stage_decks
     from app.stage.routes import present as stage_present
+    from app.stage.routes import tiles as stage_tiles
     from app.themes.routes import codebook as themes_codebook
     from app.themes.routes import codings as themes_codings
     from app.themes.routes import overview as themes_overview
@@ -346,6 +354,7 @@ def include_routers(app: FastAPI) -> None:
         stage_decks,
         stage_deck_files,
         stage_present,
+        stage_tiles,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms
