@@ -299,6 +299,8 @@ def include_routers(app: FastAPI) -> None:
     from app.live.routes import stream as live_stream
     from app.people.routes import auth, home, memberships, profile
     from app.programmes.routes import groups, programmes, roster, sessions
+    from app.stage.routes import deck_files as stage_deck_files
+    from app.stage.routes import decks as stage_decks
     from app.themes.routes import codebook as themes_codebook
     from app.themes.routes import codings as themes_codings
     from app.themes.routes import overview as themes_overview
@@ -340,6 +342,8 @@ def include_routers(app: FastAPI) -> None:
         themes_overview,
         themes_codings,
         voice_recording,
+        stage_decks,
+        stage_deck_files,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms
