@@ -60,7 +60,7 @@ class BrowserSecurityMiddleware:
                 headers.setdefault("Referrer-Policy", "same-origin")
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-                headers.setdefault("Permissions-Policy", "microphone=(self), camera=()")
+                headers.setdefault("Permissions-Policy", "microphone=(self), camera=(self)")
                 if new_cookie is not None:
                     secure = "; Secure" if self.secure_cookies else ""
                     headers.append(

@@ -13,13 +13,16 @@ Traffic on a connection, by kind:
   reload, hb). Actions a person takes are ordinary HTTP posts, so they work on every
   transport; `actions` is where the app takes an action frame as well (the page's chat
   sends on its WebSocket), whose answer may come later (`reply`).
-- **Media** (binary, realtime/media.py): voice. A client that asks for it (`"media":
-  ["audio"]` in its hello, or the fallbacks' `media=audio`) hears the rooms the app's
-  `Access.audible` names among those it follows (its person's current room), through a
-  small drop-oldest inbox that the voice router (realtime/voice.py) fills; it is sent as
-  binary frames on a WebSocket and as base64 text on the fallbacks, never stored.
-  Speaking goes through the microphone's own connection; binary frames from a page's
-  client are refused (1003)."""
+- **Media** (binary, realtime/media.py): voice and video. A client that asks for it
+  (`"media": ["audio", "video"]` in its hello, or the fallbacks' `media=audio,video`;
+  `"interpreter"` instead of `"video"` for the interpreter's tiles only) hears and watches
+  the rooms the app's `Access.audible` names among those it follows (its person's current
+  room), through small inboxes that the voice router (realtime/voice.py) and the video
+  router (realtime/video.py) fill; media is sent as binary frames on a WebSocket and as
+  base64 text on the fallbacks, never stored. Speaking goes through the microphone's own
+  connection. The only binary frames a page's client sends are video frames, taken when
+  `Access.video_tile` names its tile (realtime/video_link.py), with a rate budget of their
+  own; anything else binary is refused (1003)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ from realtime.connection import MEDIA_READY, AccessEnded, Connection, SlowConsum
 from realtime.events import control
 from realtime.frames import FrameError, parse_frame
 from realtime.hub import Hub
-from realtime.media import MediaInbox
+from realtime.media import BadMedia, MediaInbox, unpack
+from realtime.video import VideoInbox, VideoRouter
+from realtime.video_link import VideoLink
 from realtime.voice import VoiceRouter
 
 __all__ = ["Access", "AccessEnded", "Close", "LiveConnection", "SlowConsumer"]
@@ -39,7 +44,11 @@ __all__ = ["Access", "AccessEnded", "Close", "LiveConnection", "SlowConsumer"]
 MAX_CHANNELS = 16
 MAX_FRAMES_PER_10S = 40
 MAX_BAD_FRAMES = 10
-MEDIA_KINDS = ("audio",)
+MEDIA_KINDS = ("audio", "video", "interpreter")
+# Media packets a client may send (video frames: 30 a second at most are relayed), and the
+# largest binary frame taken (a few frames that queued in the browser).
+MAX_MEDIA_PACKETS_PER_10S = 600
+MAX_MEDIA_FRAME = 200_000
 
 Cursors = dict[str, int | None]
 # An action frame (anything but hello and ping); returns control messages to send back,
@@ -71,7 +80,16 @@ class Access(Protocol):
         ...
 
     def audible(self, channels: set[str]) -> set[str]:
-        """The rooms, among the channels followed, whose voice the connection hears."""
+        """The rooms, among the channels followed, whose voice the connection hears (and
+        whose video tiles it may watch)."""
+        ...
+
+    def video_tile(self, channels: set[str]) -> tuple[str, str] | None:
+        """The tile this connection's person sends, given the channels followed: (room,
+        kind), kind "presenter", "interpreter" or "camera"; None when they have none (their
+        frames are refused, `not_pinned`). The frames' source is `int(member)`. Asked again
+        whenever what is followed changes (a hello, a recheck), so it answers from what the
+        app worked out then, without waiting."""
         ...
 
 
@@ -128,6 +146,8 @@ class LiveConnection:
         actions: ActionHandler = _no_actions,
         voice: VoiceRouter | None = None,
         inbox: MediaInbox | None = None,
+        video: VideoRouter | None = None,
+        video_inbox: VideoInbox | None = None,
     ) -> None:
         self.hub = hub
         self.access = access
@@ -141,6 +161,11 @@ class LiveConnection:
         self.inbox = inbox
         self.hearing_wanted = False
         self._synced: tuple[set[str] | None, bool] = (None, False)
+        # Video: the tiles it watches and the one it may send (realtime/video_link.py).
+        self.video = (
+            VideoLink(video, access, self.reply, inbox=video_inbox) if video is not None else None
+        )
+        self._media_window_start, self._media_packets = time.monotonic(), 0
 
     def _new_feed(self) -> Connection:
         return Connection(
@@ -175,7 +200,7 @@ class LiveConnection:
             allowed, refusals = await self.access.authorize(cursors, stale=stale)
             out = [control("error", code="not_allowed", message=m) for m in refusals]
             out.extend(await self.feed.follow_held(allowed))
-        self._sync_hearing()
+        self._sync_media()
         return out
 
     async def open(self, cursors: Cursors) -> list[str]:
@@ -191,7 +216,7 @@ class LiveConnection:
         """Ask the app again what this connection follows, and follow that (AccessEnded
         when it may follow nothing): for an owner that noticed it is `stale`."""
         out = await self.feed.recheck()
-        self._sync_hearing()
+        self._sync_media()
         return out
 
     async def follow_afresh(self) -> None:
@@ -203,6 +228,9 @@ class LiveConnection:
         self.feed = self._new_feed()
         if self.inbox is not None and self.inbox.wake is not None:
             self.inbox.wake = self.feed.wake_media
+        video_inbox = self.video.inbox if self.video is not None else None
+        if video_inbox is not None and video_inbox.wake is not None:
+            video_inbox.wake = self.feed.wake_media
         await self.feed.follow(following)
 
     # -- receiving --
@@ -231,10 +259,24 @@ class LiveConnection:
             return [control("error", code=exc.code, message=exc.message)]
 
     async def receive_media(self, data: bytes) -> list[str]:
-        """One binary frame from the client: the slot for media (see the module's doc).
-        No kind of media is taken yet."""
-        self._count_frame()
-        raise Close(1003, "binary frames are not accepted here")
+        """One binary frame from the client: video frames of the tile it sends (see the
+        module's doc); the replies to send it. Raises Close for anything else."""
+        if self.video is None:
+            self._count_frame()
+            raise Close(1003, "binary frames are not accepted here")
+        if len(data) > MAX_MEDIA_FRAME:
+            raise Close(1009, "a binary frame may hold a few video frames at most")
+        try:
+            packets = unpack(data)
+            if not packets:
+                raise BadMedia("an empty binary frame")
+            self._count_media(len(packets))
+            if self.feed.stale and self.video.sender is not None:
+                # An event may have changed the stage: look again before long.
+                self.feed.recheck_soon()
+            return self.video.send(packets, self.feed.channels)
+        except BadMedia as exc:
+            raise Close(1003, str(exc)) from exc
 
     async def hello(self, frame: dict[str, Any]) -> list[str]:
         """The answer to a hello: hello, then what `follow` returns."""
@@ -245,7 +287,10 @@ class LiveConnection:
     # -- media --
 
     def want_media(self, kinds: set[str]) -> None:
-        """Hear the rooms the app allows (when "audio" is in `kinds`), or stop hearing."""
+        """Hear the rooms the app allows (when "audio" is in `kinds`), or stop hearing;
+        watch their tiles (when "video" or "interpreter" is), or stop watching."""
+        if self.video is not None:
+            self.video.want(kinds, self.feed.wake_media)
         if self.voice is None:
             return
         self.hearing_wanted = "audio" in kinds
@@ -257,7 +302,9 @@ class LiveConnection:
         # What it hears is settled once it follows its channels (`follow` syncs): a
         # long-poll's inbox keeps hearing its room meanwhile, so nothing is missed.
 
-    def _sync_hearing(self) -> None:
+    def _sync_media(self) -> None:
+        if self.video is not None:
+            self.video.sync(self.feed.channels)
         if self.voice is None or self.inbox is None:
             return
         # What is heard changes only when what is followed does (a hello, a recheck: each
@@ -276,8 +323,11 @@ class LiveConnection:
         for message in batch:
             if message != MEDIA_READY:
                 out.append(message)
-            elif self.inbox is not None:
-                media = self.inbox.drain(self.inbox.rooms)
+            else:
+                audio = self.inbox.drain(self.inbox.rooms) if self.inbox is not None else b""
+                video = self.video.drain() if self.video is not None else b""
+                # One frame for both (video alone: its very packets, not a copy).
+                media = audio + video if audio and video else audio or video
                 if media:
                     out.append(media)
         return out
@@ -289,6 +339,14 @@ class LiveConnection:
         self._frames += 1
         if self._frames > MAX_FRAMES_PER_10S:
             raise Close(1008, "too many messages; slow down")
+
+    def _count_media(self, packets: int) -> None:
+        now = time.monotonic()
+        if now - self._media_window_start > 10:
+            self._media_window_start, self._media_packets = now, 0
+        self._media_packets += packets
+        if self._media_packets > MAX_MEDIA_PACKETS_PER_10S:
+            raise Close(1008, "too many video frames; slow down")
 
     # -- sending --
 
@@ -302,12 +360,12 @@ class LiveConnection:
         first. Raises SlowConsumer (the client must reconnect and resync) or AccessEnded."""
         batch = await self.feed.next(timeout)
         # A recheck inside `next` may have moved the person: hear their room from now on.
-        self._sync_hearing()
+        self._sync_media()
         return None if batch is None else self._with_media(batch)
 
     async def next_nowait(self) -> list[str | bytes]:
         batch = await self.feed.next_nowait()
-        self._sync_hearing()
+        self._sync_media()
         return self._with_media(batch)
 
     async def close(self, *, keep_hearing: bool = False) -> None:
@@ -317,4 +375,6 @@ class LiveConnection:
             self.inbox.wake = None
             if self.voice is not None and not keep_hearing:
                 self.voice.hear(self.inbox, set())
+        if self.video is not None:
+            self.video.close(keep_watching=keep_hearing)
         await self.feed.close()

@@ -4,8 +4,9 @@ A media packet is a 13-byte header and its payload (big-endian):
 
     kind:u8  source:u32  seq:u16  ts_ms:u32  length:u16  payload[length]
 
-`kind` 1 is Opus audio (48 kHz mono, usually 20 ms). `source` is the speaker whose packet
-was forwarded, or 0 for a mix made on the server (several people talking at once). `seq`
+`kind` 1 is Opus audio (48 kHz mono, usually 20 ms), 2 a video frame (realtime/video.py).
+`source` is the speaker whose packet was forwarded, or 0 for a mix made on the server
+(several people talking at once). `seq`
 counts one source's packets (wrapping at 65536), `ts_ms` is the server's clock when it
 relayed the packet (wrapping), for measuring jitter only. Packets are self-delimiting, so
 several go in one WebSocket frame (or one base64 text on the fallbacks, `{"t":"m","b":…}`).
@@ -25,8 +26,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 KIND_AUDIO = 1
+KIND_VIDEO = 2
 HEADER = struct.Struct("!BIHIH")
 MAX_PAYLOAD = 4000
+# A video frame's payload (its own small header and one encoded frame): realtime/video.py.
+MAX_VIDEO_PAYLOAD = 48_000
 # At most this much audio waits for one listener (packets of 20 ms).
 INBOX_PACKETS = 25
 
@@ -44,8 +48,9 @@ class BadMedia(ValueError):
 
 
 def pack(kind: int, source: int, seq: int, ts_ms: int, payload: bytes) -> bytes:
-    if len(payload) > MAX_PAYLOAD:
-        raise BadMedia(f"a media payload may have at most {MAX_PAYLOAD} bytes")
+    limit = MAX_VIDEO_PAYLOAD if kind == KIND_VIDEO else MAX_PAYLOAD
+    if len(payload) > limit:
+        raise BadMedia(f"a media payload may have at most {limit} bytes")
     return HEADER.pack(kind, source, seq & 0xFFFF, ts_ms & 0xFFFFFFFF, len(payload)) + payload
 
 

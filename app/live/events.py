@@ -151,6 +151,22 @@ class RecordingPayload(BaseModel):
     text: str = Field(max_length=300)
 
 
+class TileItem(BaseModel):
+    id: int
+    user_id: int
+    name: str = Field(max_length=200)
+    # "presenter", "interpreter" or "camera" (app/stage/models.py: TileKind)
+    kind: str = Field(max_length=20)
+
+
+class TilesPayload(BaseModel):
+    """The video tiles a room's stage shows now (app/stage/tiles.py); replaces the room's
+    list of tiles. Those whose tile it is start or stop sending after their recheck."""
+
+    channel: str = Field(max_length=100)
+    tiles: list[TileItem] = Field(max_length=8)
+
+
 VOICE_EVENTS = (
     EventType(
         "voice.active",
@@ -214,6 +230,7 @@ def build_registry() -> EventRegistry:
         EventType("caption.muted", NoticePayload, "live/events/notice.html"),
         EventType("caption.unmuted", NoticePayload, "live/events/notice.html"),
         *VOICE_EVENTS,
+        EventType("stage.tiles", TilesPayload, "stage/_tiles.html", swap="replace"),
     ):
         registry.register(event_type)
     return registry

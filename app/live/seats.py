@@ -22,13 +22,14 @@ from app.models import ProgrammeSession, User
 from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
 from app.sessions import read_claims, session_user, user_from_cookie
+from app.stage.tiles import tile_of
 from app.state import AppState, get_app_state
 from realtime.connection import Busy
 from realtime.live_connection import AccessEnded, Cursors, LiveConnection
 
 # Events after which a connection's seat is worked out again: rooms opened or closed,
-# the person moved.
-SEAT_CHANGING_EVENTS = ("breakout.opened", "breakout.closed", "room.changed")
+# the person moved, a room's video tiles changed (whose camera it shows: video_tile).
+SEAT_CHANGING_EVENTS = ("breakout.opened", "breakout.closed", "room.changed", "stage.tiles")
 
 
 # Changes of access reach connections at once (app/live/access.py); this is the longest a
@@ -84,13 +85,15 @@ class SeatKeeper:
         self.follows = follows
         # Set while the seat is being worked out again: the kept one may be out of date.
         self.reloading = False
+        # The kind of the person's video tile in their current room, loaded with the seat.
+        self.tile: str | None = None
 
     @property
     def user_id(self) -> int:
         return self.key[2]
 
-    def keep(self, seat: Seat) -> None:
-        self.seat, self.loaded_at = seat, time.monotonic()
+    def keep(self, seat: Seat, tile: str | None = None) -> None:
+        self.seat, self.tile, self.loaded_at = seat, tile, time.monotonic()
 
     async def get(self, *, stale: bool = False) -> Seat | None:
         """The seat, worked out again if `stale` (the connection saw an event that may
@@ -100,7 +103,7 @@ class SeatKeeper:
         return self.seat
 
     async def reload(self) -> Seat | None:
-        seat, ended = None, NOT_IN_SESSION
+        seat, ended, tile = None, NOT_IN_SESSION, None
         self.reloading = True
         try:
             async with get_app_state(self.conn).sessionmaker() as db:
@@ -114,9 +117,12 @@ class SeatKeeper:
                     ended = SIGNED_OUT
                 else:
                     seat = await seat_in(db, user, *self.key[:2])
+                    if seat is not None:
+                        tile = await tile_in_seat(db, seat)
         finally:
             self.reloading = False
         self.seat, self.ended, self.loaded_at = seat, ended, time.monotonic()
+        self.tile = tile
         return seat
 
     def current(self, *, stale: bool) -> Seat | None:
@@ -150,6 +156,15 @@ class SeatKeeper:
             return set()
         return {seat.current}
 
+    def video_tile(self, channels: set[str]) -> tuple[str, str] | None:
+        """Video: the tile this person may send as (room, kind): theirs in the room they
+        are in now, when the connection follows it; None while the seat is being worked
+        out again (after a `stage.tiles` event, the connection rechecks first)."""
+        seat = self.seat
+        if seat is None or self.tile is None or self.reloading or seat.current not in channels:
+            return None
+        return seat.current, self.tile
+
     async def recheck(self, cursors: Mapping[str, int]) -> Cursors:
         """What the connection follows now that the person's access may have changed;
         AccessEnded when they are signed out or no longer in the session."""
@@ -176,14 +191,22 @@ async def seat_in(db: AsyncSession, user: User, programme_id: int, session_id: i
     return await seat_for(db, ctx=ctx, session=session)
 
 
+async def tile_in_seat(db: AsyncSession, seat: Seat) -> str | None:
+    return await tile_of(db, session_id=seat.session.id, channel=seat.current, user_id=seat.user_id)
+
+
 async def load_seat(
     conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
-) -> Seat | None:
+) -> tuple[Seat, str | None] | None:
+    """The person's seat, and the kind of their video tile there."""
     async with get_app_state(conn).sessionmaker() as db:
         user = await db.get(User, user_id)
         if user is None:
             return None
-        return await seat_in(db, user, programme_id, session_id)
+        seat = await seat_in(db, user, programme_id, session_id)
+        if seat is None:
+            return None
+        return seat, await tile_in_seat(db, seat)
 
 
 def keeper_for(request: HTTPConnection, seat: Seat) -> SeatKeeper:
@@ -226,9 +249,10 @@ async def admit_websocket(
         )
     if user is None:
         raise WebSocketRefused("sign_in", "sign in first")
-    seat = await load_seat(websocket, programme_id, session_id, user.id)
-    if seat is None:
+    loaded = await load_seat(websocket, programme_id, session_id, user.id)
+    if loaded is None:
         raise WebSocketRefused("not_allowed", "you are not part of this session")
+    seat, tile = loaded
     keeper = SeatKeeper(
         websocket,
         programme_id,
@@ -238,7 +262,7 @@ async def admit_websocket(
         recheck_every=recheck_every,
         follows=follows,
     )
-    keeper.keep(seat)
+    keeper.keep(seat, tile)
     return keeper
 
 

@@ -84,8 +84,10 @@ async def update_programme(
     timezone: str,
     group_capacity: int | None,
     allow_breakout_recording: bool | None = None,
+    allow_breakout_cameras: bool | None = None,
 ) -> Programme:
-    """Save a programme's settings (`allow_breakout_recording` None: leave it as it is)."""
+    """Save a programme's settings (`allow_breakout_recording`, `allow_breakout_cameras`
+    None: leave it as it is)."""
     errors = check_programme_fields(
         title=title, description=description, timezone=timezone, group_capacity=group_capacity
     )
@@ -103,6 +105,11 @@ async def update_programme(
                 programme.allow_breakout_recording
                 if allow_breakout_recording is None
                 else allow_breakout_recording
+            ),
+            "allow_breakout_cameras": (
+                programme.allow_breakout_cameras
+                if allow_breakout_cameras is None
+                else allow_breakout_cameras
             ),
         }.items()
         if getattr(programme, k) != v

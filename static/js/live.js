@@ -4,6 +4,10 @@
 // Sound (docs/voice.md): once voice.js asks (window.RoundtableLive.listen), the hello asks for
 // "media": ["audio"] (SSE and long-poll: media=audio) and every media message, binary on the
 // WebSocket or {"t":"m","b":base64} on the fallbacks, goes to voice.js as an ArrayBuffer.
+// Video (docs/stage.md): video.js, loaded once the stage shows a tile (or the person asks
+// for their camera), asks for "video" or "interpreter" (RoundtableLive.watch), gets the same
+// media messages and the keyframe and not_pinned controls, and sends its camera's packets
+// on the WebSocket (RoundtableLive.sendMedia; false: post them instead).
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -16,6 +20,7 @@
   var OPEN_TIMEOUT = 5000, STALE = 60000;
   // Media: where audio goes (voice.js), and this page's long-poll listener id (for its life).
   var hear = null, listener = null, transport = "";
+  var see = null, seeKinds = [], seeControl = null;
 
   function $(id) { return document.getElementById(id); }
   function say(id, text) { var el = $(id); if (el) el.textContent = text; }
@@ -35,7 +40,7 @@
 
   function handle(text) {
     lastSeen = Date.now();
-    if (typeof text !== "string") { if (hear) hear(text); return; }
+    if (typeof text !== "string") { media(text); return; }
     var ev;
     try { ev = JSON.parse(text); } catch (e) { return; }
     apply(ev);
@@ -44,10 +49,12 @@
   function apply(ev) {
     switch (ev.t) {
       case "hb": case "pong": return;
-      case "m": if (hear && ev.b) hear(unbase64(ev.b)); return;
+      case "m": if (ev.b) media(unbase64(ev.b)); return;
+      case "keyframe": if (seeControl) seeControl(ev); return;
       case "hello": retry = 1000; status(ev.transport === "websocket" ? "Live" : "Live (compatibility mode)"); return;
       case "ack": answered(ev); return;
-      case "error": if (!answered(ev)) say("composer-error", ev.message || "Something went wrong."); return;
+      case "error": if (ev.code === "not_pinned" && seeControl) { seeControl(ev); return; }
+        if (!answered(ev)) say("composer-error", ev.message || "Something went wrong."); return;
       case "resync": resync(ev.c); return;
       case "reconnect": connect(); return;
       // Signed out or no longer in the session: the page, reloaded, says so.
@@ -62,7 +69,9 @@
     if (ev.h && el && ev.s !== "none") place(el, ev);
     if (ev.d && ev.d.deadline) setDeadline(ev.d.deadline, ev.d.closing);
     if (ev.t === "breakout.opened" || ev.t === "breakout.closed" || ev.t === "room.changed") switchRoom(ev);
+    if (ev.t === "stage.tiles") video();
   }
+  function media(buf) { if (hear) hear(buf); if (see) see(buf); }
 
   // d.into: the id of another list to add to (captions); d.drop: an element it replaces.
   function place(el, ev) {
@@ -115,6 +124,7 @@
       }
       readCursors();
       tick();
+      video();
       resubscribe();
     });
   }
@@ -127,12 +137,19 @@
 
   // Saying hello again replaces what the connection asked for: "media": [] stops the sound.
   function hello() {
-    socket.send(JSON.stringify({ type: "hello", cursors: cursors, media: hear ? ["audio"] : [] }));
+    socket.send(JSON.stringify({ type: "hello", cursors: cursors, media: mediaKinds() }));
   }
+  function mediaKinds() { return (hear ? ["audio"] : []).concat(see ? seeKinds : []); }
   function mediaQuery() {
-    if (!hear) return "";
+    var kinds = mediaKinds();
+    if (!kinds.length) return "";
     if (!listener) listener = Date.now().toString(36) + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
-    return "&media=audio" + (transport === "poll" ? "&listener=" + listener : "");
+    return "&media=" + kinds.join(",") + (transport === "poll" ? "&listener=" + listener : "");
+  }
+  function mediaChanged() {
+    // A WebSocket still opening (or about to open again) says hello when it opens.
+    if (socket) { if (socket.readyState === 1) hello(); return; }
+    connect();
   }
 
   function resubscribe() {
@@ -148,12 +165,41 @@
       var was = !!hear;
       hear = onMedia || null;
       if (was === !!hear) return;
-      // A WebSocket still opening (or about to open again) says hello when it opens.
-      if (socket) { if (socket.readyState === 1) hello(); return; }
-      connect();
+      mediaChanged();
+    },
+    // video.js: watch(["video"] or ["interpreter"] or [], onMedia, onControl).
+    watch: function (kinds, onMedia, onControl) {
+      var before = see ? seeKinds.join() : "";
+      see = kinds.length ? onMedia : null;
+      seeKinds = kinds.slice();
+      seeControl = onControl || null;
+      if ((see ? seeKinds.join() : "") !== before) mediaChanged();
+    },
+    sendMedia: function (bytes) {
+      if (!socket || socket.readyState !== 1) return false;
+      socket.send(bytes);
+      return true;
     },
     transport: function () { return transport; }
   };
+
+  // video.js is loaded when the room's stage shows a tile or the person asks for their
+  // camera (never in text-only mode, which has no #stage-video).
+  var videoLoading = false;
+  function video(asked) {
+    var section = $("stage-video");
+    if (!section || videoLoading || window.RoundtableVideo) return;
+    if (!asked && !section.querySelector("[data-source]")) return;
+    if (asked) section.setAttribute("data-asked", "1");
+    videoLoading = true;
+    var script = document.createElement("script");
+    script.src = section.getAttribute("data-script");
+    script.onerror = function () { videoLoading = false; };
+    document.head.appendChild(script);
+  }
+  document.addEventListener("click", function (e) {
+    if (e.target.closest && e.target.closest("#stage-video .camera-ask")) video(true);
+  });
 
   function stop() {
     gen++;
@@ -376,5 +422,6 @@
   });
   readCursors();
   tick();
+  video();
   connect();
 })();

@@ -57,6 +57,9 @@ class RoomAccess:
     def audible(self, channels: set[str]) -> set[str]:
         return {c for c in channels if c.startswith("room")}
 
+    def video_tile(self, channels: set[str]) -> tuple[str, str] | None:
+        return None
+
 
 def kinds(messages: list[str]) -> list[str]:
     return [json.loads(m)["t"] for m in messages]

@@ -94,6 +94,7 @@ async def save_programme_settings(
     timezone: Annotated[str, Form(max_length=100)] = "Europe/London",
     group_capacity: Capacity = "8",
     allow_breakout_recording: Annotated[str | None, Form(max_length=5)] = None,
+    allow_breakout_cameras: Annotated[str | None, Form(max_length=5)] = None,
 ) -> Response:
     values = {
         "title": title,
@@ -101,6 +102,7 @@ async def save_programme_settings(
         "timezone": timezone,
         "group_capacity": group_capacity,
         "allow_breakout_recording": allow_breakout_recording is not None,
+        "allow_breakout_cameras": allow_breakout_cameras is not None,
     }
     try:
         await update_programme(
@@ -112,6 +114,7 @@ async def save_programme_settings(
             timezone=timezone,
             group_capacity=parse_capacity(group_capacity),
             allow_breakout_recording=allow_breakout_recording is not None,
+            allow_breakout_cameras=allow_breakout_cameras is not None,
         )
     except ProgrammeError as exc:
         return _settings_page(request, ctx, values, exc.errors)
