@@ -301,6 +301,7 @@ def include_routers(app: FastAPI) -> None:
     from app.programmes.routes import groups, programmes, roster, sessions
     from app.stage.routes import deck_files as stage_deck_files
     from app.stage.routes import decks as stage_decks
+    from app.stage.routes import present as stage_present
     from app.stage.routes import tiles as stage_tiles
     from app.themes.routes import codebook as themes_codebook
     from app.themes.routes import codings as themes_codings
@@ -346,6 +347,7 @@ def include_routers(app: FastAPI) -> None:
         stage_decks,
         stage_deck_files,
         stage_tiles,
+        stage_present,
     ):
         app.include_router(module.router, dependencies=csrf)
     app.include_router(asr.router, dependencies=csrf)  # the token page's forms

@@ -165,6 +165,29 @@ class TilesPayload(BaseModel):
 
     channel: str = Field(max_length=100)
     tiles: list[TileItem] = Field(max_length=8)
+class StageSlidePayload(BaseModel):
+    """What a room's stage shows now (app/stage/present.py): a slide of a deck, or nothing
+    (deck_id 0). Replaces the stage's live slide; the page announces number and title."""
+
+    deck_id: int
+    deck_title: str = Field(default="", max_length=200)
+    number: int = 0
+    count: int = 0
+    title: str = Field(default="", max_length=200)
+    # The slide's own text (screen readers, text-only mode) and the presenter's description.
+    text: str = Field(default="", max_length=20_000)
+    alt_text: str = Field(default="", max_length=5_000)
+    # The image at the common width, and the srcset of every width.
+    image_url: str = Field(default="", max_length=300)
+    srcset: str = Field(default="", max_length=1_000)
+    width: int = 0
+    height: int = 0
+    presenter: str = Field(default="", max_length=200)
+
+
+STAGE_EVENTS = (
+    EventType("stage.slide", StageSlidePayload, "stage/_live_slide.html", swap="replace"),
+)
 
 
 VOICE_EVENTS = (
@@ -231,6 +254,7 @@ def build_registry() -> EventRegistry:
         EventType("caption.unmuted", NoticePayload, "live/events/notice.html"),
         *VOICE_EVENTS,
         EventType("stage.tiles", TilesPayload, "stage/_tiles.html", swap="replace"),
+        *STAGE_EVENTS,
     ):
         registry.register(event_type)
     return registry

@@ -70,6 +70,8 @@
     if (ev.d && ev.d.deadline) setDeadline(ev.d.deadline, ev.d.closing);
     if (ev.t === "breakout.opened" || ev.t === "breakout.closed" || ev.t === "room.changed") switchRoom(ev);
     if (ev.t === "stage.tiles") video();
+    // For the page's other scripts (stage.js): an event was placed.
+    document.dispatchEvent(new CustomEvent("roundtable:event", { detail: ev }));
   }
   function media(buf) { if (hear) hear(buf); if (see) see(buf); }
 
@@ -98,6 +100,7 @@
 
   function resync(channel) {
     if (roomUrl) return switchRoom();
+    document.dispatchEvent(new CustomEvent("roundtable:resync", { detail: channel }));
     get(base + "/panel?channel=" + encodeURIComponent(channel)).then(function (r) {
       return r.ok ? r.text() : null;
     }).then(function (html) {
@@ -126,6 +129,7 @@
       tick();
       video();
       resubscribe();
+      document.dispatchEvent(new CustomEvent("roundtable:room"));
     });
   }
 

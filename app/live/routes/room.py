@@ -22,6 +22,7 @@ from app.live.snapshot import channel_view, room_title, settings_of
 from app.live.text import linkify
 from app.live.web import BASE, base_url, wants_fragment
 from app.refusals import NotAllowed
+from app.stage.present import stage_context
 from app.stage.tiles_view import tiles_context
 from app.state import get_app_state
 from app.templating import render
@@ -77,6 +78,8 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         **await live_page_controls(db, seat=seat, presence=state.presence, speaking=state.speaking),
         **await indicator_context(db, state.recorders, seat=seat),
         **await tiles_context(db, seat=seat),
+        # After the room's head id (channel_view): a newer slide also arrives live.
+        **await stage_context(db, seat),
     }
 
 

@@ -1,0 +1,76 @@
+"""The stage on the live page: the presenter's controls (ordinary form POSTs, so they work
+on every transport and without JavaScript) and the fragments the page fetches (the stage
+after a resync, an earlier slide a viewer looks back at)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from starlette.responses import Response
+
+from app.deps import SessionDep
+from app.live.deps import LiveDep, SeatOf
+from app.live.web import BASE, done, required_id, whole_number
+from app.refusals import NotAllowed
+from app.stage import present
+from app.templating import render
+
+router = APIRouter(tags=["pages: the stage"])
+
+Number = Annotated[str, Form(max_length=12)]
+MAX_SLIDES = 10_000
+
+
+@router.post(BASE + "/stage/slide")
+async def show_slide(
+    request: Request,
+    seat: SeatOf,
+    db: SessionDep,
+    live: LiveDep,
+    deck_id: Number = "",
+    number: Number = "",
+) -> Response:
+    """Show slide `number` of a deck to everyone in the presenter's room."""
+    deck = required_id(deck_id, what="deck")
+    page = whole_number(number, what="slide number", low=1, high=MAX_SLIDES, default=1)
+    shown = await present.show_slide(db, live, seat=seat, deck_id=deck, number=page)
+    return done(request, seat, f"Showing slide {shown.number} of {shown.count}.")
+
+
+@router.post(BASE + "/stage/stop")
+async def stop_presenting(
+    request: Request, seat: SeatOf, db: SessionDep, live: LiveDep
+) -> Response:
+    await present.clear_stage(db, live, seat=seat)
+    return done(request, seat, "The slides are no longer shown.")
+
+
+@router.get(BASE + "/stage")
+async def stage_fragment(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+    """The stage of the person's room as it is now (after a resync)."""
+    context = await present.stage_context(db, seat)
+    return render(request, "stage/_stage.html", context)
+
+
+@router.get(BASE + "/stage/look")
+async def look_back(
+    request: Request,
+    seat: SeatOf,
+    db: SessionDep,
+    deck: Annotated[int, Query(ge=1, le=2**31 - 1)],
+    n: Annotated[int, Query(ge=1, le=MAX_SLIDES)],
+) -> Response:
+    """An earlier slide, for a viewer looking back while the presenter goes on."""
+    slide = await present.look_back(db, seat, deck_id=deck, number=n)
+    shown = present.slide_payload(seat, slide.deck, slide)
+    return render(request, "stage/_look_slide.html", {"e": shown})
+
+
+@router.get(BASE + "/stage/controls")
+async def presenter_controls(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+    """The presenter's controls, redrawn after each change of slide."""
+    context = await present.stage_context(db, seat)
+    if not context["may_present"]:
+        raise NotAllowed("Only this room's presenters have the slide controls.")
+    return render(request, "stage/_presenter.html", context)
