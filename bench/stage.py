@@ -12,8 +12,9 @@ What it does, all on 127.0.0.1:
      extracted, and encoded to WebP by Pillow alone: the per-page baseline;
   2. a fresh SQLite database (bench/realtime.py's `make_database`: one programme, a session
      under way, 80 participants in 10 groups) with no breakout open, so everyone is in the
-     plenary; a host (bench/programme.py's `add_host`), and an interpreter named for the
-     session and pinned on the plenary's stage (StageRole and StageTile rows);
+     plenary; a host (bench/programme.py's `add_host`), and a participant in no group whom
+     the host names interpreter for the session and pins on the plenary's stage (the live
+     page's forms, `.../live/stage/roles` and `.../live/stage/tiles/pin`) before the video;
   3. the app under uvicorn in its own process (bench/realtime.py's `start_app`: production
      settings, one process, the in-process broker, no Vosk model);
   4. the host uploads the deck through the decks page's upload route (multipart, with the
@@ -119,12 +120,11 @@ class Stage:
 
 def make_stage(tmp: Path, viewers: int) -> Stage:
     """The programme: `viewers` participants in the plenary (no breakout open), a host, and
-    an interpreter named for the session and pinned on the plenary's stage."""
+    the person the host will name interpreter (a participant in no group)."""
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
     from app.models import Membership, Role, User
-    from app.stage.models import StageRole, StageRoleKind, StageTile, TileKind
 
     database_url, world = make_database(tmp, clients=viewers, groups=min(GROUPS, viewers))
     with contextlib.closing(sqlite3.connect(tmp / "bench.db")) as conn:
@@ -136,34 +136,32 @@ def make_stage(tmp: Path, viewers: int) -> Stage:
         interpreter = User(display_name="Bench Interpreter", pronouns="he/him")
         db.add(interpreter)
         db.flush()
-        db.add(
-            Membership(
-                user_id=interpreter.id,
-                programme_id=world.programme_id,
-                role=Role.PARTICIPANT.value,
-            )
-        )
-        db.add(
-            StageRole(
-                session_id=world.session_id,
-                user_id=interpreter.id,
-                role=StageRoleKind.INTERPRETER.value,
-                assigned_by_id=host_id,
-            )
-        )
-        db.add(
-            StageTile(
-                session_id=world.session_id,
-                channel=f"s{world.session_id}:plenary",
-                user_id=interpreter.id,
-                kind=TileKind.INTERPRETER.value,
-                pinned_by_id=host_id,
-            )
-        )
+        role = Role.PARTICIPANT.value
+        db.add(Membership(user_id=interpreter.id, programme_id=world.programme_id, role=role))
         db.commit()
         interpreter_id = int(interpreter.id)
     engine.dispose()
     return Stage(database_url, world, host_id, interpreter_id)
+
+
+async def pin_interpreter(server: Server, stage: Stage, log: Any) -> None:
+    """The host names the interpreter for the session and pins their tile on the plenary's
+    stage, with the live page's forms."""
+    poster = FormPoster(f"http://127.0.0.1:{server.port}{stage.base}/live/stage/roles")
+    who = {"user_id": str(stage.interpreter_id), "csrf_token": stage.csrf_token}
+    try:
+        named = await poster.post(
+            {**who, "role": "interpreter"}, cookie=stage.host_cookie(), csrf=stage.csrf_token
+        )
+        poster.path = f"{stage.base}/live/stage/tiles/pin"
+        pinned = await poster.post(
+            {**who, "kind": "interpreter"}, cookie=stage.host_cookie(), csrf=stage.csrf_token
+        )
+    finally:
+        await poster.close()
+    log(f"interpreter named ({named}) and pinned ({pinned}) by the host")
+    if named >= 400 or pinned >= 400:
+        raise RuntimeError(f"the host could not pin the interpreter: {named}, {pinned}")
 
 
 # --------------------------------------------------------------------------- the deck
@@ -338,6 +336,7 @@ async def run_app(
         if deck is not None and not args.skip_slides:
             out["slides"] = await slides_phase(app, stage, deck, args, log)
         if not args.skip_video:
+            await pin_interpreter(app, stage, log)
             live = f"ws://127.0.0.1:{port}{stage.base}/live/ws"
             hello = {"type": "hello", "cursors": {stage.plenary: None}}
             tile = stage_video.Tile(live, stage.cookies[stage.interpreter_id], hello)
