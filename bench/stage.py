@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import sqlite3
@@ -75,7 +76,6 @@ from bench.realtime import (  # noqa: E402
     SECRET,
     FormPoster,
     Server,
-    cpu_seconds,
     free_port,
     make_database,
     raise_fd_limit,
@@ -167,6 +167,17 @@ async def pin_interpreter(server: Server, stage: Stage, log: Any) -> None:
 # --------------------------------------------------------------------------- the deck
 
 
+def cpu_with_children(pid: int) -> float:
+    """CPU seconds of a process and of its children that have ended (the deck's renderer
+    is a process of the server's own, waited for)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def stored_deck(tmp: Path) -> tuple[int, int] | None:
     """The newest deck's id and page count, once the app has stored it."""
     with contextlib.closing(sqlite3.connect(tmp / "bench.db")) as conn:
@@ -185,7 +196,7 @@ async def upload_deck(
     headers = {"Cookie": stage.host_cookie(), "X-CSRF-Token": stage.csrf_token}
     files = {"file": ("bench-deck.pdf", pdf, "application/pdf")}
     form = {"title": "Benchmark deck", "csrf_token": stage.csrf_token}
-    cpu0 = cpu_seconds(server.proc.pid)
+    cpu0 = cpu_with_children(server.proc.pid)
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0)) as client:
         response = await client.post(url, headers=headers, files=files, data=form)
@@ -199,7 +210,7 @@ async def upload_deck(
         "status": response.status_code,
         "answer_s": answered,
         "stored_s": seconds,
-        "server_cpu_s": cpu_seconds(server.proc.pid) - cpu0,
+        "server_cpu_s": cpu_with_children(server.proc.pid) - cpu0,
         "deck": deck,
     }
     if deck is None:
@@ -260,16 +271,20 @@ async def slides_phase(
         )
         first = await move(1)  # the deck on the stage; not measured
         log(f"deck on the stage: the post answered {first.status}")
-        await asyncio.sleep(1.5)
-        await listeners.ask("start", (time.monotonic_ns(), time.monotonic_ns() + 10**15))
-        cpu0, t0 = cpu_seconds(server.proc.pid), time.monotonic()
+        await quiet(args, log, server, listeners)
+        plan = slide_plan(deck[1], args.changes)
+        w0 = time.monotonic_ns() + 200_000_000
+        w1 = w0 + int(len(plan) * args.interval * 1e9)
+        await listeners.ask("start", (w0, w1 + 2_000_000_000))
+        meter = asyncio.create_task(measure_window(server, listeners, w0, w1))
         changes = []
-        for number in slide_plan(deck[1], args.changes):
-            due = time.monotonic() + args.interval
+        for n, number in enumerate(plan):
+            await asyncio.sleep(
+                max(0.0, (w0 + n * args.interval * 1e9 - time.monotonic_ns()) / 1e9)
+            )
             changes.append(await move(number))
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-        cpu = (cpu_seconds(server.proc.pid) - cpu0) / (time.monotonic() - t0) * 100
-        await asyncio.sleep(1.0)
+        window = await meter
+        await asyncio.sleep(2.0)
         records = await listeners.ask("stop")
     finally:
         await poster.close()
@@ -277,7 +292,14 @@ async def slides_phase(
     kinds = {key: spec.kind for key, spec in specs.items()}
     figures = stage_slides.analyse(records, kinds, changes)
     answer_ms = sorted((c.answered_ns - c.posted_ns) / 1e6 for c in changes)
-    return {"figures": figures, "server_cpu": cpu, "answer_ms": answer_ms, "opened": opened}
+    return {"figures": figures, "answer_ms": answer_ms, "opened": opened, **window}
+
+
+async def quiet(args: argparse.Namespace, log: Any, server: Server, listeners: Listeners) -> None:
+    """Wait (up to --quiet-wait) for other processes to leave the cores to the measured."""
+    if args.quiet_wait:
+        exclude = [server.proc.pid, listeners.proc.pid or 0]
+        await asyncio.to_thread(wait_for_quiet, args.quiet_wait, log, exclude)
 
 
 # --------------------------------------------------------------------------- video
@@ -300,10 +322,7 @@ async def video_phase(
     try:
         opened = await listeners.ask("connect", specs)
         log(f"video: {opened['open']} of {len(specs)} viewers connected {opened['failures'] or ''}")
-        if args.quiet_wait:
-            await asyncio.to_thread(
-                wait_for_quiet, args.quiet_wait, log, [server.proc.pid, listeners.proc.pid or 0]
-            )
+        await quiet(args, log, server, listeners)
         await tile.connect()
         start = time.monotonic_ns() + 300_000_000
         w0 = start + int(args.video_warmup * 1e9)

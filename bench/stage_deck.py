@@ -17,7 +17,7 @@ PAGES = 10
 # width, the one the stage shows and the one the benchmark's viewers fetch).
 WIDTHS = (480, 960, 1600)
 COMMON_WIDTH = 960
-WEBP_QUALITY = 80  # Pillow's default for WebP
+WEBP_QUALITY = 82  # the server's first try (app/stage/deck_render.py)
 
 TOPICS = [
     "Why we meet",

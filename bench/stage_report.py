@@ -51,7 +51,10 @@ def deck_rows(raw: RawRender, upload: dict[str, Any] | None) -> float:
         else:
             ours = upload["stored_s"] * 1000 / deck[1]
             row("ours: upload to stored (ms/page)", num(ours), f"answered {upload['status']}")
-            row("ours: server CPU (ms/page)", num(upload["server_cpu_s"] * 1000 / deck[1]))
+            row(
+                "ours: server CPU, renderer included (ms/page)",
+                num(upload["server_cpu_s"] * 1000 / deck[1]),
+            )
             row("ours / libraries alone", num(ours / (render + webp + text), 2))
     return ours
 
@@ -86,6 +89,10 @@ def slide_rows(slides: dict[str, Any]) -> None:
     )
     row("image response (KB, first fetch) p50", num(percentile(f.image_kb, 0.5)))
     row("server CPU during the changes (% of a core)", num(slides["server_cpu"]))
+    row(
+        "viewers' CPU / other processes' (% of a core)",
+        f"{num(slides['client_cpu'])} / {num(slides['other_cpu'])}",
+    )
     if f.errors:
         row("problems", str(f.errors))
 

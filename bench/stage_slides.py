@@ -7,6 +7,7 @@ deck's upload through the app's own route.
 from __future__ import annotations
 
 import asyncio
+import html
 import math
 import re
 import time
@@ -18,7 +19,8 @@ from bench.realtime import percentile
 from bench.voice import Heard, Recorder
 
 SLIDE_EVENT = "stage.slide"
-IMAGE_PATTERN = re.compile(r"""/slides/\d+\.webp[^"'\s<>]*""")
+IMG_SRC = re.compile(r'<img\b[^>]*?\bsrc="([^"]+)"')
+NUMBER = re.compile(r'\bdata-number="(\d+)"')
 # A browser's request for an <img>: what it accepts and the compression it offers.
 IMAGE_HEADERS = {
     "Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
@@ -26,22 +28,15 @@ IMAGE_HEADERS = {
 }
 
 
-def image_url(message: dict[str, Any]) -> str:
-    """The slide image a `stage.slide` event names: its `image_url` (the stage contract),
-    else the common width of its `images`, else the first .webp address in its fragment."""
+def slide_shown(message: dict[str, Any]) -> tuple[int, str]:
+    """The slide a `stage.slide` event shows and the image the page fetches for it: the
+    fragment's <img src> (the common width: what a desktop browser picks from the srcset
+    at 60vw of a 1280-pixel window), or the payload's, when the event carries it as data."""
     data = message.get("d") or {}
-    if isinstance(data.get("image_url"), str):
-        return str(data["image_url"])
-    images = data.get("images") or data.get("image_urls")
-    if isinstance(images, dict) and images:
-        return str(images.get("960") or next(iter(images.values())))
-    found = IMAGE_PATTERN.search(str(message.get("h") or ""))
-    if found:
-        # The path only: the fragment's address up to the path segment, found backwards.
-        fragment = str(message["h"])
-        start = fragment.rfind('"', 0, found.start()) + 1
-        return fragment[start : found.end()].replace("&amp;", "&")
-    return ""
+    fragment = str(message.get("h") or "")
+    number = data.get("number") or (m.group(1) if (m := NUMBER.search(fragment)) else 0)
+    url = data.get("image_url") or (m.group(1) if (m := IMG_SRC.search(fragment)) else "")
+    return int(number), html.unescape(str(url))
 
 
 @dataclass
@@ -97,10 +92,9 @@ class SlideRecorder(Recorder):
         super().text(heard, at, message)
         if message.get("t") != SLIDE_EVENT or not self.recording:
             return
-        data = message.get("d") or {}
-        shown = Shown(int(data.get("number") or 0), at)
+        number, url = slide_shown(message)
+        shown = Shown(number, at)
         self.shown.setdefault(heard.spec.key, []).append(shown)
-        url = image_url(message)
         if not url:
             shown.error = "the event names no image"
             return
