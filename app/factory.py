@@ -28,6 +28,7 @@ from app.live.talking import Talking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter, SignInLimits
 from app.security import PasswordWorker, Signer
+from app.stage.video_posts import HttpVideoSenders
 from app.state import STATE_KEY, AppState
 from app.storage import LocalStorage
 from app.templating import STATIC_DIR, make_templates
@@ -39,6 +40,7 @@ from captioning.recognizer_pool import RecognizerPool
 from realtime.broker import make_broker
 from realtime.hub import Hub
 from realtime.publish import Live
+from realtime.video import VideoRouter
 from realtime.voice import VoiceRouter
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,9 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         settings, sessionmaker, storage, live, voice, stack
     )
     caption_engines = await open_caption_engines(settings, stack)
+    video = VideoRouter()
+    video_posts = HttpVideoSenders(video)
+    stack.callback(video_posts.close)
     return AppState(
         settings=settings,
         signer=signer,
@@ -111,6 +116,8 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         signin_limits=signin_limits(settings),
         passwords=passwords,
         voice=voice,
+        video=video,
+        video_posts=video_posts,
         recorders=recorders,
         mix_listeners=mix_listeners,
         speaker_streams=open_speaker_streams(stack),

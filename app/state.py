@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from app.live.speaking import Speaking
     from app.ratelimit import RateLimiter, SignInLimits
     from app.security import PasswordWorker, Signer
+    from app.stage.video_posts import HttpVideoSenders
     from app.storage import LocalStorage
     from app.voice.listen import MixListeners
     from app.voice.recording import Recorders
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from realtime.broker import Broker
     from realtime.hub import Hub
     from realtime.publish import Live
+    from realtime.video import VideoRouter
     from realtime.voice import VoiceRouter
 
 # The key the lifespan yields the state under; Starlette copies it into each request's state.
@@ -59,6 +61,10 @@ class AppState:
     passwords: PasswordWorker
     # Voice: each room's speakers routed to its listeners (realtime/voice.py).
     voice: VoiceRouter
+    # Video: each tile's frames relayed to its room's viewers (realtime/video.py), and the
+    # senders of people posting their frames (app/stage/video_posts.py).
+    video: VideoRouter
+    video_posts: HttpVideoSenders
     # Rooms' recordings in progress, and live <audio> listeners (app/voice/).
     recorders: Recorders
     mix_listeners: MixListeners

@@ -9,7 +9,7 @@ frame on the WebSocket (app/live/chat_frames.py), by the same path."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,12 @@ router = APIRouter(tags=["live transports"])
 
 CursorQuery = Annotated[str, Query(max_length=2000, description="channel=id,channel=id")]
 MediaQuery = Annotated[
-    Literal["", "audio"], Query(description='"audio" to hear the room (docs/voice.md)')
+    str,
+    Query(
+        pattern=r"^$|^(audio|video|interpreter)(,(audio|video|interpreter)){0,2}$",
+        description='"audio" to hear the room (docs/voice.md), "video" or "interpreter" to '
+        "watch its tiles (docs/stage.md), comma-separated",
+    ),
 ]
 ListenerQuery = Annotated[
     str,
@@ -56,7 +61,14 @@ async def live_websocket(websocket: WebSocket, programme_id: int, session_id: in
     state = get_app_state(websocket)
     # Chat frames (the page's sends while this socket is open) take the post's path.
     chat = ChatFrames(state, keeper, programme_id, session_id)
-    live = LiveConnection(state.hub, keeper, transport="websocket", voice=state.voice, actions=chat)
+    live = LiveConnection(
+        state.hub,
+        keeper,
+        transport="websocket",
+        voice=state.voice,
+        video=state.video,
+        actions=chat,
+    )
     chat.live = live
     # While it is open, the person's chat posts may use the seat it keeps up to date.
     with state.chat_writer.seats.holding(keeper, live):
@@ -94,15 +106,25 @@ async def open_fallback(
     listener: str = "",
 ) -> LiveConnection:
     """The connection of a stream or a poll, on the seat its request worked out; with
-    `media=audio` it hears the person's room (a long-poll's audio waits in the inbox of
-    its `listener` between polls)."""
+    `media=audio` it hears the person's room, with "video" or "interpreter" it watches its
+    tiles (a long-poll's media waits in the inboxes of its `listener` between polls)."""
     await release_database(db)
-    voice = get_app_state(request).voice
-    inbox = voice.mailbox(str(seat.user_id), listener) if media and listener else None
+    state = get_app_state(request)
+    kinds = set(media.split(",")) if media else set()
+    member = str(seat.user_id)
+    inbox = state.voice.mailbox(member, listener) if "audio" in kinds and listener else None
+    watching = bool(kinds & {"video", "interpreter"}) and bool(listener)
+    video_inbox = state.video.mailbox(member, listener) if watching else None
     live = LiveConnection(
-        hub, keeper_for(request, seat), transport=transport, voice=voice, inbox=inbox
+        hub,
+        keeper_for(request, seat),
+        transport=transport,
+        voice=state.voice,
+        inbox=inbox,
+        video=state.video,
+        video_inbox=video_inbox,
     )
-    live.want_media({media} if media else set())
+    live.want_media(kinds)
     return live
 
 

@@ -160,7 +160,10 @@ async def post_video(
     if any(packet.kind != KIND_VIDEO for packet in packets):
         raise Refused("Only video packets (kind 2) can be sent here.")
     assert entry.sender is not None
-    taken = sum(entry.sender.frame(packet.payload) for packet in packets)
+    try:
+        taken = sum(entry.sender.frame(packet.payload) for packet in packets)
+    except BadMedia as exc:
+        raise Refused(f"That is not a video frame: {exc}.") from exc
     answer = {
         "ok": True,
         "keyframe": entry.take_keyframe_request(),
