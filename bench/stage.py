@@ -89,6 +89,8 @@ from bench.stage_report import report  # noqa: E402
 from bench.voice import Listeners, ListenerSpec, measure_window  # noqa: E402
 
 GROUPS = 10
+# After the video's window, people who arrive while the tile goes on sending.
+LATE_VIEWERS, LATE_S = 5, 3.0
 
 
 # --------------------------------------------------------------------------- the programme
@@ -314,6 +316,7 @@ async def video_phase(
     log: Any,
 ) -> dict[str, Any]:
     """The tile sends for warm-up + `--video-seconds`; the viewers record the window."""
+    late_hello = {"type": "hello", "cursors": {stage.plenary: None}, "media": ["video"]}
     specs = [
         ListenerSpec(key, "ws", uid, stage.plenary, viewer_url, stage.cookies[uid], "video")
         for key, uid in enumerate(stage.viewers)
@@ -329,9 +332,20 @@ async def video_phase(
         w1 = w0 + int(args.video_seconds * 1e9)
         await listeners.ask("start", (w0, w1))
         meter = asyncio.create_task(measure_window(server, listeners, w0, w1))
-        frames = int((args.video_warmup + args.video_seconds) * stage_video.FPS)
-        await tile.send(start, frames)
+        # Then LATE_S more, while LATE_VIEWERS people arrive: their first picture.
+        seconds = args.video_warmup + args.video_seconds + LATE_S
+        sending = asyncio.create_task(tile.send(start, int(seconds * stage_video.FPS)))
         window = await meter
+        await asyncio.sleep(0.5)
+        late = sorted(
+            await asyncio.gather(
+                *(
+                    stage_video.first_picture(viewer_url, stage.cookies[uid], late_hello)
+                    for uid in stage.viewers[:LATE_VIEWERS]
+                )
+            )
+        )
+        await sending
         await asyncio.sleep(1.0)
         records = await listeners.ask("stop")
     finally:
@@ -339,6 +353,7 @@ async def video_phase(
         await listeners.close()
     figures = stage_video.analyse(records, tile.sent, stage.interpreter_id, (w0, w1))
     figures.update(window)
+    figures["late_ms"] = late
     return figures
 
 

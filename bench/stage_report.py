@@ -123,8 +123,18 @@ def video_rows(ours: dict[str, Any] | None, bare: dict[str, Any] | None) -> None
     both("clients' CPU (%)", "client_cpu")
     both("other processes' CPU (%)", "other_cpu")
     both("server peak RSS (MB)", "rss_peak", lambda v: num(v / 2**20, 0))
-    both("keyframes sent / asked for", "keyframes", str)
+    both(
+        "late viewer: first keyframe, median / max (ms)",
+        "late_ms",
+        lambda v: f"{ms(percentile(v, 0.5))} / {ms(max(v, default=math.nan))} ({len(v)})",
+    )
+    both("keyframes sent", "keyframes", str)
     both("keyframe requests", "keyframe_requests", str)
+    both(
+        "keyframe sent after a request, median / max (ms)",
+        "keyframe_after_request_ms",
+        lambda v: f"{ms(percentile(sorted(v), 0.5))} / {ms(max(v, default=math.nan))}",
+    )
     both("tile's latest send late by (ms max)", "send_late_max_ms")
     both("other packets / malformed frames", "strangers", str)
     both("the tile heard", "tile_messages", str)

@@ -92,10 +92,11 @@ class Camera:
 class Sent:
     """What the tile sent: each frame's send time and size, and what the server said."""
 
-    sent_ns: dict[int, int] = field(default_factory=dict)  # seq -> CLOCK_MONOTONIC ns
-    sizes: dict[int, int] = field(default_factory=dict)
-    keyframes: int = 0
-    keyframe_requests: int = 0
+    # Each frame's payload (as the relay passes it on) -> when it was sent (CLOCK_MONOTONIC
+    # ns). Frames are told apart by their bytes: the relay numbers them itself.
+    sent_ns: dict[bytes, int] = field(default_factory=dict)
+    keyframes_ns: list[int] = field(default_factory=list)
+    requests_ns: list[int] = field(default_factory=list)  # the server asked for a keyframe
     messages: dict[str, int] = field(default_factory=dict)
     late_max_ms: float = 0.0
     error: str = ""
@@ -143,7 +144,7 @@ class Tile:
                     kind = f"error {message.get('code')}: {str(message.get('message'))[:80]}"
                 messages[kind] = messages.get(kind, 0) + 1
                 if message.get("t") == "keyframe":
-                    self.sent.keyframe_requests += 1
+                    self.sent.requests_ns.append(time.monotonic_ns())
                     self.want_key = True
         if self.ws.close_code is not None and not self.closing:
             self.sent.error = f"closed {self.ws.close_code} {self.ws.close_reason}"
@@ -164,8 +165,9 @@ class Tile:
             except Exception as exc:  # noqa: BLE001 - reported with the figures
                 self.sent.error = self.sent.error or f"{type(exc).__name__}: {exc}"
                 return
-            self.sent.sent_ns[seq], self.sent.sizes[seq] = now, len(payload)
-            self.sent.keyframes += key
+            self.sent.sent_ns[payload] = now
+            if key:
+                self.sent.keyframes_ns.append(now)
             self.sent.late_max_ms = max(self.sent.late_max_ms, (now - due) / 1e6)
 
     async def close(self) -> None:
@@ -175,6 +177,42 @@ class Tile:
                 await asyncio.wait_for(self.ws.close(), 3)
         if self.reader is not None:
             self.reader.cancel()
+
+
+async def first_picture(url: str, cookie: str | None, hello: dict[str, Any]) -> float:
+    """A viewer arriving while the tile sends: ms from its hello to the first keyframe of
+    the tile read (what it can draw first); inf if none comes within 5 s."""
+    from websockets.asyncio.client import connect
+
+    from bench.captions import connection_class
+
+    headers = {"Cookie": f"rt_session={cookie}"} if cookie else {}
+    ws = await connect(
+        url,
+        additional_headers=headers,
+        open_timeout=30,
+        ping_interval=None,
+        close_timeout=2,
+        proxy=None,
+        create_connection=connection_class(),
+    )
+    try:
+        sent = time.monotonic_ns()
+        await ws.send(json.dumps(hello))
+        deadline = sent + 5_000_000_000
+        while (left := deadline - time.monotonic_ns()) > 0:
+            raw = await asyncio.wait_for(ws.recv(), left / 1e9)
+            if not isinstance(raw, bytes):
+                continue
+            for kind, _source, _seq, _ts, payload in unpack(raw):
+                if kind == KIND_VIDEO and payload and payload[0] & 1:
+                    return (ws.arrived_ns - sent) / 1e6
+    except TimeoutError:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 3)
+    return math.inf
 
 
 # --------------------------------------------------------------------------- bare relay
@@ -221,6 +259,15 @@ def serve_bare(port: int) -> None:
 # --------------------------------------------------------------------------- figures
 
 
+def keyframe_delays(sent: Sent) -> list[float]:
+    """For each keyframe request the tile heard: ms until it sent a keyframe."""
+    out = []
+    for asked in sent.requests_ns:
+        after = [k for k in sent.keyframes_ns if k >= asked]
+        out.append((min(after) - asked) / 1e6 if after else math.inf)
+    return out
+
+
 def analyse(
     records: dict[int, dict[str, Any]], sent: Sent, source: int, window: tuple[int, int]
 ) -> dict[str, Any]:
@@ -229,7 +276,7 @@ def analyse(
     delivered share, as a viewer that cannot keep up is meant to get fewer frames)."""
     w0, w1 = window
     seconds = (w1 - w0) / 1e9
-    expected = {seq for seq, at in sent.sent_ns.items() if w0 <= at <= w1}
+    expected = {payload for payload, at in sent.sent_ns.items() if w0 <= at <= w1}
     latencies, relay_to_viewer, kbps, delivered = [], [], [], []
     strangers = malformed = 0
     for record in records.values():
@@ -241,12 +288,12 @@ def analyse(
             except ValueError:
                 malformed += 1
                 continue
-            for kind, src, seq, ts, _payload in packets:
+            for kind, src, _seq, ts, payload in packets:
                 if kind != KIND_VIDEO or src != source:
                     strangers += 1
-                elif seq in expected and seq not in got:
-                    got.add(seq)
-                    latencies.append((at - sent.sent_ns[seq]) / 1e6)
+                elif payload in expected and payload not in got:
+                    got.add(payload)
+                    latencies.append((at - sent.sent_ns[payload]) / 1e6)
                     relay_to_viewer.append(clock_ms_between(ts, (at // 1_000_000) & 0xFFFFFFFF))
         delivered.append(len(got) / len(expected) if expected else math.nan)
     latencies.sort()
@@ -258,7 +305,7 @@ def analyse(
         "receiving": sum(1 for share in delivered if share > 0),
         "errors": sorted({r["error"] for r in records.values() if r["error"]}),
         "frames_sent": len(expected),
-        "sent_kbps": sum(sent.sizes[s] for s in expected) * 8 / 1000 / seconds,
+        "sent_kbps": sum(len(p) + HEADER.size for p in expected) * 8 / 1000 / seconds,
         "p50_ms": percentile(latencies, 0.5),
         "p95_ms": percentile(latencies, 0.95),
         "max_ms": latencies[-1] if latencies else math.nan,
@@ -269,8 +316,9 @@ def analyse(
         "delivered_mean": sum(delivered) / len(delivered) if delivered else math.nan,
         "strangers": strangers,
         "malformed": malformed,
-        "keyframes": sent.keyframes,
-        "keyframe_requests": sent.keyframe_requests,
+        "keyframes": len(sent.keyframes_ns),
+        "keyframe_requests": len(sent.requests_ns),
+        "keyframe_after_request_ms": keyframe_delays(sent),
         "tile_messages": dict(sent.messages),
         "tile_error": sent.error,
         "send_late_max_ms": sent.late_max_ms,
