@@ -25,7 +25,8 @@ What it does, all on 127.0.0.1:
      (deck_id, number, the CSRF token) every `--interval` seconds. Each viewer, on reading
      a `stage.slide` event, fetches the image it names with its own HTTP client and cache,
      as its browser would (a fresh cached copy is not asked for again; a stale one is
-     revalidated with If-None-Match / If-Modified-Since). Shown = the image is there.
+     revalidated with If-None-Match / If-Modified-Since). Shown = the image is there;
+     "new" slides are those whose image came from the server, "cached" the others.
      Latency = shown time minus the time the presenter's post left (CLOCK_MONOTONIC, which
      every process on the machine shares); a slide a viewer never showed counts as
      infinitely late. Bytes per viewer per slide: everything its live connection read during
@@ -42,7 +43,8 @@ What it does, all on 127.0.0.1:
      queues). bare_cpu_ratio = the app's CPU / the bare relay's.
 
 The last line is machine-readable:
-RESULT slide_p95_ms=<WebSocket viewers, shown> slide_kb=<p95 over viewers> video_viewers=<..>
+RESULT slide_p95_ms=<WebSocket viewers, a new slide shown> slide_kb=<per new slide, p95 over
+       viewers> video_viewers=<viewers that received frames>
        video_kbps=<p95 per viewer> video_cpu_pct=<server, % of one core> bare_cpu_ratio=<..>
 """
 
@@ -76,6 +78,7 @@ from bench.realtime import (  # noqa: E402
     SECRET,
     FormPoster,
     Server,
+    cpu_seconds,
     free_port,
     make_database,
     raise_fd_limit,
@@ -294,7 +297,33 @@ async def slides_phase(
     kinds = {key: spec.kind for key, spec in specs.items()}
     figures = stage_slides.analyse(records, kinds, changes)
     answer_ms = sorted((c.answered_ns - c.posted_ns) / 1e6 for c in changes)
-    return {"figures": figures, "answer_ms": answer_ms, "opened": opened, **window}
+    cost = await image_cost(server, stage, deck[0])
+    return {"figures": figures, "answer_ms": answer_ms, "image_cost": cost, **window}
+
+
+async def image_cost(
+    server: Server, stage: Stage, deck_id: int, rounds: int = 100
+) -> dict[str, float]:
+    """What one slide image costs the server: `rounds` requests one after the other, each
+    asking for the whole image (200), then each revalidating it (304); server CPU ms each."""
+    import httpx
+
+    from app.stage.urls import slide_image_url
+
+    url = f"http://127.0.0.1:{server.port}" + slide_image_url(
+        stage.programme_id, stage.session_id, deck_id, 2
+    )
+    headers = {"Cookie": f"rt_session={stage.cookies[stage.viewers[0]]}"}
+    out = {}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+        etag = (await client.get(url, headers=headers)).headers.get("etag", "")
+        for name, extra in (("full", {}), ("revalidated", {"If-None-Match": etag})):
+            cpu0, t0 = cpu_seconds(server.proc.pid), time.perf_counter()
+            for _ in range(rounds):
+                await client.get(url, headers={**headers, **extra})
+            out[f"{name}_cpu_ms"] = (cpu_seconds(server.proc.pid) - cpu0) * 1000 / rounds
+            out[f"{name}_ms"] = (time.perf_counter() - t0) * 1000 / rounds
+    return out
 
 
 async def quiet(args: argparse.Namespace, log: Any, server: Server, listeners: Listeners) -> None:

@@ -62,39 +62,43 @@ def deck_rows(raw: RawRender, upload: dict[str, Any] | None) -> float:
 def slide_rows(slides: dict[str, Any]) -> None:
     f = slides["figures"]
     print(f"\nSlides: {f.changes} changes, viewers by transport")
-    row(
-        "presenter's post answered",
-        str(f.answers),
-        f"p50 {ms(percentile(slides['answer_ms'], 0.5))} ms",
-    )
+    answer = percentile(slides["answer_ms"], 0.5)
+    row("presenter's post answered", str(f.answers), f"p50 {ms(answer)} ms")
     for kind in ("ws", "sse", "poll"):
-        t = f.by_transport.get(kind)
-        if not t:
+        if kind not in f.ms:
             continue
         target = TARGET_WS_MS if kind == "ws" else TARGET_FALLBACK_MS
+        row(f"{kind} ({f.viewers[kind]}): event p50 / p95 (ms)", pair(f, kind, "event"))
         row(
-            f"{kind} ({int(t['viewers'])}): event p50 / p95 (ms)",
-            f"{ms(t['event_p50'])} / {ms(t['event_p95'])}",
-        )
-        row(
-            f"{kind}: shown (event + image) p50 / p95 / max",
-            f"{ms(t['shown_p50'])} / {ms(t['shown_p95'])} / {ms(t['shown_max'])}",
+            f"{kind}: shown, new slide p50 / p95 (ms)",
+            pair(f, kind, "new"),
             f"target p95 <= {target:.0f} ms",
         )
-    kb = f.kb_per_slide
-    row(
-        "KB per viewer per slide p50 / p95 / max",
-        " / ".join(num(v) for v in (percentile(kb, 0.5), percentile(kb, 0.95), max(kb))),
-        f"target <= {TARGET_SLIDE_KB:.0f} KB",
-    )
-    row("image response (KB, first fetch) p50", num(percentile(f.image_kb, 0.5)))
+        row(f"{kind}: shown, cached slide p50 / p95 (ms)", pair(f, kind, "cached"))
+        row(f"{kind}: image fetch after the event p50 / p95", pair(f, kind, "fetch"))
+    row("shown p95 per change, every viewer (ms)", " ".join(f"{v:.0f}" for v in f.per_change_p95))
+    for label, kb in (("new slide", f.kb_per_new_slide), ("any change", f.kb_per_slide)):
+        row(
+            f"KB per viewer per {label} p50 / p95 / max",
+            " / ".join(num(v) for v in (percentile(kb, 0.5), percentile(kb, 0.95), max(kb))),
+            f"target <= {TARGET_SLIDE_KB:.0f} KB" if label == "new slide" else "",
+        )
+    row("image response (KB, status + headers + body)", num(percentile(f.image_kb, 0.5)))
     row("server CPU during the changes (% of a core)", num(slides["server_cpu"]))
+    cost = slides["image_cost"]
     row(
-        "viewers' CPU / other processes' (% of a core)",
-        f"{num(slides['client_cpu'])} / {num(slides['other_cpu'])}",
+        "one image request alone: server CPU (ms)",
+        f"{num(cost['full_cpu_ms'])} (200), {num(cost['revalidated_cpu_ms'])} (304)",
+        f"answered in {num(cost['full_ms'])} / {num(cost['revalidated_ms'])} ms",
     )
+    others = f"{num(slides['client_cpu'])} / {num(slides['other_cpu'])}"
+    row("viewers' CPU / other processes' (% of a core)", others)
     if f.errors:
         row("problems", str(f.errors))
+
+
+def pair(f: Any, kind: str, name: str) -> str:
+    return f"{ms(f.p(kind, name, 0.5))} / {ms(f.p(kind, name, 0.95))}"
 
 
 def video_rows(ours: dict[str, Any] | None, bare: dict[str, Any] | None) -> None:
@@ -135,7 +139,8 @@ def video_rows(ours: dict[str, Any] | None, bare: dict[str, Any] | None) -> None
         "keyframe_after_request_ms",
         lambda v: f"{ms(percentile(sorted(v), 0.5))} / {ms(max(v, default=math.nan))}",
     )
-    both("tile's latest send late by (ms max)", "send_late_max_ms")
+    both("tile: latest send after its time (ms)", "send_late_max_ms")
+    both("tile: frames skipped (this process was late)", "skipped", str)
     both("other packets / malformed frames", "strangers", str)
     both("the tile heard", "tile_messages", str)
     for name, figures in (("roundtable", ours), ("bare", bare)):
@@ -156,10 +161,10 @@ def report(out: dict[str, Any]) -> None:
         video_rows(ours, bare)
     if app.get("log", "").strip():
         print("  roundtable server log (last lines):\n    " + app["log"].replace("\n", "\n    "))
-    transports = slides["figures"].by_transport if slides else {}
-    ws = transports.get("ws", {}).get("shown_p95", math.nan)
-    fallback = {k: transports.get(k, {}).get("shown_p95", math.nan) for k in ("sse", "poll")}
-    kb = percentile(slides["figures"].kb_per_slide, 0.95) if slides else math.nan
+    f = slides["figures"] if slides else None
+    ws = f.p("ws", "new", 0.95) if f else math.nan
+    fallback = {k: f.p(k, "new", 0.95) if f else math.nan for k in ("sse", "poll")}
+    kb = percentile(f.kb_per_new_slide, 0.95) if f else math.nan
     cpu = ours["server_cpu"] if ours else math.nan
     ratio = cpu / bare["server_cpu"] if ours and bare and bare["server_cpu"] else math.nan
     print(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.realtime import percentile
-from bench.voice import Heard, Recorder
+from bench.voice import Heard, ListenerSpec, Recorder
 
 SLIDE_EVENT = "stage.slide"
 IMG_SRC = re.compile(r'<img\b[^>]*?\bsrc="([^"]+)"')
@@ -88,13 +88,24 @@ class SlideRecorder(Recorder):
         self.shown: dict[int, list[Shown]] = {}
         self.fetches: set[asyncio.Task[None]] = set()
 
+    async def connect(self, specs: list[ListenerSpec]) -> dict[str, Any]:
+        """Each viewer's browser exists before the first slide (it loaded the page)."""
+        import httpx
+
+        for spec in specs:
+            self.browsers[spec.key] = httpx.AsyncClient(timeout=httpx.Timeout(30.0))
+        return await super().connect(specs)
+
     def text(self, heard: Heard, at: int, message: dict[str, Any]) -> None:
+        """A `stage.slide` event: its image is fetched, as the page shows it, and timed
+        while recording (before, it only fills the cache and opens the connection)."""
         super().text(heard, at, message)
-        if message.get("t") != SLIDE_EVENT or not self.recording:
+        if message.get("t") != SLIDE_EVENT:
             return
         number, url = slide_shown(message)
         shown = Shown(number, at)
-        self.shown.setdefault(heard.spec.key, []).append(shown)
+        if self.recording:
+            self.shown.setdefault(heard.spec.key, []).append(shown)
         if not url:
             shown.error = "the event names no image"
             return
@@ -105,11 +116,7 @@ class SlideRecorder(Recorder):
         task.add_done_callback(self.fetches.discard)
 
     async def fetch(self, heard: Heard, url: str, shown: Shown) -> None:
-        import httpx
-
         key = heard.spec.key
-        if key not in self.browsers:
-            self.browsers[key] = httpx.AsyncClient(timeout=httpx.Timeout(30.0), http2=False)
         cache = self.caches.setdefault(key, {})
         entry, now = cache.get(url), time.monotonic_ns()
         if entry is not None and entry.fresh_until > now:
@@ -173,12 +180,29 @@ class Change:
 class SlideFigures:
     changes: int = 0
     answers: dict[int, int] = field(default_factory=dict)
-    by_transport: dict[str, dict[str, float]] = field(default_factory=dict)
-    kb_per_slide: list[float] = field(default_factory=list)  # per viewer, sorted
-    image_kb: list[float] = field(default_factory=list)  # per first fetch of an image
+    # Per transport: ms lists, each sorted; "shown" for every change, "new" for the slides
+    # whose image came from the network (the viewer had not seen it), "cached" for the rest;
+    # "fetch": from the event to the image there, for the new ones.
+    ms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    viewers: dict[str, int] = field(default_factory=dict)
+    kb_per_slide: list[float] = field(default_factory=list)  # per viewer, every change
+    kb_per_new_slide: list[float] = field(default_factory=list)  # per viewer, new slides
+    image_kb: list[float] = field(default_factory=list)  # per image response (200)
+    per_change_p95: list[float] = field(default_factory=list)  # shown, every viewer
     errors: dict[str, int] = field(default_factory=dict)
 
+    def p(self, kind: str, name: str, q: float) -> float:
+        return percentile(self.ms.get(kind, {}).get(name, []), q)
 
+
+def matching(shown: list[Shown], change: Change) -> Shown | None:
+    """The first slide a viewer showed for a change: that number, read after the post."""
+    return next(
+        (s for s in shown if s.number == change.number and s.event_ns >= change.posted_ns), None
+    )
+
+
+# Longer than 60 lines because it keeps each viewer's figures in one pass over its changes.
 def analyse(
     records: dict[int, dict[str, Any]], kinds: dict[int, str], changes: list[Change]
 ) -> SlideFigures:
@@ -187,47 +211,52 @@ def analyse(
     out = SlideFigures(changes=len(changes))
     for change in changes:
         out.answers[change.status] = out.answers.get(change.status, 0) + 1
-    events: dict[str, list[float]] = {}
-    shown_at: dict[str, list[float]] = {}
+    by_change: list[list[float]] = [[] for _ in changes]
+
+    def note(problem: str) -> None:
+        out.errors[problem] = out.errors.get(problem, 0) + 1
+
     for key, record in records.items():
         kind = kinds[key]
-        image_bytes, remaining = 0, list(record["shown"])
-        for change in changes:
-            match = next(
-                (
-                    s
-                    for s in remaining
-                    if s.number == change.number and s.event_ns >= change.posted_ns
-                ),
-                None,
-            )
+        out.viewers[kind] = out.viewers.get(kind, 0) + 1
+        figures = out.ms.setdefault(kind, {})
+        image_bytes = new_bytes = new = 0
+        remaining = list(record["shown"])
+        for index, change in enumerate(changes):
+            match = matching(remaining, change)
             if match is None:
-                events.setdefault(kind, []).append(math.inf)
-                shown_at.setdefault(kind, []).append(math.inf)
-                out.errors["slide never shown"] = out.errors.get("slide never shown", 0) + 1
+                for name in ("event", "shown", "new"):
+                    figures.setdefault(name, []).append(math.inf)
+                by_change[index].append(math.inf)
+                note("slide never shown")
                 continue
             remaining.remove(match)
-            events.setdefault(kind, []).append((match.event_ns - change.posted_ns) / 1e6)
             done = (match.done_ns - change.posted_ns) / 1e6 if match.done_ns else math.inf
-            shown_at.setdefault(kind, []).append(done)
+            figures.setdefault("event", []).append((match.event_ns - change.posted_ns) / 1e6)
+            figures.setdefault("shown", []).append(done)
+            by_change[index].append(done)
             image_bytes += match.image_bytes
+            if match.status == 0 and match.done_ns:
+                figures.setdefault("cached", []).append(done)
+            else:
+                figures.setdefault("new", []).append(done)
+                figures.setdefault("fetch", []).append(
+                    (match.done_ns - match.event_ns) / 1e6 if match.done_ns else math.inf
+                )
+                new_bytes, new = new_bytes + match.image_bytes, new + 1
             if match.status == 200:
                 out.image_kb.append(match.image_bytes / 1000)
             if match.error:
-                out.errors[match.error] = out.errors.get(match.error, 0) + 1
-        out.kb_per_slide.append((record["bytes"] + image_bytes) / 1000 / max(1, len(changes)))
+                note(match.error)
+        live_per_change = record["bytes"] / max(1, len(changes))
+        out.kb_per_slide.append((live_per_change + image_bytes / max(1, len(changes))) / 1000)
+        out.kb_per_new_slide.append((live_per_change + new_bytes / max(1, new)) / 1000)
         if record["error"]:
-            out.errors[record["error"]] = out.errors.get(record["error"], 0) + 1
-    for kind in events:
-        e, s = sorted(events[kind]), sorted(shown_at[kind])
-        out.by_transport[kind] = {
-            "viewers": sum(1 for k in kinds.values() if k == kind),
-            "event_p50": percentile(e, 0.5),
-            "event_p95": percentile(e, 0.95),
-            "shown_p50": percentile(s, 0.5),
-            "shown_p95": percentile(s, 0.95),
-            "shown_max": s[-1] if s else math.nan,
-        }
-    out.kb_per_slide.sort()
-    out.image_kb.sort()
+            note(record["error"])
+    for figures in out.ms.values():
+        for values in figures.values():
+            values.sort()
+    out.per_change_p95 = [percentile(sorted(v), 0.95) for v in by_change]
+    for values in (out.kb_per_slide, out.kb_per_new_slide, out.image_kb):
+        values.sort()
     return out

@@ -99,6 +99,7 @@ class Sent:
     requests_ns: list[int] = field(default_factory=list)  # the server asked for a keyframe
     messages: dict[str, int] = field(default_factory=dict)
     late_max_ms: float = 0.0
+    skipped: int = 0  # frames this process got to too late to send (the machine was busy)
     error: str = ""
 
 
@@ -150,15 +151,23 @@ class Tile:
             self.sent.error = f"closed {self.ws.close_code} {self.ws.close_reason}"
 
     async def send(self, start_ns: int, frames: int) -> None:
-        """`frames` frames, the n-th at start + n / FPS (CLOCK_MONOTONIC)."""
+        """`frames` frames, the n-th captured at start + n / FPS (CLOCK_MONOTONIC), then
+        encoded (a keyframe if one was asked for since the last) and sent. A frame whose
+        time has passed by more than a frame's length when this process gets to it is
+        skipped, as a camera drops the frames nobody took (rather than a burst to catch up,
+        which the server's rate limit would cut)."""
         loop = asyncio.get_running_loop()
+        period = 1_000_000_000 // FPS
         for n in range(frames):
-            payload, key = await loop.run_in_executor(None, self.camera.next, self.want_key)
-            self.want_key = False
-            due = start_ns + n * 1_000_000_000 // FPS
+            due = start_ns + n * period
             await asyncio.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
-            seq = n & 0xFFFF
-            packet = HEADER.pack(KIND_VIDEO, 0, seq, 0, len(payload)) + payload
+            if time.monotonic_ns() - due > period:
+                self.camera.count += 1
+                self.sent.skipped += 1
+                continue
+            key_wanted, self.want_key = self.want_key, False
+            payload, key = await loop.run_in_executor(None, self.camera.next, key_wanted)
+            packet = HEADER.pack(KIND_VIDEO, 0, n & 0xFFFF, 0, len(payload)) + payload
             now = time.monotonic_ns()
             try:
                 await self.ws.send(packet)
@@ -187,7 +196,7 @@ async def first_picture(url: str, cookie: str | None, hello: dict[str, Any]) -> 
     from bench.captions import connection_class
 
     headers = {"Cookie": f"rt_session={cookie}"} if cookie else {}
-    ws = await connect(
+    ws: Any = await connect(
         url,
         additional_headers=headers,
         open_timeout=30,
@@ -322,4 +331,5 @@ def analyse(
         "tile_messages": dict(sent.messages),
         "tile_error": sent.error,
         "send_late_max_ms": sent.late_max_ms,
+        "skipped": sent.skipped,
     }
