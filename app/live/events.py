@@ -183,6 +183,10 @@ class StageSlidePayload(BaseModel):
     width: int = 0
     height: int = 0
     presenter: str = Field(default="", max_length=200)
+    # Once the presenter lets people download the deck: as PDF, and as uploaded.
+    pdf_url: str = Field(default="", max_length=300)
+    original_url: str = Field(default="", max_length=300)
+    original_type: str = Field(default="", max_length=10)
 
 
 STAGE_EVENTS = (

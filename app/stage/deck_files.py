@@ -230,6 +230,8 @@ class RenderedPage:
     title: str
     # width -> (file in the pages folder, bytes, height)
     images: dict[int, tuple[Path, int, int]]
+    # The renderer's time for this page (all widths, text and encoding).
+    render_ms: float = 0.0
 
 
 async def render_pages(pdf: Path, folder: Path) -> list[RenderedPage]:
@@ -279,4 +281,5 @@ def _page(raw: dict[str, Any], pages_dir: Path) -> RenderedPage:
         text=str(raw["text"]),
         title=str(raw["title"]),
         images=images,
+        render_ms=float(raw.get("ms", 0.0)),
     )

@@ -113,7 +113,7 @@ async def upload_deck(
     ctx: ProgrammeContext,
     session: ProgrammeSession,
     upload: DeckUpload,
-    max_bytes: int = deck_files.DECK_MAX_BYTES,
+    max_bytes: int | None = None,
 ) -> Deck:
     title = clean_title(upload.title)
     await _check_room(db, ctx, session, upload.group_id)
@@ -122,7 +122,8 @@ async def upload_deck(
     work = Path(await anyio.to_thread.run_sync(_workspace, storage.root))
     stored: list[str] = []
     try:
-        original, kind = await deck_files.receive(upload.chunks, work, max_bytes=max_bytes)
+        limit = deck_files.DECK_MAX_BYTES if max_bytes is None else max_bytes
+        original, kind = await deck_files.receive(upload.chunks, work, max_bytes=limit)
         pdf = original if kind == PDF else await deck_files.convert_to_pdf(original, work)
         pages = await deck_files.render_pages(pdf, work)
         original_stored = await storage.adopt(original)

@@ -12,7 +12,7 @@ plenary's stage, a breakout room's deck only in that room."""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -21,10 +21,21 @@ from app.db import utcnow
 from app.live import channels
 from app.live.channels import Seat
 from app.live.events import StageSlidePayload
+from app.live.web import base_url
 from app.models import User
 from app.refusals import NotAllowed, NotFound, Refused
-from app.stage.models import Deck, Slide, StageRole, StageRoleKind, StageState
-from app.stage.urls import COMMON_WIDTH, SLIDE_WIDTHS, deck_url, decks_url, slide_image_url
+from app.stage.access import is_presenter
+from app.stage.decks import decks_for_room, load_deck
+from app.stage.models import Deck, Slide, StageState
+from app.stage.urls import (
+    COMMON_WIDTH,
+    SLIDE_WIDTHS,
+    deck_original_url,
+    deck_pdf_url,
+    deck_url,
+    decks_url,
+    slide_image_url,
+)
 from realtime.publish import Live
 
 NOTHING_SHOWN = StageSlidePayload(deck_id=0)
@@ -36,46 +47,32 @@ async def may_present(db: AsyncSession, seat: Seat) -> bool:
         return True
     if seat.current != channels.plenary(seat.session.id):
         return False
-    named = await db.scalar(
-        select(StageRole.id).where(
-            StageRole.session_id == seat.session.id,
-            StageRole.user_id == seat.user_id,
-            StageRole.role == StageRoleKind.PRESENTER.value,
-        )
-    )
-    return named is not None
-
-
-def room_decks_query(seat: Seat) -> Select[tuple[Deck]]:
-    """The decks that may be shown in the person's current room."""
-    query = select(Deck).where(Deck.session_id == seat.session.id)
-    group_id = channels.room_group_id(seat.current)
-    if group_id is None:
-        return query.where(Deck.group_id.is_(None))
-    return query.where(Deck.group_id == group_id)
-
-
-async def room_decks(db: AsyncSession, seat: Seat) -> list[Deck]:
-    return list((await db.scalars(room_decks_query(seat).order_by(Deck.id))).all())
+    return await is_presenter(db, seat.ctx, seat.session.id)
 
 
 async def room_deck(db: AsyncSession, seat: Seat, deck_id: int) -> Deck:
-    """One of the decks of the person's current room, with its slides; NotFound otherwise."""
-    deck = await db.scalar(
-        room_decks_query(seat).where(Deck.id == deck_id).options(selectinload(Deck.slides))
-    )
-    if deck is None:
+    """One of the decks of the person's current room, with its slides; NotFound otherwise
+    (a plenary deck is not shown in a breakout room, nor one room's deck in another)."""
+    deck = await load_deck(db, deck_id, seat.session.id)
+    if deck.group_id != channels.room_group_id(seat.current):
         raise NotFound("That deck is not one of this room's decks.")
     return deck
 
 
-def slide_payload(seat: Seat, deck: Deck, slide: Slide, presenter: str = "") -> StageSlidePayload:
-    programme_id, session_id = seat.ctx.programme.id, seat.session.id
-
+def slide_payload(
+    programme_id: int, session_id: int, deck: Deck, slide: Slide, presenter: str = ""
+) -> StageSlidePayload:
     def url(width: int) -> str:
         return slide_image_url(programme_id, session_id, deck.id, slide.number, width)
 
     widths = [w for w in SLIDE_WIDTHS if str(w) in slide.images]
+    downloads = {}
+    if deck.downloadable:
+        downloads = {
+            "pdf_url": deck_pdf_url(programme_id, session_id, deck.id),
+            "original_url": deck_original_url(programme_id, session_id, deck.id),
+            "original_type": deck.original_type,
+        }
     return StageSlidePayload(
         deck_id=deck.id,
         deck_title=deck.title,
@@ -89,7 +86,12 @@ def slide_payload(seat: Seat, deck: Deck, slide: Slide, presenter: str = "") -> 
         width=slide.width,
         height=slide.height,
         presenter=presenter,
+        **downloads,
     )
+
+
+def _payload(seat: Seat, deck: Deck, slide: Slide, presenter: str = "") -> StageSlidePayload:
+    return slide_payload(seat.ctx.programme.id, seat.session.id, deck, slide, presenter)
 
 
 async def current_slide(db: AsyncSession, seat: Seat) -> StageSlidePayload:
@@ -103,14 +105,18 @@ async def current_slide(db: AsyncSession, seat: Seat) -> StageSlidePayload:
     if deck is None or not deck.slides:
         return NOTHING_SHOWN
     slide = deck.slides[min(state.slide_number, len(deck.slides)) - 1]
-    presenter = ""
-    if state.presenter_id is not None:
-        user = await db.get(User, state.presenter_id)
-        presenter = user.name_with_pronouns if user else ""
-    return slide_payload(seat, deck, slide, presenter)
+    return _payload(seat, deck, slide, await _name(db, state))
 
 
-async def look_back(db: AsyncSession, seat: Seat, *, deck_id: int, number: int) -> Slide:
+async def _name(db: AsyncSession, state: StageState) -> str:
+    """Who presents on that stage, as the room sees them."""
+    user = await db.get(User, state.presenter_id) if state.presenter_id is not None else None
+    return user.name_with_pronouns if user else ""
+
+
+async def look_back(
+    db: AsyncSession, seat: Seat, *, deck_id: int, number: int
+) -> StageSlidePayload:
     """An earlier slide of the deck on the stage, for a viewer looking back: never one the
     presenter has not reached yet (presenters see any)."""
     deck = await room_deck(db, seat, deck_id)
@@ -120,7 +126,7 @@ async def look_back(db: AsyncSession, seat: Seat, *, deck_id: int, number: int) 
         state = await db.get(StageState, seat.current)
         if state is None or state.deck_id != deck_id or number > state.slide_number:
             raise NotAllowed("You can look back at slides already shown, not ahead.")
-    return deck.slides[number - 1]
+    return _payload(seat, deck, deck.slides[number - 1])
 
 
 async def show_slide(
@@ -148,7 +154,7 @@ async def show_slide(
             target=f"deck:{deck.id}",
             room=seat.current,
         )
-    payload = slide_payload(seat, deck, deck.slides[number - 1], seat.ctx.user.name_with_pronouns)
+    payload = _payload(seat, deck, deck.slides[number - 1], seat.ctx.user.name_with_pronouns)
     outbox = live.outbox(db)
     await outbox.add(seat.current, "stage.slide", payload, actor_id=seat.user_id)
     await outbox.commit()
@@ -172,11 +178,18 @@ async def stage_context(db: AsyncSession, seat: Seat) -> dict[str, object]:
     """What the stage of the person's room needs to be drawn: the live slide, and for its
     presenters the room's decks and the deck on the stage (thumbnails and notes)."""
     shown = await current_slide(db, seat)
-    context: dict[str, object] = {"stage": shown, "seat": seat, "may_present": False}
+    context: dict[str, object] = {
+        "stage": shown,
+        "seat": seat,
+        "base": base_url(seat),
+        "may_present": False,
+    }
     if not await may_present(db, seat):
         return context
     context["may_present"] = True
-    context["decks"] = await room_decks(db, seat)
+    context["decks"] = await decks_for_room(
+        db, seat.session.id, channels.room_group_id(seat.current)
+    )
     context["decks_url"] = decks_url(seat.ctx.programme.id, seat.session.id)
     if shown.deck_id:
         deck = await room_deck(db, seat, shown.deck_id)
@@ -190,3 +203,33 @@ async def stage_context(db: AsyncSession, seat: Seat) -> dict[str, object]:
         context["notes"] = deck.slides[shown.number - 1].notes
         context["deck_page"] = deck_url(seat.ctx.programme.id, seat.session.id, deck.id)
     return context
+
+
+async def rooms_showing(db: AsyncSession, deck_id: int) -> list[str]:
+    """The rooms whose stage shows this deck now."""
+    rows = await db.scalars(select(StageState.channel).where(StageState.deck_id == deck_id))
+    return list(rows.all())
+
+
+async def restage(
+    db: AsyncSession, live: Live, *, programme_id: int, deck_id: int, rooms: list[str]
+) -> None:
+    """After a deck changed (a description, downloads allowed) or was deleted: the rooms that
+    showed it see the change at once (the same slide, or nothing)."""
+    if not rooms:
+        return
+    outbox = live.outbox(db)
+    for room in rooms:
+        state = await db.get(StageState, room)
+        deck = None
+        if state is not None and state.deck_id == deck_id:
+            deck = await db.scalar(
+                select(Deck).where(Deck.id == deck_id).options(selectinload(Deck.slides))
+            )
+        if state is None or deck is None or not deck.slides:
+            await outbox.add(room, "stage.slide", NOTHING_SHOWN)
+            continue
+        slide = deck.slides[min(state.slide_number, len(deck.slides)) - 1]
+        payload = slide_payload(programme_id, deck.session_id, deck, slide, await _name(db, state))
+        await outbox.add(room, "stage.slide", payload)
+    await outbox.commit()

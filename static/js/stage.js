@@ -81,7 +81,25 @@
     if (looking) live.hidden = true;
     updateNav();
     if (!looking) announce(num(live, "deck") ? "Slide " + describe(live) : "The slides have stopped.");
-    if ($("stage-controls")) get(base() + "/controls").then(function (html) { swapIn("stage-controls", html); });
+    if ($("stage-controls")) get(base() + "/controls").then(redrawControls);
+  }
+
+  // The presenter's focus stays on the control they used: Next stays on Next (on Previous
+  // once Next is disabled at the last slide), a slide in the list on that slide.
+  function redrawControls(html) {
+    var active = document.activeElement, key = null, number = null;
+    if (active && active.closest && active.closest("#stage-controls")) {
+      key = active.getAttribute("data-stage-key");
+      var form = active.form;
+      if (!key && form && form.closest(".thumbnails")) number = form.elements.number.value;
+    }
+    var node = swapIn("stage-controls", html);
+    if (!node || (key === null && number === null)) return;
+    var target = key ? node.querySelector('[data-stage-key="' + key + '"]:not([disabled])') ||
+      node.querySelector('[data-stage-key="prev"]:not([disabled])') :
+      node.querySelector('.thumbnails input[name="number"][value="' + number + '"]');
+    if (target && target.tagName === "INPUT") target = target.form.querySelector("button");
+    if (target) target.focus();
   }
 
   document.addEventListener("roundtable:event", function (e) {

@@ -51,9 +51,16 @@ async def test_viewers_follow_the_presenter_on_every_transport(
         await expect(page.locator("#stage-status")).to_have_text(
             re.compile(r"^Slide 1 of 4: Slide 1: Why we listen")
         )
-    # The presenter steps with the arrow keys and with the list of slides.
-    await host.locator("body").press("ArrowRight")
+    # The presenter steps with the arrow keys, the buttons and the list of slides; the focus
+    # stays on the button they pressed.
+    await expect(host.locator("#stage-controls")).to_have_attribute("data-number", "1")
+    await expect(host.get_by_role("button", name="Show from the start")).to_be_focused()
+    await host.keyboard.press("ArrowRight")
     await expect(host.locator("#stage-live")).to_have_attribute("data-number", "2")
+    await expect(host.locator("#stage-controls")).to_have_attribute("data-number", "2")
+    await host.get_by_role("button", name="Next slide").click()
+    await expect(host.locator("#stage-controls")).to_have_attribute("data-number", "3")
+    await expect(host.get_by_role("button", name="Next slide")).to_be_focused()
     await host.locator(".thumbnails button", has_text="Slide 4").click()
     for page in (host, alice, bob):
         await expect(page.locator("#stage-live")).to_have_attribute("data-number", "4")
@@ -64,7 +71,7 @@ async def test_viewers_follow_the_presenter_on_every_transport(
     # Alice looks back while the host goes on; "Back to live" brings her to the live slide.
     await alice.get_by_role("button", name="Previous slide").click()
     await expect(alice.locator("#stage-look figcaption")).to_contain_text("Looking back: slide 3")
-    await host.locator("body").press("ArrowLeft")
+    await host.keyboard.press("ArrowLeft")
     await expect(bob.locator("#stage-live")).to_have_attribute("data-number", "3")
     await expect(alice.locator("#stage-look")).to_be_visible()
     await expect(alice.locator("#stage-live")).to_be_hidden()

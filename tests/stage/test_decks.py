@@ -235,3 +235,40 @@ def test_sniffing_looks_at_content_not_names(tmp_path: Path) -> None:
     assert deck_files.sniff_head(b"%PDF-1.4 ...") == "pdf"
     assert deck_files.sniff_head(b"Hello, I am text") is None
     assert deck_files.sniff_head(b"PK\x03\x04....") == "zip"
+
+
+async def test_rendering_does_not_hold_up_other_requests(
+    db: Any, browser_factory: Any, report_figure: Any, tmp_path: Path
+) -> None:
+    """While a 12-page deck is received and drawn, the server still answers at once."""
+    import anyio
+
+    w = await make_world(db)
+    host = browser_factory(w.host)
+    other = browser_factory(w.participant_a)
+    lobby = f"/programmes/{w.programme.id}/sessions/{w.session.id}"
+    data = slide_pdf(11, picture=True)
+    assert (await other.get(lobby)).status_code == 200  # templates compiled, caches warm
+    waits: list[float] = []
+    finished = anyio.Event()
+
+    async def send() -> None:
+        response = await upload(host, w, data, "long.pdf")
+        assert response.status_code == 303, response.text
+        finished.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send)
+        while not finished.is_set():
+            started = time.perf_counter()
+            assert (await other.get(lobby)).status_code == 200
+            waits.append(time.perf_counter() - started)
+            await anyio.sleep(0.05)
+    assert len(waits) >= 5
+    report_figure(
+        f"lobby page during a 12-page render: worst {max(waits) * 1000:.0f} ms, "
+        f"median {sorted(waits)[len(waits) // 2] * 1000:.0f} ms of {len(waits)}"
+    )
+    assert max(waits) < 1.0, waits
+    deck = await only_deck(db)
+    assert deck.page_count == 12

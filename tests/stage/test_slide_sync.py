@@ -35,7 +35,7 @@ async def test_everyone_follows_the_presenter_and_a_late_joiner_starts_on_the_li
                 step = {"deck_id": deck_id, "number": number}
                 assert (await act(live_server, w.host, path + "/stage/slide", step)).is_success
             event = await on_ws.wait_for(of_type("stage.slide"))
-            assert event["c"] == plenary and event["x"] == "stage-live"
+            assert event["c"] == plenary and event["s"] == "replace" and "stage-live" in event["h"]
             assert f'data-number="{number}"' in event["h"] and "of 3" in event["h"]
             assert f"Slide {number}: Why we listen" in event["h"]  # the page's own text
             assert f"/decks/{deck_id}/slides/{number}.webp?w=960" in event["h"]
@@ -150,3 +150,35 @@ async def test_a_breakout_rooms_deck_is_shown_only_in_that_room(live_server, db)
     finally:
         await in_a.close()
         await in_b.close()
+
+
+async def test_changes_to_the_deck_on_the_stage_reach_the_room_at_once(live_server, db) -> None:
+    w = await make_world(db)
+    path = live_path(w)
+    plenary = channels.plenary(w.session.id)
+    deck_id = await upload_deck(live_server, w.host, w, pages=2)
+    deck_path = f"/programmes/{w.programme.id}/sessions/{w.session.id}/decks/{deck_id}"
+    await act(live_server, w.host, path + "/stage/slide", {"deck_id": deck_id, "number": 2})
+    viewer = await LiveClient.connect(live_server, w.participant_a, path, {plenary: None})
+    try:
+        # The presenter describes the slide on show: the room reads the description.
+        described = {"alt_text": "A circle of chairs <facing> each other", "notes": "Pause here"}
+        await act(live_server, w.host, deck_path + "/slides/2", described, hx=False)
+        event = await viewer.wait_for(of_type("stage.slide"))
+        assert "A circle of chairs &lt;facing&gt; each other" in event["h"]
+        assert "Pause here" not in event["h"]  # speaker notes are the presenter's alone
+        # Downloads allowed: the room gets the links.
+        await act(
+            live_server, w.host, deck_path + "/downloadable", {"downloadable": "on"}, hx=False
+        )
+        event = await viewer.wait_for(of_type("stage.slide"))
+        assert f'href="{deck_path}/pdf"' in event["h"]
+        async with live_server.client(w.participant_a) as http:
+            pdf = await http.get(deck_path + "/pdf")
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+        # Deleted: the stage shows nothing.
+        await act(live_server, w.host, deck_path + "/delete", hx=False)
+        event = await viewer.wait_for(of_type("stage.slide"))
+        assert 'data-deck="0"' in event["h"]
+    finally:
+        await viewer.close()

@@ -9,19 +9,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 
 from app.access import ProgrammeContext
 from app.deps import MemberOf, SessionDep, SessionOf
+from app.live.deps import LiveDep
 from app.models import Group, ProgrammeSession
 from app.refusals import NotAllowed, NotFound, Refused
-from app.stage import access, deck_files, decks
+from app.stage import access, deck_files, decks, present
 from app.stage.decks import DECK_NOT_FOUND, DeckUpload
 from app.stage.models import Deck
 from app.stage.urls import COMMON_WIDTH, SLIDE_WIDTHS, deck_url, decks_url
 from app.state import get_app_state
 from app.storage import CHUNK, LocalStorage
 from app.templating import render
+from realtime.publish import Live
 
 router = APIRouter(tags=["pages: decks"])
 
@@ -253,17 +256,25 @@ async def rename(
     return _back(ctx, deck, "renamed")
 
 
+async def _restage(db: AsyncSession, live: Live, ctx: ProgrammeContext, deck_id: int) -> None:
+    """A deck on a stage changed: the rooms showing it see the change at once."""
+    rooms = await present.rooms_showing(db, deck_id)
+    await present.restage(db, live, programme_id=ctx.programme.id, deck_id=deck_id, rooms=rooms)
+
+
 @router.post("/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/downloadable")
 async def downloadable(
     ctx: MemberOf,
     session: SessionOf,
     deck_id: DeckIdPath,
     db: SessionDep,
+    live: LiveDep,
     downloadable: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     deck = await _viewable(db, ctx, session, deck_id)
     allowed = downloadable in ("on", "1", "true", "yes")
     await decks.set_downloadable(db, ctx=ctx, deck=deck, downloadable=allowed)
+    await _restage(db, live, ctx, deck.id)
     return _back(ctx, deck, "downloadable" if allowed else "private", "#downloads")
 
 
@@ -275,6 +286,7 @@ async def edit_slide(
     deck_id: DeckIdPath,
     number: SlidePath,
     db: SessionDep,
+    live: LiveDep,
     alt_text: LongText = "",
     notes: LongText = "",
 ) -> Response:
@@ -296,6 +308,7 @@ async def edit_slide(
             errors={f"{field}-{number}": exc.message},
             status_code=exc.status,
         )
+    await _restage(db, live, ctx, deck.id)
     return _back(ctx, deck, "slide", f"#slide-{number}")
 
 
@@ -322,10 +335,18 @@ async def confirm_delete(
 
 @router.post("/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/delete")
 async def delete(
-    request: Request, ctx: MemberOf, session: SessionOf, deck_id: DeckIdPath, db: SessionDep
+    request: Request,
+    ctx: MemberOf,
+    session: SessionOf,
+    deck_id: DeckIdPath,
+    db: SessionDep,
+    live: LiveDep,
 ) -> Response:
     deck = await _viewable(db, ctx, session, deck_id)
+    showing = await present.rooms_showing(db, deck.id)
     await decks.delete_deck(db, storage=_storage(request), ctx=ctx, deck=deck)
+    # The rooms that showed it show nothing now.
+    await present.restage(db, live, programme_id=ctx.programme.id, deck_id=deck_id, rooms=showing)
     return RedirectResponse(
         decks_url(ctx.programme.id, session.id) + "?done=deleted", status_code=303
     )

@@ -62,8 +62,7 @@ async def look_back(
     n: Annotated[int, Query(ge=1, le=MAX_SLIDES)],
 ) -> Response:
     """An earlier slide, for a viewer looking back while the presenter goes on."""
-    slide = await present.look_back(db, seat, deck_id=deck, number=n)
-    shown = present.slide_payload(seat, slide.deck, slide)
+    shown = await present.look_back(db, seat, deck_id=deck, number=n)
     return render(request, "stage/_look_slide.html", {"e": shown})
 
 
