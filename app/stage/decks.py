@@ -29,7 +29,7 @@ from app.stage import deck_files
 from app.stage.access import may_manage_deck
 from app.stage.deck_files import PDF, RenderedPage
 from app.stage.models import Deck, Slide
-from app.storage import LocalStorage
+from app.storage import LocalStorage, StoredFile
 
 TITLE_MAX = 200
 ALT_TEXT_MAX = 2_000
@@ -133,20 +133,7 @@ async def upload_deck(
             pdf_key = (await storage.adopt(pdf)).key
             stored.append(pdf_key)
         slides = [await _store_slide(storage, page, stored) for page in pages]
-        name = _download_name(upload.filename, kind)
-        deck = Deck(
-            session_id=session.id,
-            group_id=upload.group_id,
-            title=title or name.rpartition(".")[0][:TITLE_MAX] or "Slides",
-            original_name=name,
-            original_type=kind,
-            original_key=original_stored.key,
-            original_size=original_stored.size,
-            pdf_key=pdf_key,
-            page_count=len(slides),
-            uploaded_by_id=ctx.user.id,
-            slides=slides,
-        )
+        deck = _new_deck(ctx, session, upload, title, kind, original_stored, pdf_key, slides)
         db.add(deck)
         await db.flush()
         audit.record(
@@ -157,7 +144,7 @@ async def upload_deck(
             target=f"deck:{deck.id}",
             session_id=session.id,
             group_id=upload.group_id,
-            filename=name,
+            filename=deck.original_name,
             type=kind,
             pages=len(slides),
             size_bytes=original_stored.size,
@@ -174,6 +161,32 @@ async def upload_deck(
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(shutil.rmtree, work, True)
     return deck
+
+
+def _new_deck(
+    ctx: ProgrammeContext,
+    session: ProgrammeSession,
+    upload: DeckUpload,
+    title: str,
+    kind: str,
+    original: StoredFile,
+    pdf_key: str,
+    slides: list[Slide],
+) -> Deck:
+    name = _download_name(upload.filename, kind)
+    return Deck(
+        session_id=session.id,
+        group_id=upload.group_id,
+        title=title or name.rpartition(".")[0][:TITLE_MAX] or "Slides",
+        original_name=name,
+        original_type=kind,
+        original_key=original.key,
+        original_size=original.size,
+        pdf_key=pdf_key,
+        page_count=len(slides),
+        uploaded_by_id=ctx.user.id,
+        slides=slides,
+    )
 
 
 def _workspace(root: Path) -> str:

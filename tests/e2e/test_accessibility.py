@@ -677,3 +677,43 @@ async def test_large_text_and_high_contrast(
     ):
         await visit(facilitator, url, f"{where}, large text and high contrast", found)
     found.assert_none()
+
+
+async def test_deck_pages(live_server: Any, plain_db: Any, chromium: Any, tmp_path: Any) -> None:
+    """The decks page (empty, with an error, with a deck), a deck as its presenter edits it
+    and as a participant reads it, and deleting it; the upload is made with the page's
+    own form."""
+    from tests.stage.deck_samples import slide_pdf
+
+    w = await make_world(plain_db)
+    decks = f"/programmes/{w.programme.id}/sessions/{w.session.id}/decks"
+    deck_file = tmp_path / "Why we listen.pdf"
+    deck_file.write_bytes(slide_pdf(2, picture=True))
+    page = await signed_in_page(chromium, live_server, w.host)
+    found = Findings()
+    await visit(page, decks, "decks page, no decks yet", found)
+    await page.get_by_role("button", name="Upload the deck").click()
+    await expect(page.locator(".error-summary")).to_be_visible()
+    await check(page, "decks page with an error", found, errors=True)
+    await page.get_by_label(re.compile("^Slides file")).set_input_files(str(deck_file))
+    await page.get_by_role("button", name="Upload the deck").click()
+    await expect(page.get_by_role("heading", name="Why we listen", level=1)).to_be_visible()
+    await expect(page.locator(".deck-slide")).to_have_count(3)
+    await check(page, "deck page, as its presenter", found)
+    deck_url = page.url.split("?")[0]
+    await page.get_by_label("Description of slide 3").fill("x" * 2001)
+    await page.get_by_role("button", name="Save slide 3").click()
+    await expect(page.locator(".error-summary")).to_be_visible()
+    await check(page, "deck page with an error", found, errors=True)
+    await visit(page, decks, "decks page with a deck", found)
+    await visit(page, deck_url + "/delete", "delete a deck", found)
+    reader = await signed_in_page(chromium, live_server, w.participant_a)
+    await visit(reader, deck_url, "deck page, as a participant", found)
+    # The first slide's image (the others load lazily, as they are scrolled to) is shown
+    # to someone who may see the deck: 480 px wide or wider, from the srcset.
+    await reader.wait_for_function(
+        "() => { const img = document.querySelector('.deck-slide-image');"
+        " return img.complete && img.naturalWidth >= 480; }"
+    )
+    assert page.js_errors == [] and reader.js_errors == [], (page.js_errors, reader.js_errors)
+    found.assert_none()

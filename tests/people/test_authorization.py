@@ -22,6 +22,7 @@ from app.factory import create_app
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
+from app.stage.models import Deck, Slide
 from app.voice.recording_models import VoiceRecording
 from tests.factories import World, make_world
 
@@ -122,6 +123,35 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/papers/{paper_id}"): MEMBERS,
     ("POST", "/programmes/{programme_id}/sessions/{session_id}/papers/{paper_id}/delete"): HOSTS,
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/calendar.ics"): MEMBERS,
+    # Decks (the seeded one is group A's breakout deck, not downloadable)
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/decks"): CODERS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/decks"): CODERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}"): GROUP_A,
+    (
+        "GET",
+        "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/slides/{number}.webp",
+    ): GROUP_A,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/original"): (
+        GROUP_A_MODERATORS
+    ),
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/pdf"): (
+        GROUP_A_MODERATORS
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/rename"): (
+        GROUP_A_MODERATORS
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/downloadable"): (
+        GROUP_A_MODERATORS
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/slides/{number}"): (
+        GROUP_A_MODERATORS
+    ),
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/delete"): (
+        GROUP_A_MODERATORS
+    ),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/delete"): (
+        GROUP_A_MODERATORS
+    ),
     ("GET", "/me/calendar.ics"): SIGNED_IN,
     ("GET", "/api/v1/programmes/{programme_id}/sessions"): MEMBERS,
     ("POST", "/api/v1/programmes/{programme_id}/sessions"): HOSTS,
@@ -402,7 +432,10 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
     coding = await db.scalar(
         select(Coding).join(EvidenceItem).where(EvidenceItem.group_id == w.group_a.id)
     )
+    deck = await db.scalar(select(Deck).where(Deck.session_id == w.session.id))
     return {
+        "deck_id": deck.id if deck else 0,
+        "number": 1,
         "item_id": image.id if image else 0,
         "audio_item_id": sound.id if sound else 0,
         "coded_item_id": coding.item_id if coding else 0,
@@ -517,7 +550,36 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
     )
     await seed_evidence(db, w, storage)
     await seed_recording(db, w, storage)
+    await seed_deck(db, w, storage)
     await db.commit()
+
+
+async def seed_deck(db: Any, w: World, storage: Any) -> None:
+    """Group A's breakout deck of one slide (not downloadable), with its files."""
+
+    async def one_chunk(data: bytes):  # type: ignore[no-untyped-def]
+        yield data
+
+    pdf = await storage.save(one_chunk(b"%PDF-1.4\n% a deck\n"), max_bytes=1024)
+    image = await storage.save(one_chunk(b"RIFF\x00\x00\x00\x00WEBPVP8 "), max_bytes=1024)
+    entry = {"key": image.key, "bytes": image.size, "height": 270}
+    slide = Slide(number=1, width=1600, height=900, text="Welcome", title="Welcome")
+    slide.images = {"480": entry, "960": entry, "1600": entry}
+    db.add(
+        Deck(
+            session_id=w.session.id,
+            group_id=w.group_a.id,
+            title="Prompts",
+            original_name="prompts.pdf",
+            original_type="pdf",
+            original_key=pdf.key,
+            original_size=pdf.size,
+            pdf_key=pdf.key,
+            page_count=1,
+            uploaded_by_id=w.facilitator_a.id,
+            slides=[slide],
+        )
+    )
 
 
 async def seed_recording(db: Any, w: World, storage: Any) -> None:

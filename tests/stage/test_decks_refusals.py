@@ -149,3 +149,39 @@ async def test_powerpoint_deck_is_converted_by_libreoffice(  # type: ignore[no-u
     pdf = await host.get(f"{url}/pdf")
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF-")
     assert 'filename="talk.pdf"' in pdf.headers["content-disposition"]
+
+
+def test_impress_and_powerpoint_are_told_apart_by_what_the_zip_holds(tmp_path: Path) -> None:
+    import zipfile
+
+    from app.stage.deck_files import sniff_zip
+
+    odp = tmp_path / "talk.pdf"
+    with zipfile.ZipFile(odp, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.presentation")
+        archive.writestr("content.xml", "<office:document-content/>")
+    odt = tmp_path / "letter.odp"
+    with zipfile.ZipFile(odt, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+    pptx = tmp_path / "talk.odp"
+    pptx.write_bytes(slide_pptx())
+    assert (sniff_zip(odp), sniff_zip(odt), sniff_zip(pptx)) == ("odp", None, "pptx")
+
+
+async def test_a_conversion_that_hangs_is_ended_with_its_whole_process_group() -> None:
+    """LibreOffice starts helper processes; on time out the whole group goes, not only the
+    first process."""
+    import time
+
+    from app.stage.deck_files import _run_limited
+
+    started = time.perf_counter()
+    status, output, timed_out = await _run_limited(
+        ["sh", "-c", "sleep 30 & echo $!; wait"], seconds=0.5
+    )
+    assert timed_out and time.perf_counter() - started < 5
+    child = int(output.split()[0])
+    time.sleep(0.1)
+    # The grandchild is gone too (or a zombie waiting for whoever adopted it to reap it).
+    stat = Path(f"/proc/{child}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

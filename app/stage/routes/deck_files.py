@@ -52,6 +52,8 @@ def _image_response(request: Request, slide: Slide, width: int) -> Response:
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
     path = _storage(request).path(entry["key"])
+    if not path.is_file():
+        raise NotFound("We could not find that slide's image.")
     return FileResponse(path, media_type="image/webp", headers=headers)
 
 
@@ -103,8 +105,11 @@ async def _download(
     name = deck.original_name
     if pdf and deck.original_type != "pdf":
         name = f"{name.rpartition('.')[0] or 'slides'}.pdf"
+    path = _storage(request).path(key)
+    if not path.is_file():
+        raise NotFound("We could not find that deck's file.")
     return FileResponse(
-        _storage(request).path(key),
+        path,
         media_type=deck_files.CONTENT_TYPES[kind],
         headers={
             "Content-Disposition": content_disposition(name),

@@ -138,8 +138,10 @@ async def upload(
     room: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     values = {"title": title, "room": room}
+    if not await access.may_manage_any(db, ctx, session.id):
+        raise NotAllowed(NOT_STAFF)
     try:
-        if not room.isdigit() and room != "":
+        if room and not (room.isascii() and room.isdigit() and len(room) <= 9):
             raise decks.RoomRefused("Choose the room the deck is for.")
         if file is None or not file.filename:
             raise deck_files.DeckRefused("Choose the deck's file (PDF, PPTX or ODP).", status=400)
