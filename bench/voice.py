@@ -252,6 +252,7 @@ class ListenerSpec:
     room: str
     url: str
     cookie: str
+    media: str = "audio"  # what it asks to receive ("" for none): one kind, as the fallbacks
 
 
 @dataclass
@@ -323,7 +324,8 @@ class Recorder:
             )
             ws.owner = heard
             # As the page does: follow the room (from now) and ask to hear it.
-            hello = {"type": "hello", "cursors": {spec.room: None}, "media": ["audio"]}
+            media = [spec.media] if spec.media else []
+            hello = {"type": "hello", "cursors": {spec.room: None}, "media": media}
             await ws.send(json.dumps(hello))
             while True:
                 first = await asyncio.wait_for(ws.recv(), 60)
@@ -335,7 +337,7 @@ class Recorder:
                 if isinstance(raw, bytes):
                     self.media(heard, ws.arrived_ns, raw)
                 else:
-                    heard.texts[str(json.loads(raw).get("t"))] += 1
+                    self.text(heard, ws.arrived_ns, json.loads(raw))
             heard.error = f"closed {ws.close_code} {ws.close_reason}"
         except Exception as exc:  # noqa: BLE001 - reported with the figures
             heard.error = heard.error or f"{type(exc).__name__}: {str(exc)[:80]}"
@@ -344,12 +346,15 @@ class Recorder:
             if not opened.done():
                 opened.set_result(None)
 
+    def text(self, heard: Heard, at: int, message: dict[str, Any]) -> None:
+        """A text message (an event, a heartbeat...) read at `at`: counted by type."""
+        heard.texts[str(message.get("t"))] += 1
+
     def fallback_event(self, heard: Heard, at: int, message: dict[str, Any]) -> None:
-        kind = str(message.get("t"))
-        if kind == "m":
+        if message.get("t") == "m":
             self.media(heard, at, base64.b64decode(message["b"]))
         else:
-            heard.texts[kind] += 1
+            self.text(heard, at, message)
 
     async def listen_sse(self, heard: Heard, opened: asyncio.Future[None]) -> None:
         spec = heard.spec
@@ -387,7 +392,7 @@ class Recorder:
         opened.set_result(None)
         try:
             while True:
-                query = {"cursors": cursors, "wait": "25", "media": "audio", "listener": token}
+                query = {"cursors": cursors, "wait": "25", "media": spec.media, "listener": token}
                 response = await self.http.get(spec.url, params=query, headers=headers)
                 at = time.monotonic_ns()
                 self.count(heard, at, len(response.content) + 200)  # + status and headers
@@ -432,11 +437,11 @@ class Recorder:
             del self.heard[key]
 
 
-def listener_process(conn: Any) -> None:
+def listener_process(conn: Any, recorder_class: type[Recorder] = Recorder) -> None:
     raise_fd_limit()
 
     async def main() -> None:
-        recorder = Recorder()
+        recorder = recorder_class()
         while True:
             command, arg = await asyncio.to_thread(conn.recv)
             if command == "connect":
@@ -456,12 +461,13 @@ def listener_process(conn: Any) -> None:
 
 
 class Listeners:
-    """The listener process, driven over a pipe."""
+    """The listener process, driven over a pipe (`recorder_class`: a Recorder of another
+    benchmark's, which does more with what it hears)."""
 
-    def __init__(self) -> None:
+    def __init__(self, recorder_class: type[Recorder] = Recorder) -> None:
         ctx = mp.get_context("spawn")
         self.pipe, child = ctx.Pipe()
-        self.proc = ctx.Process(target=listener_process, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=listener_process, args=(child, recorder_class), daemon=True)
         self.proc.start()
 
     async def ask(self, command: str, arg: Any = None, timeout: float = 120) -> Any:
