@@ -16,6 +16,7 @@ from playwright.async_api import expect
 from app.live import channels
 from app.models import Role
 from tests.conftest import LiveServer
+from tests.e2e import axe
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, signed_in_page
 from tests.factories import World, add_member, make_user, make_world
 
@@ -135,6 +136,10 @@ async def test_the_interpreter_is_seen_in_the_plenary_only(
         await enlarge.click()
         await expect(enlarge).to_have_attribute("aria-pressed", "true")
         assert (await host.locator(".tile-interpreter canvas").bounding_box())["width"] > 500
+        # The stage's video and the host's controls pass axe, open and enlarged.
+        await host.locator("#tile-controls summary").click()
+        await axe.assert_no_serious_violations(host, "the host's live page with a tile")
+        await axe.assert_no_serious_violations(interpreter, "the interpreter's live page")
         # "Video off" (kept from an earlier visit), and a participant in group A's room.
         off = await signed_in_page(chromium, live_server, w.it_support)
         await off.add_init_script(COUNT_VIDEO_BYTES)
