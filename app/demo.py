@@ -25,13 +25,16 @@ from app.demo_data import (
     FACILITATOR_NAMES,
     FIRST_NAMES,
     HOST_NAME,
+    INTERPRETER_NAME,
     LAST_NAMES,
     SESSIONS,
     SUPPORT_NAME,
 )
+from app.live import channels
 from app.models import Group, GroupFacilitator, Membership, Programme, ProgrammeSession, Role, User
 from app.people.invitations import issue_invitation
 from app.security import Signer, hash_password
+from app.stage.models import StageRole, StageRoleKind, StageTile, TileKind
 
 DEMO_TITLE = "Inclusive Leadership (demo)"
 # example.org is reserved for examples, so no demo e-mail can reach a real person.
@@ -39,6 +42,7 @@ DEMO_DOMAIN = "demo.example.org"
 DEMO_PASSWORD = "roundtable-demo"  # noqa: S105 - published on purpose; refused in production
 HOST_EMAIL = f"host@{DEMO_DOMAIN}"
 SUPPORT_EMAIL = f"support@{DEMO_DOMAIN}"
+INTERPRETER_EMAIL = f"interpreter@{DEMO_DOMAIN}"
 GROUP_COUNT = 10
 GROUP_SIZE = 8
 PARTICIPANT_COUNT = GROUP_COUNT * GROUP_SIZE
@@ -180,6 +184,7 @@ async def seed_demo(
     links = await _add_memberships(
         db, programme=programme, roster=roster, settings=settings, signer=signer
     )
+    await _add_stage(db, programme=programme, people=people)
     audit.record(
         db,
         actor=None,
@@ -212,6 +217,7 @@ def _add_sessions(db: AsyncSession, *, programme: Programme, first_day: date) ->
 class _DemoPeople:
     host: User
     support: User
+    interpreter: User
     facilitators: list[User]  # one for each group, in order
     participants: list[User]
 
@@ -241,6 +247,11 @@ async def _add_people(db: AsyncSession) -> _DemoPeople:
     support = await _user(
         db, DemoPerson(SUPPORT_NAME[0], SUPPORT_EMAIL, SUPPORT_NAME[1]), password_hash=staff_hash
     )
+    interpreter = await _user(
+        db,
+        DemoPerson(INTERPRETER_NAME[0], INTERPRETER_EMAIL, INTERPRETER_NAME[1]),
+        password_hash=staff_hash,
+    )
     facilitators = [
         await _user(
             db,
@@ -252,7 +263,7 @@ async def _add_people(db: AsyncSession) -> _DemoPeople:
     participants = [
         await _user(db, person, **_access_needs(i)) for i, person in enumerate(demo_participants())
     ]
-    return _DemoPeople(host, support, facilitators, participants)
+    return _DemoPeople(host, support, interpreter, facilitators, participants)
 
 
 def _add_facilitations(db: AsyncSession, *, groups: list[Group], people: _DemoPeople) -> DemoRoster:
@@ -262,6 +273,9 @@ def _add_facilitations(db: AsyncSession, *, groups: list[Group], people: _DemoPe
         db.add(GroupFacilitator(group_id=facilitated.id, user_id=facilitator.id))
         roster.append((facilitator, Role.FACILITATOR, facilitated))
     roster.append((people.support, Role.IT_SUPPORT, None))
+    # The interpreter is in the programme with the least access (an observer sees the
+    # plenary); being named and pinned for a session is what puts them on its stage.
+    roster.append((people.interpreter, Role.OBSERVER, None))
     roster.extend(
         (person, Role.PARTICIPANT, groups[i // GROUP_SIZE])
         for i, person in enumerate(people.participants)
@@ -311,6 +325,37 @@ async def _add_memberships(
             )
         )
     return links
+
+
+async def _add_stage(db: AsyncSession, *, programme: Programme, people: _DemoPeople) -> None:
+    """The first session's stage: the first facilitator named as a presenter, and the
+    interpreter named and pinned (their page asks them to turn their camera on)."""
+    first = await db.scalar(
+        select(ProgrammeSession)
+        .where(ProgrammeSession.programme_id == programme.id)
+        .order_by(ProgrammeSession.starts_at)
+        .limit(1)
+    )
+    assert first is not None
+    presenter = people.facilitators[0]
+    db.add(StageRole(session_id=first.id, user_id=presenter.id, role=StageRoleKind.PRESENTER.value))
+    db.add(
+        StageRole(
+            session_id=first.id,
+            user_id=people.interpreter.id,
+            role=StageRoleKind.INTERPRETER.value,
+            assigned_by_id=people.host.id,
+        )
+    )
+    db.add(
+        StageTile(
+            session_id=first.id,
+            channel=channels.plenary(first.id),
+            user_id=people.interpreter.id,
+            kind=TileKind.INTERPRETER.value,
+            pinned_by_id=people.host.id,
+        )
+    )
 
 
 async def demo_host_exists(db: AsyncSession) -> bool:

@@ -68,6 +68,8 @@ FACILITATOR_NAMES: tuple[tuple[str, str], ...] = (
 )
 HOST_NAME = ("Harriet Lindqvist", "she/her")
 SUPPORT_NAME = ("Dev Sharma", "he/him")
+# The British Sign Language interpreter of the first session, pinned on its stage.
+INTERPRETER_NAME = ("Bethan Rowlands", "she/her")
 ACCESS_NOTES: tuple[str, ...] = (
     "I lip-read, so please face the camera when you speak.",
     "I may step away for short breaks; I will catch up from the notes.",

@@ -4,7 +4,7 @@
 // Sound (docs/voice.md): once voice.js asks (window.RoundtableLive.listen), the hello asks for
 // "media": ["audio"] (SSE and long-poll: media=audio) and every media message, binary on the
 // WebSocket or {"t":"m","b":base64} on the fallbacks, goes to voice.js as an ArrayBuffer.
-// Video (docs/stage.md): video.js, loaded once the stage shows a tile (or the person asks
+// Video (docs/stage-tiles.md): video.js, loaded once the stage shows a tile (or the person asks
 // for their camera), asks for "video" or "interpreter" (RoundtableLive.watch), gets the same
 // media messages and the keyframe and not_pinned controls, and sends its camera's packets
 // on the WebSocket (RoundtableLive.sendMedia; false: post them instead).

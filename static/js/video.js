@@ -1,4 +1,4 @@
-// Roundtable stage video (docs/stage.md), loaded by live.js once the room's stage shows a
+// Roundtable stage video (docs/stage-tiles.md), loaded by live.js once the room's stage shows a
 // tile or the person asks for their camera; never in text-only mode.
 // Viewing: the person's choice ("Video on", "Interpreter only", "Video off", kept in
 // localStorage) is asked for in the live connection's hello; each tile's VP8 frames arrive

@@ -22,7 +22,7 @@ from app.factory import create_app
 from app.live import channels
 from app.live.models import ChatMessage, HelpRequest
 from app.models import Membership, Paper
-from app.stage.models import Deck, Slide
+from app.stage.models import Deck, Slide, StageRole, StageTile
 from app.voice.recording_models import VoiceRecording
 from tests.factories import World, make_world
 
@@ -213,6 +213,24 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/voice/mute-all"): frozenset(
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
     ),
+    # The stage's video: hosts name and pin; a tile is stopped by a host or its own person
+    # (the seeded one is participant A's); anyone in the room asks for their camera (refused
+    # there: no breakout room is open); only a pinned person posts frames (participant A).
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/roles"): HOSTS,
+    (
+        "POST",
+        "/programmes/{programme_id}/sessions/{session_id}/live/stage/roles/{role_id}/remove",
+    ): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/tiles/pin"): HOSTS,
+    (
+        "POST",
+        "/programmes/{programme_id}/sessions/{session_id}/live/stage/tiles/{tile_id}/stop",
+    ): frozenset({PARTICIPANT, HOST, ADMIN}),
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/camera/on"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/camera/off"): MEMBERS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/video"): frozenset(
+        {PARTICIPANT}
+    ),
     # Consoles: a group's for its facilitators and the hosts; the host console for hosts.
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/console"): frozenset(
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
@@ -352,8 +370,14 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
 DESTRUCTIVE_METHODS = {"DELETE"}
 
 
+# POSTs after which the thing acted on is gone, so the next person allowed would not find it.
+DESTRUCTIVE_ENDINGS = ("/delete", "/stage/tiles/{tile_id}/stop", "/stage/roles/{role_id}/remove")
+
+
 def destructive(method: str, path: str) -> bool:
-    return method in DESTRUCTIVE_METHODS or (method == "POST" and path.endswith("/delete"))
+    return method in DESTRUCTIVE_METHODS or (
+        method == "POST" and path.endswith(DESTRUCTIVE_ENDINGS)
+    )
 
 
 # Streams end at once in this test, instead of waiting for news.
@@ -449,6 +473,12 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         "membership_id": membership.id if membership else 0,
         "paper_id": paper.id if paper else 0,
         "recording_id": recording.id if recording else 0,
+        "role_id": await db.scalar(
+            select(StageRole.id).where(StageRole.session_id == w.session.id)
+        ),
+        "tile_id": await db.scalar(
+            select(StageTile.id).where(StageTile.session_id == w.session.id)
+        ),
         "segment_id": segment.id if segment else 0,
         "token": "not-a-real-invitation",
         "stream": "not-a-real-stream-token",
@@ -509,6 +539,16 @@ async def seed_extras(db: Any, w: World, storage: Any) -> None:
             sha256=stored.sha256,
             storage_key=stored.key,
             uploaded_by_id=w.host.id,
+        )
+    )
+    # Participant A, named as the interpreter and pinned on the plenary stage.
+    db.add(StageRole(session_id=w.session.id, user_id=w.participant_a.id, role="interpreter"))
+    db.add(
+        StageTile(
+            session_id=w.session.id,
+            channel=channels.plenary(w.session.id),
+            user_id=w.participant_a.id,
+            kind="interpreter",
         )
     )
     db.add(

@@ -31,6 +31,7 @@ from app.models import (
     Role,
     User,
 )
+from app.stage.models import StageTile
 from tests.conftest import TEST_SECRET
 
 ADMIN_PASSWORD = "a long admin password"  # noqa: S105 - test data
@@ -72,7 +73,20 @@ async def test_demo_has_ten_groups_of_eight_each_with_a_facilitator(
     roles = Counter(
         await db.scalars(select(Membership.role).where(Membership.programme_id == programme.id))
     )
-    assert roles == {"participant": 80, "facilitator": 10, "host": 1, "it_support": 1}
+    # The observer is the first session's sign-language interpreter, pinned on its stage.
+    assert roles == {
+        "participant": 80,
+        "facilitator": 10,
+        "host": 1,
+        "it_support": 1,
+        "observer": 1,
+    }
+    pinned = (
+        await db.execute(
+            select(StageTile.kind, User.email).join(User, User.id == StageTile.user_id)
+        )
+    ).all()
+    assert pinned == [("interpreter", "interpreter@demo.example.org")]
 
     groups = (await db.scalars(select(Group).order_by(Group.position))).all()
     assert [g.name for g in groups] == [f"Group {n}" for n in range(1, 11)]

@@ -31,6 +31,8 @@ def sample(annotation: typing.Any) -> typing.Any:
         return [sample(typing.get_args(annotation)[0])]
     if origin is typing.Annotated:
         return sample(typing.get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sample_payload(annotation).model_dump()
     return {
         int: 7,
         float: 1.5,

@@ -48,6 +48,8 @@ RESOURCES = {
     "signin_limits",
     "passwords",
     "voice",
+    "video",
+    "video_posts",
     "recorders",
     "mix_listeners",
     "speaker_streams",

@@ -37,7 +37,7 @@ MediaQuery = Annotated[
     Query(
         pattern=r"^$|^(audio|video|interpreter)(,(audio|video|interpreter)){0,2}$",
         description='"audio" to hear the room (docs/voice.md), "video" or "interpreter" to '
-        "watch its tiles (docs/stage.md), comma-separated",
+        "watch its tiles (docs/stage-tiles.md), comma-separated",
     ),
 ]
 ListenerQuery = Annotated[
