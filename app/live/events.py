@@ -172,7 +172,7 @@ class StageSlidePayload(BaseModel):
     # Once the presenter lets people download the deck: as PDF, and as uploaded.
     pdf_url: str = Field(default="", max_length=300)
     original_url: str = Field(default="", max_length=300)
-    original_type: str = Field(default="", max_length=10)
+    original_type: str = Field(default="", max_length=20)
 
 
 STAGE_EVENTS = (

@@ -231,6 +231,14 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/video"): frozenset(
         {PARTICIPANT}
     ),
+    # The stage's slides: everyone in the session sees the stage of their room and looks back
+    # (with no deck named: refused as a bad request); its presenters (in the plenary, where
+    # everyone is here: the hosts) change slides and see the controls.
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/stage"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/stage/look"): MEMBERS,
+    ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/stage/controls"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/slide"): HOSTS,
+    ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/stop"): HOSTS,
     # Consoles: a group's for its facilitators and the hosts; the host console for hosts.
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/console"): frozenset(
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}

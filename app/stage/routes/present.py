@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.responses import Response
 
 from app.deps import SessionDep
+from app.live.channels import Seat
 from app.live.deps import LiveDep, SeatOf
 from app.live.web import BASE, done, required_id, whole_number
 from app.refusals import NotAllowed
@@ -18,6 +19,17 @@ from app.templating import render
 
 router = APIRouter(tags=["pages: the stage"])
 
+
+async def presenting_seat(seat: SeatOf, db: SessionDep) -> Seat:
+    """The seat of someone who presents in the room they are in; refused first, so that
+    someone who may not present is told so, not that a number is wrong."""
+    if not await present.may_present(db, seat):
+        raise NotAllowed("Only this room's presenters can change its slides.")
+    return seat
+
+
+PresenterSeat = Annotated[Seat, Depends(presenting_seat)]
+
 Number = Annotated[str, Form(max_length=12)]
 MAX_SLIDES = 10_000
 
@@ -25,7 +37,7 @@ MAX_SLIDES = 10_000
 @router.post(BASE + "/stage/slide")
 async def show_slide(
     request: Request,
-    seat: SeatOf,
+    seat: PresenterSeat,
     db: SessionDep,
     live: LiveDep,
     deck_id: Number = "",
@@ -40,7 +52,7 @@ async def show_slide(
 
 @router.post(BASE + "/stage/stop")
 async def stop_presenting(
-    request: Request, seat: SeatOf, db: SessionDep, live: LiveDep
+    request: Request, seat: PresenterSeat, db: SessionDep, live: LiveDep
 ) -> Response:
     await present.clear_stage(db, live, seat=seat)
     return done(request, seat, "The slides are no longer shown.")
@@ -67,9 +79,7 @@ async def look_back(
 
 
 @router.get(BASE + "/stage/controls")
-async def presenter_controls(request: Request, seat: SeatOf, db: SessionDep) -> Response:
+async def presenter_controls(request: Request, seat: PresenterSeat, db: SessionDep) -> Response:
     """The presenter's controls, redrawn after each change of slide."""
     context = await present.stage_context(db, seat)
-    if not context["may_present"]:
-        raise NotAllowed("Only this room's presenters have the slide controls.")
     return render(request, "stage/_presenter.html", context)
