@@ -135,6 +135,11 @@ class Signer:
             user_id=user_id, epoch=epoch, session_id=session_id, invitation_id=invitation_id
         )
 
+    def slide_image_signature(self, key: str) -> str:
+        """What lets a link load one slide image without asking the database who may see it:
+        such links go only to people who may (in the stage's events and pages)."""
+        return hmac.new(self._secret, b"slide-image:" + key.encode(), "sha256").hexdigest()[:32]
+
     def csrf_token(self, csrf_cookie: str) -> str:
         """The token forms carry: an HMAC of the browser's random CSRF cookie."""
         return hmac.new(self._secret, b"csrf:" + csrf_cookie.encode(), "sha256").hexdigest()

@@ -26,7 +26,9 @@ What it does, all on 127.0.0.1:
      a `stage.slide` event, fetches the image it names with its own HTTP client and cache,
      as its browser would (a fresh cached copy is not asked for again; a stale one is
      revalidated with If-None-Match / If-Modified-Since). Shown = the image is there;
-     "new" slides are those whose image came from the server, "cached" the others.
+     "new" slides are those whose image came from the server, "cached" the others. Like
+     static/js/stage.js, each viewer also fetches the next slide's image (the event's
+     data-next-srcset) 0.3-1.8 s after a slide is shown, into its cache.
      Latency = shown time minus the time the presenter's post left (CLOCK_MONOTONIC, which
      every process on the machine shares); a slide a viewer never showed counts as
      infinitely late. Bytes per viewer per slide: everything its live connection read during
@@ -43,8 +45,8 @@ What it does, all on 127.0.0.1:
      queues). bare_cpu_ratio = the app's CPU / the bare relay's.
 
 The last line is machine-readable:
-RESULT slide_p95_ms=<WebSocket viewers, a new slide shown> slide_kb=<per new slide, p95 over
-       viewers> video_viewers=<viewers that received frames>
+RESULT slide_p95_ms=<WebSocket viewers, a change shown, p95> slide_kb=<per change, images
+       fetched ahead included, p95 over viewers> video_viewers=<viewers that received frames>
        video_kbps=<p95 per viewer> video_cpu_pct=<server, % of one core> bare_cpu_ratio=<..>
 """
 
@@ -433,7 +435,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sse", type=int, default=8, help="slide viewers on Server-Sent Events")
     parser.add_argument("--poll", type=int, default=8, help="slide viewers on long-polling")
     parser.add_argument("--changes", type=int, default=19, help="slide changes measured")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between changes")
+    parser.add_argument("--interval", type=float, default=4.0, help="seconds between changes")
     parser.add_argument("--video-seconds", type=float, default=30.0, help="measured window")
     parser.add_argument("--video-warmup", type=float, default=3.0, help="not measured")
     parser.add_argument("--render-rounds", type=int, default=3, help="raw render: best of")

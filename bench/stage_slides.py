@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import math
+import random
 import re
 import time
 import urllib.parse
@@ -21,6 +22,9 @@ from bench.voice import Heard, ListenerSpec, Recorder
 SLIDE_EVENT = "stage.slide"
 IMG_SRC = re.compile(r'<img\b[^>]*?\bsrc="([^"]+)"')
 NUMBER = re.compile(r'\bdata-number="(\d+)"')
+NEXT_SRCSET = re.compile(r'\bdata-next-srcset="([^"]+)"')
+# static/js/stage.js fetches the next slide's image this long after a slide is shown.
+PREFETCH_AFTER_S = (0.3, 1.8)
 # A browser's request for an <img>: what it accepts and the compression it offers.
 IMAGE_HEADERS = {
     "Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
@@ -58,6 +62,17 @@ class Shown:
     error: str = ""
 
 
+def next_image(message: dict[str, Any]) -> str:
+    """The next slide's image the page fetches ahead: the common width of the fragment's
+    data-next-srcset (what the browser picks for the same sizes), or "" on the last slide."""
+    found = NEXT_SRCSET.search(str(message.get("h") or ""))
+    for candidate in html.unescape(found.group(1)).split(",") if found else []:
+        url, _, width = candidate.strip().rpartition(" ")
+        if width == "960w":
+            return url
+    return ""
+
+
 def header_bytes(response: Any) -> int:
     """A response's status line and headers, as they crossed the wire (HTTP/1.1)."""
     head = len(b"HTTP/1.1 200 OK\r\n") + 2
@@ -87,6 +102,8 @@ class SlideRecorder(Recorder):
         self.caches: dict[int, dict[str, Cached]] = {}
         self.shown: dict[int, list[Shown]] = {}
         self.fetches: set[asyncio.Task[None]] = set()
+        # Bytes each viewer read for the images it fetched ahead, while recording.
+        self.prefetched: dict[int, int] = {}
 
     async def connect(self, specs: list[ListenerSpec]) -> dict[str, Any]:
         """Each viewer's browser exists before the first slide (it loaded the page)."""
@@ -109,11 +126,23 @@ class SlideRecorder(Recorder):
         if not url:
             shown.error = "the event names no image"
             return
-        task = asyncio.create_task(
-            self.fetch(heard, urllib.parse.urljoin(origin(heard), url), shown)
-        )
+        self.run(self.fetch(heard, urllib.parse.urljoin(origin(heard), url), shown))
+        if ahead := next_image(message):
+            self.run(self.prefetch(heard, urllib.parse.urljoin(origin(heard), ahead)))
+
+    def run(self, work: Any) -> None:
+        task = asyncio.create_task(work)
         self.fetches.add(task)
         task.add_done_callback(self.fetches.discard)
+
+    async def prefetch(self, heard: Heard, url: str) -> None:
+        """The next slide's image, fetched ahead into the cache as stage.js does."""
+        await asyncio.sleep(random.uniform(*PREFETCH_AFTER_S))
+        ahead = Shown(0, time.monotonic_ns())
+        await self.fetch(heard, url, ahead)
+        if self.recording:
+            key = heard.spec.key
+            self.prefetched[key] = self.prefetched.get(key, 0) + ahead.image_bytes
 
     async def fetch(self, heard: Heard, url: str, shown: Shown) -> None:
         key = heard.spec.key
@@ -144,11 +173,13 @@ class SlideRecorder(Recorder):
     def start(self, window: tuple[int, int]) -> None:
         super().start(window)
         self.shown = {}
+        self.prefetched = {}
 
     def stop(self) -> dict[int, dict[str, Any]]:
         records = super().stop()
         for key, record in records.items():
             record["shown"] = self.shown.get(key, [])
+            record["prefetched"] = self.prefetched.get(key, 0)
         return records
 
     async def close(self, kind: str | None) -> None:
@@ -249,6 +280,7 @@ def analyse(
             if match.error:
                 note(match.error)
         live_per_change = record["bytes"] / max(1, len(changes))
+        image_bytes += record.get("prefetched", 0)
         out.kb_per_slide.append((live_per_change + image_bytes / max(1, len(changes))) / 1000)
         out.kb_per_new_slide.append((live_per_change + new_bytes / max(1, new)) / 1000)
         if record["error"]:

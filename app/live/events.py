@@ -166,6 +166,8 @@ class StageSlidePayload(BaseModel):
     # The image at the common width, and the srcset of every width.
     image_url: str = Field(default="", max_length=300)
     srcset: str = Field(default="", max_length=1_000)
+    # The next slide's srcset, which pages fetch ahead while this one is shown.
+    next_srcset: str = Field(default="", max_length=1_000)
     width: int = 0
     height: int = 0
     presenter: str = Field(default="", max_length=200)
@@ -178,6 +180,8 @@ class StageSlidePayload(BaseModel):
 STAGE_EVENTS = (
     EventType("stage.slide", StageSlidePayload, "stage/_live_slide.html", swap="replace"),
 )
+
+
 class TileItem(BaseModel):
     id: int
     user_id: int

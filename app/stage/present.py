@@ -24,6 +24,7 @@ from app.live.events import StageSlidePayload
 from app.live.web import base_url
 from app.models import User
 from app.refusals import NotAllowed, NotFound, Refused
+from app.security import Signer
 from app.stage.access import is_presenter
 from app.stage.decks import decks_for_room, load_deck
 from app.stage.models import Deck, Slide, StageState
@@ -34,6 +35,7 @@ from app.stage.urls import (
     deck_pdf_url,
     deck_url,
     decks_url,
+    signed_slide_image_url,
     slide_image_url,
 )
 from realtime.publish import Live
@@ -59,13 +61,24 @@ async def room_deck(db: AsyncSession, seat: Seat, deck_id: int) -> Deck:
     return deck
 
 
-def slide_payload(
-    programme_id: int, session_id: int, deck: Deck, slide: Slide, presenter: str = ""
-) -> StageSlidePayload:
-    def url(width: int) -> str:
-        return slide_image_url(programme_id, session_id, deck.id, slide.number, width)
+def _srcset(signer: Signer, slide: Slide) -> str:
+    """Every width of a slide's image, as signed links (app/stage/urls.py)."""
+    return ", ".join(
+        f"{signed_slide_image_url(entry['key'], signer.slide_image_signature(entry['key']))} {w}w"
+        for w in SLIDE_WIDTHS
+        if (entry := slide.images.get(str(w)))
+    )
 
-    widths = [w for w in SLIDE_WIDTHS if str(w) in slide.images]
+
+def slide_payload(
+    signer: Signer,
+    programme_id: int,
+    session_id: int,
+    deck: Deck,
+    slide: Slide,
+    presenter: str = "",
+) -> StageSlidePayload:
+    common = slide.images.get(str(COMMON_WIDTH))
     downloads = {}
     if deck.downloadable:
         downloads = {
@@ -73,6 +86,7 @@ def slide_payload(
             "original_url": deck_original_url(programme_id, session_id, deck.id),
             "original_type": deck.original_type,
         }
+    following = next((s for s in deck.slides if s.number == slide.number + 1), None)
     return StageSlidePayload(
         deck_id=deck.id,
         deck_title=deck.title,
@@ -81,8 +95,13 @@ def slide_payload(
         title=slide.title,
         text=slide.text,
         alt_text=slide.alt_text,
-        image_url=url(COMMON_WIDTH) if str(COMMON_WIDTH) in slide.images else "",
-        srcset=", ".join(f"{url(w)} {w}w" for w in widths),
+        image_url=(
+            signed_slide_image_url(common["key"], signer.slide_image_signature(common["key"]))
+            if common
+            else ""
+        ),
+        srcset=_srcset(signer, slide),
+        next_srcset=_srcset(signer, following) if following is not None else "",
         width=slide.width,
         height=slide.height,
         presenter=presenter,
@@ -90,11 +109,13 @@ def slide_payload(
     )
 
 
-def _payload(seat: Seat, deck: Deck, slide: Slide, presenter: str = "") -> StageSlidePayload:
-    return slide_payload(seat.ctx.programme.id, seat.session.id, deck, slide, presenter)
+def _payload(
+    seat: Seat, signer: Signer, deck: Deck, slide: Slide, presenter: str = ""
+) -> StageSlidePayload:
+    return slide_payload(signer, seat.ctx.programme.id, seat.session.id, deck, slide, presenter)
 
 
-async def current_slide(db: AsyncSession, seat: Seat) -> StageSlidePayload:
+async def current_slide(db: AsyncSession, seat: Seat, signer: Signer) -> StageSlidePayload:
     """What the stage of the person's current room shows now."""
     state = await db.get(StageState, seat.current)
     if state is None or state.deck_id is None:
@@ -105,7 +126,7 @@ async def current_slide(db: AsyncSession, seat: Seat) -> StageSlidePayload:
     if deck is None or not deck.slides:
         return NOTHING_SHOWN
     slide = deck.slides[min(state.slide_number, len(deck.slides)) - 1]
-    return _payload(seat, deck, slide, await _name(db, state))
+    return _payload(seat, signer, deck, slide, await _name(db, state))
 
 
 async def _name(db: AsyncSession, state: StageState) -> str:
@@ -115,7 +136,7 @@ async def _name(db: AsyncSession, state: StageState) -> str:
 
 
 async def look_back(
-    db: AsyncSession, seat: Seat, *, deck_id: int, number: int
+    db: AsyncSession, seat: Seat, signer: Signer, *, deck_id: int, number: int
 ) -> StageSlidePayload:
     """An earlier slide of the deck on the stage, for a viewer looking back: never one the
     presenter has not reached yet (presenters see any)."""
@@ -126,11 +147,11 @@ async def look_back(
         state = await db.get(StageState, seat.current)
         if state is None or state.deck_id != deck_id or number > state.slide_number:
             raise NotAllowed("You can look back at slides already shown, not ahead.")
-    return _payload(seat, deck, deck.slides[number - 1])
+    return _payload(seat, signer, deck, deck.slides[number - 1])
 
 
 async def show_slide(
-    db: AsyncSession, live: Live, *, seat: Seat, deck_id: int, number: int
+    db: AsyncSession, live: Live, signer: Signer, *, seat: Seat, deck_id: int, number: int
 ) -> StageSlidePayload:
     """Put slide `number` of a deck on the stage of the presenter's room, for everyone in it."""
     if not await may_present(db, seat):
@@ -154,7 +175,9 @@ async def show_slide(
             target=f"deck:{deck.id}",
             room=seat.current,
         )
-    payload = _payload(seat, deck, deck.slides[number - 1], seat.ctx.user.name_with_pronouns)
+    payload = _payload(
+        seat, signer, deck, deck.slides[number - 1], seat.ctx.user.name_with_pronouns
+    )
     outbox = live.outbox(db)
     await outbox.add(seat.current, "stage.slide", payload, actor_id=seat.user_id)
     await outbox.commit()
@@ -174,10 +197,10 @@ async def clear_stage(db: AsyncSession, live: Live, *, seat: Seat) -> None:
     await outbox.commit()
 
 
-async def stage_context(db: AsyncSession, seat: Seat) -> dict[str, object]:
+async def stage_context(db: AsyncSession, seat: Seat, signer: Signer) -> dict[str, object]:
     """What the stage of the person's room needs to be drawn: the live slide, and for its
     presenters the room's decks and the deck on the stage (thumbnails and notes)."""
-    shown = await current_slide(db, seat)
+    shown = await current_slide(db, seat, signer)
     context: dict[str, object] = {
         "stage": shown,
         "seat": seat,
@@ -212,7 +235,13 @@ async def rooms_showing(db: AsyncSession, deck_id: int) -> list[str]:
 
 
 async def restage(
-    db: AsyncSession, live: Live, *, programme_id: int, deck_id: int, rooms: list[str]
+    db: AsyncSession,
+    live: Live,
+    signer: Signer,
+    *,
+    programme_id: int,
+    deck_id: int,
+    rooms: list[str],
 ) -> None:
     """After a deck changed (a description, downloads allowed) or was deleted: the rooms that
     showed it see the change at once (the same slide, or nothing)."""
@@ -230,6 +259,7 @@ async def restage(
             await outbox.add(room, "stage.slide", NOTHING_SHOWN)
             continue
         slide = deck.slides[min(state.slide_number, len(deck.slides)) - 1]
-        payload = slide_payload(programme_id, deck.session_id, deck, slide, await _name(db, state))
+        presenter = await _name(db, state)
+        payload = slide_payload(signer, programme_id, deck.session_id, deck, slide, presenter)
         await outbox.add(room, "stage.slide", payload)
     await outbox.commit()

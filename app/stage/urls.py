@@ -37,3 +37,10 @@ def deck_original_url(programme_id: int, session_id: int, deck_id: int) -> str:
 def deck_pdf_url(programme_id: int, session_id: int, deck_id: int) -> str:
     """The deck as PDF (the original itself when it was a PDF)."""
     return f"{deck_url(programme_id, session_id, deck_id)}/pdf"
+
+
+def signed_slide_image_url(key: str, signature: str) -> str:
+    """A slide's image by its storage key, loadable by whoever holds the link (the stage
+    gives it only to those who may see the deck): served without a look in the database,
+    so that a room of viewers fetching a new slide at once costs little."""
+    return f"/slide-images/{key}.webp?s={signature}"

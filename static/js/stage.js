@@ -74,9 +74,27 @@
     return num(live, "number") + " of " + num(live, "count") + (title ? ": " + title : "");
   }
 
+  // The next slide's image is fetched while this one is shown (at a moment of its own for
+  // each viewer, so a room does not ask all at once), so that "Next" shows at once from the
+  // browser's cache. The same srcset and sizes make the browser pick the same width.
+  var prefetchTimer = null;
+  function prefetchNext() {
+    clearTimeout(prefetchTimer);
+    var live = $("stage-live"), room = $("room");
+    var next = live && live.getAttribute("data-next-srcset");
+    if (!next || (room && room.classList.contains("text-only"))) return;
+    prefetchTimer = setTimeout(function () {
+      var img = new Image();
+      img.decoding = "async";
+      img.sizes = (live.querySelector("img.slide-image") || {}).sizes || "100vw";
+      img.srcset = next;
+    }, 300 + Math.random() * 1500);
+  }
+
   function slideChanged() {
     var live = $("stage-live");
     if (!live) return;
+    prefetchNext();
     if (looking && num(live, "deck") !== looking.deck) backToLive();
     if (looking) live.hidden = true;
     updateNav();
@@ -161,4 +179,5 @@
 
   restoreSize();
   updateNav();
+  prefetchNext();
 })();

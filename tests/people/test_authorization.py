@@ -239,6 +239,9 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/stage/controls"): HOSTS,
     ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/slide"): HOSTS,
     ("POST", "/programmes/{programme_id}/sessions/{session_id}/live/stage/stop"): HOSTS,
+    # A slide's image by the signed link the stage gives out: without the link's signature,
+    # nobody.
+    ("GET", "/slide-images/{key}.webp"): frozenset(),
     # Consoles: a group's for its facilitators and the hosts; the host console for hosts.
     ("GET", "/programmes/{programme_id}/sessions/{session_id}/live/console"): frozenset(
         {FACILITATOR, OTHER_FACILITATOR, HOST, ADMIN}
@@ -489,6 +492,7 @@ async def path_values(db: Any, w: World) -> dict[str, Any]:
         ),
         "segment_id": segment.id if segment else 0,
         "token": "not-a-real-invitation",
+        "key": "0" * 32,
         "stream": "not-a-real-stream-token",
         "token_id": await db.scalar(select(AsrToken.id).where(AsrToken.created_by_id == w.host.id)),
         "user_id": w.participant_a.id,

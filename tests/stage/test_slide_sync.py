@@ -5,6 +5,8 @@ never shown elsewhere."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.live import channels
@@ -27,6 +29,7 @@ async def test_everyone_follows_the_presenter_and_a_late_joiner_starts_on_the_li
     deck_id = await upload_deck(live_server, w.host, w, pages=3, title="Welcome deck")
     on_ws = await LiveClient.connect(live_server, w.participant_a, path, {plenary: None})
     on_sse = await SseReader(live_server, w.participant_b, path, {plenary: None}).open()
+    images: list[str] = []
     try:
         shown = await act(live_server, w.host, path + "/stage/slide", {"deck_id": deck_id})
         assert shown.status_code == 200 and shown.text == "Showing slide 1 of 3."
@@ -38,7 +41,10 @@ async def test_everyone_follows_the_presenter_and_a_late_joiner_starts_on_the_li
             assert event["c"] == plenary and event["s"] == "replace" and "stage-live" in event["h"]
             assert f'data-number="{number}"' in event["h"] and "of 3" in event["h"]
             assert f"Slide {number}: Why we listen" in event["h"]  # the page's own text
-            assert f"/decks/{deck_id}/slides/{number}.webp?w=960" in event["h"]
+            # The image comes by a signed link, served without a look in the database.
+            src = re.search(r'src="(/slide-images/[0-9a-f]{32}\.webp\?s=[0-9a-f]{32})"', event["h"])
+            assert src, event["h"]
+            images.append(src.group(1))
             same = await on_sse.wait_for(
                 lambda e, n=number: e.get("t") == "stage.slide" and f'data-number="{n}"' in e["h"]
             )
@@ -47,7 +53,14 @@ async def test_everyone_follows_the_presenter_and_a_late_joiner_starts_on_the_li
         # A late joiner's page is drawn on slide 3, the image and its text with it.
         page = await get_room(live_server, w.observer, path)
         assert 'id="stage-live"' in page and 'data-number="3"' in page
-        assert f"/decks/{deck_id}/slides/3.webp?w=960" in page
+        assert images[2].replace("&", "&amp;") in page or images[2] in page
+        # Each slide's image by its link; a link whose signature is changed loads nothing.
+        async with live_server.client(w.participant_b) as http:
+            fetched = [await http.get(url) for url in images]
+            forged = await http.get(images[0][:-4] + "0000")
+        assert all(r.status_code == 200 and r.content[8:12] == b"WEBP" for r in fetched)
+        assert len({r.content for r in fetched}) == 3
+        assert forged.status_code == 404
         # In text-only mode the same slide is there as text; the image is hidden by the room's
         # text-only class (a lazy image that is not shown is never fetched).
         async with live_server.client(w.participant_a) as http:

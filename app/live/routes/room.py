@@ -78,7 +78,7 @@ async def room_context(db: Any, seat: Seat, request: Request) -> dict[str, Any]:
         **await live_page_controls(db, seat=seat, presence=state.presence, speaking=state.speaking),
         **await indicator_context(db, state.recorders, seat=seat),
         # After the room's head id (channel_view): a newer slide also arrives live.
-        **await stage_context(db, seat),
+        **await stage_context(db, seat, state.signer),
         **await tiles_context(db, seat=seat),
     }
 

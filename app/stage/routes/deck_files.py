@@ -8,6 +8,7 @@ allows."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -42,7 +43,11 @@ def _image_response(request: Request, slide: Slide, width: int) -> Response:
     entry = slide.images.get(str(width))
     if entry is None:
         raise NotFound("We could not find that slide's image.")
-    etag = f'"{entry["key"]}"'
+    return _stored_image(request, entry["key"])
+
+
+def _stored_image(request: Request, key: str) -> Response:
+    etag = f'"{key}"'
     headers = {
         "ETag": etag,
         "Cache-Control": IMAGE_CACHE,
@@ -51,10 +56,23 @@ def _image_response(request: Request, slide: Slide, width: int) -> Response:
     }
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
-    path = _storage(request).path(entry["key"])
+    path = _storage(request).path(key)
     if not path.is_file():
         raise NotFound("We could not find that slide's image.")
     return FileResponse(path, media_type="image/webp", headers=headers)
+
+
+@router.get("/slide-images/{key}.webp")
+async def signed_slide_image(
+    request: Request,
+    key: Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Storage key")],
+    s: Annotated[str, Query(max_length=64, description="The link's signature")] = "",
+) -> Response:
+    """A slide's image through the link the stage gave out (app/stage/urls.py)."""
+    expected = get_app_state(request).signer.slide_image_signature(key)
+    if not hmac.compare_digest(s.encode(), expected.encode()):
+        raise NotFound("We could not find that slide's image.")
+    return _stored_image(request, key)
 
 
 @router.get("/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/slides/{number}.webp")

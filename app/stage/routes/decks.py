@@ -258,14 +258,28 @@ async def rename(
     return _back(ctx, deck, "renamed")
 
 
-async def _restage(db: AsyncSession, live: Live, ctx: ProgrammeContext, deck_id: int) -> None:
-    """A deck on a stage changed: the rooms showing it see the change at once."""
-    rooms = await present.rooms_showing(db, deck_id)
-    await present.restage(db, live, programme_id=ctx.programme.id, deck_id=deck_id, rooms=rooms)
+async def _restage(
+    request: Request,
+    db: AsyncSession,
+    live: Live,
+    ctx: ProgrammeContext,
+    deck_id: int,
+    *,
+    rooms: list[str] | None = None,
+) -> None:
+    """A deck on a stage changed (or was deleted, after finding the `rooms` showing it): the
+    rooms showing it see the change at once."""
+    if rooms is None:
+        rooms = await present.rooms_showing(db, deck_id)
+    signer = get_app_state(request).signer
+    await present.restage(
+        db, live, signer, programme_id=ctx.programme.id, deck_id=deck_id, rooms=rooms
+    )
 
 
 @router.post("/programmes/{programme_id}/sessions/{session_id}/decks/{deck_id}/downloadable")
 async def downloadable(
+    request: Request,
     ctx: MemberOf,
     session: SessionOf,
     deck_id: DeckIdPath,
@@ -276,7 +290,7 @@ async def downloadable(
     deck = await _viewable(db, ctx, session, deck_id)
     allowed = downloadable in ("on", "1", "true", "yes")
     await decks.set_downloadable(db, ctx=ctx, deck=deck, downloadable=allowed)
-    await _restage(db, live, ctx, deck.id)
+    await _restage(request, db, live, ctx, deck.id)
     return _back(ctx, deck, "downloadable" if allowed else "private", "#downloads")
 
 
@@ -310,7 +324,7 @@ async def edit_slide(
             errors={f"{field}-{number}": exc.message},
             status_code=exc.status,
         )
-    await _restage(db, live, ctx, deck.id)
+    await _restage(request, db, live, ctx, deck.id)
     return _back(ctx, deck, "slide", f"#slide-{number}")
 
 
@@ -348,7 +362,7 @@ async def delete(
     showing = await present.rooms_showing(db, deck.id)
     await decks.delete_deck(db, storage=_storage(request), ctx=ctx, deck=deck)
     # The rooms that showed it show nothing now.
-    await present.restage(db, live, programme_id=ctx.programme.id, deck_id=deck_id, rooms=showing)
+    await _restage(request, db, live, ctx, deck_id, rooms=showing)
     return RedirectResponse(
         decks_url(ctx.programme.id, session.id) + "?done=deleted", status_code=303
     )

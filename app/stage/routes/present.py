@@ -15,6 +15,7 @@ from app.live.deps import LiveDep, SeatOf
 from app.live.web import BASE, done, required_id, whole_number
 from app.refusals import NotAllowed
 from app.stage import present
+from app.state import get_app_state
 from app.templating import render
 
 router = APIRouter(tags=["pages: the stage"])
@@ -46,7 +47,9 @@ async def show_slide(
     """Show slide `number` of a deck to everyone in the presenter's room."""
     deck = required_id(deck_id, what="deck")
     page = whole_number(number, what="slide number", low=1, high=MAX_SLIDES, default=1)
-    shown = await present.show_slide(db, live, seat=seat, deck_id=deck, number=page)
+    shown = await present.show_slide(
+        db, live, get_app_state(request).signer, seat=seat, deck_id=deck, number=page
+    )
     return done(request, seat, f"Showing slide {shown.number} of {shown.count}.")
 
 
@@ -61,7 +64,7 @@ async def stop_presenting(
 @router.get(BASE + "/stage")
 async def stage_fragment(request: Request, seat: SeatOf, db: SessionDep) -> Response:
     """The stage of the person's room as it is now (after a resync)."""
-    context = await present.stage_context(db, seat)
+    context = await present.stage_context(db, seat, get_app_state(request).signer)
     return render(request, "stage/_stage.html", context)
 
 
@@ -74,12 +77,12 @@ async def look_back(
     n: Annotated[int, Query(ge=1, le=MAX_SLIDES)],
 ) -> Response:
     """An earlier slide, for a viewer looking back while the presenter goes on."""
-    shown = await present.look_back(db, seat, deck_id=deck, number=n)
+    shown = await present.look_back(db, seat, get_app_state(request).signer, deck_id=deck, number=n)
     return render(request, "stage/_look_slide.html", {"e": shown})
 
 
 @router.get(BASE + "/stage/controls")
 async def presenter_controls(request: Request, seat: PresenterSeat, db: SessionDep) -> Response:
     """The presenter's controls, redrawn after each change of slide."""
-    context = await present.stage_context(db, seat)
+    context = await present.stage_context(db, seat, get_app_state(request).signer)
     return render(request, "stage/_presenter.html", context)
