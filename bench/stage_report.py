@@ -92,6 +92,13 @@ def slide_rows(slides: dict[str, Any]) -> None:
         f"{num(cost['full_cpu_ms'])} (200), {num(cost['revalidated_cpu_ms'])} (304)",
         f"answered in {num(cost['full_ms'])} / {num(cost['revalidated_ms'])} ms",
     )
+    if "signed_full_cpu_ms" in cost:
+        full, again = cost["signed_full_cpu_ms"], cost["signed_revalidated_cpu_ms"]
+        row(
+            "the same by the stage's signed link (ms)",
+            f"{num(full)} (200), {num(again)} (304)",
+            f"answered in {num(cost['signed_full_ms'])} / {num(cost['signed_revalidated_ms'])} ms",
+        )
     others = f"{num(slides['client_cpu'])} / {num(slides['other_cpu'])}"
     row("viewers' CPU / other processes' (% of a core)", others)
     if f.errors:
