@@ -32,7 +32,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from realtime.media import HEADER, KIND_VIDEO, MAX_VIDEO_PAYLOAD, BadMedia
 
@@ -56,7 +56,7 @@ MAILBOX_SECONDS = 10.0
 
 
 def clock_ms() -> int:
-    return int(time.monotonic() * 1000)
+    return int(time.monotonic() * 1000) & 0xFFFFFFFF
 
 
 def frame_header(payload: bytes) -> tuple[bool, int, int]:
@@ -356,16 +356,8 @@ class VideoRouter:
         self.relayed += 1
         if room is None or not room.viewers:
             return
-        packet = (
-            HEADER.pack(
-                KIND_VIDEO,
-                sender.source,
-                seq & 0xFFFF,
-                clock_ms() & 0xFFFFFFFF,
-                len(payload),
-            )
-            + payload
-        )
+        header = HEADER.pack(KIND_VIDEO, sender.source, seq & 0xFFFF, clock_ms(), len(payload))
+        packet = header + payload
         name, kind, member, source = sender.room, sender.kind, sender.member, sender.source
         wants_keyframe = False
         for inbox in room.viewers:
@@ -404,28 +396,21 @@ class VideoRouter:
         if room is not None and not room.senders and not room.viewers:
             del self.rooms[name]
 
-    def _leave(self, sender: VideoSender) -> None:
+    def _remove(self, sender: VideoSender) -> None:
         room = self.rooms.get(sender.room)
         if room is None:
             return
         room.senders.discard(sender)
-        _forget_tile(room.viewers, sender)
+        # Its frames already queued still go out; a new sender of the same source starts
+        # at a keyframe.
+        for inbox in room.viewers:
+            inbox._synced.discard(sender.source)
         self._forget_if_empty(sender.room)
 
     def _move(self, sender: VideoSender, to: str) -> None:
-        self._leave(sender)
+        self._remove(sender)
         sender.room = to
         room = self._room(to)
         room.senders.add(sender)
         if any(sender.kind in v.kinds and v.member != sender.member for v in room.viewers):
             self._ask_keyframe(sender, self.clock())
-
-    def _remove(self, sender: VideoSender) -> None:
-        self._leave(sender)
-
-
-def _forget_tile(viewers: Iterable[VideoInbox], sender: VideoSender) -> None:
-    # Its frames already queued still go out; a new sender of the same source starts at a
-    # keyframe.
-    for inbox in viewers:
-        inbox._synced.discard(sender.source)

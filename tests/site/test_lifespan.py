@@ -37,6 +37,8 @@ RESOURCES = {
     "live",
     "presence",
     "speaking",
+    "video",
+    "video_posts",
     "tech_check_limiter",
     "breakout_closer",
     "chat_writer",
