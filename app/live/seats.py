@@ -22,7 +22,7 @@ from app.models import ProgrammeSession, User
 from app.refusals import Refused
 from app.security import SESSION_COOKIE, same_origin
 from app.sessions import read_claims, session_user, user_from_cookie
-from app.stage.tiles import tile_of
+from app.stage.tiles import tile_for_seat
 from app.state import AppState, get_app_state
 from realtime.connection import Busy
 from realtime.live_connection import AccessEnded, Cursors, LiveConnection
@@ -68,6 +68,7 @@ class SeatKeeper:
         stale_on: tuple[str, ...] = (),
         recheck_every: float = SEAT_MAX_AGE_SECONDS,
         follows: Follows = refollow,
+        video: bool = False,
     ) -> None:
         self.conn = conn
         self.key = (programme_id, session_id, user_id)
@@ -85,7 +86,9 @@ class SeatKeeper:
         self.follows = follows
         # Set while the seat is being worked out again: the kept one may be out of date.
         self.reloading = False
-        # The kind of the person's video tile in their current room, loaded with the seat.
+        # Whether the connection may send video: then the kind of the person's video tile
+        # in their current room is loaded with the seat.
+        self.video = video
         self.tile: str | None = None
 
     @property
@@ -117,8 +120,8 @@ class SeatKeeper:
                     ended = SIGNED_OUT
                 else:
                     seat = await seat_in(db, user, *self.key[:2])
-                    if seat is not None:
-                        tile = await tile_in_seat(db, seat)
+                    if seat is not None and self.video:
+                        tile = await tile_for_seat(db, seat)
         finally:
             self.reloading = False
         self.seat, self.ended, self.loaded_at = seat, ended, time.monotonic()
@@ -191,14 +194,10 @@ async def seat_in(db: AsyncSession, user: User, programme_id: int, session_id: i
     return await seat_for(db, ctx=ctx, session=session)
 
 
-async def tile_in_seat(db: AsyncSession, seat: Seat) -> str | None:
-    return await tile_of(db, session_id=seat.session.id, channel=seat.current, user_id=seat.user_id)
-
-
 async def load_seat(
-    conn: HTTPConnection, programme_id: int, session_id: int, user_id: int
+    conn: HTTPConnection, programme_id: int, session_id: int, user_id: int, *, video: bool
 ) -> tuple[Seat, str | None] | None:
-    """The person's seat, and the kind of their video tile there."""
+    """The person's seat, and (`video`) the kind of their video tile there."""
     async with get_app_state(conn).sessionmaker() as db:
         user = await db.get(User, user_id)
         if user is None:
@@ -206,7 +205,7 @@ async def load_seat(
         seat = await seat_in(db, user, programme_id, session_id)
         if seat is None:
             return None
-        return seat, await tile_in_seat(db, seat)
+        return seat, await tile_for_seat(db, seat) if video else None
 
 
 def keeper_for(request: HTTPConnection, seat: Seat) -> SeatKeeper:
@@ -233,10 +232,12 @@ async def admit_websocket(
     stale_on: tuple[str, ...] = (),
     recheck_every: float = SEAT_MAX_AGE_SECONDS,
     follows: Follows = refollow,
+    video: bool = False,
 ) -> SeatKeeper:
     """A keeper of the seat of the signed-in person opening this WebSocket, checked as a
     page is (the WebSockets are outside the CSRF dependency: they check their Origin and
-    the session cookie here); raises WebSocketRefused."""
+    the session cookie here), and of their video tile for a connection that may send
+    video (`video`); raises WebSocketRefused."""
     if not same_origin(websocket):
         raise WebSocketRefused("cross_site", "cross-site connections are refused")
     state = get_app_state(websocket)
@@ -249,7 +250,7 @@ async def admit_websocket(
         )
     if user is None:
         raise WebSocketRefused("sign_in", "sign in first")
-    loaded = await load_seat(websocket, programme_id, session_id, user.id)
+    loaded = await load_seat(websocket, programme_id, session_id, user.id, video=video)
     if loaded is None:
         raise WebSocketRefused("not_allowed", "you are not part of this session")
     seat, tile = loaded
@@ -261,6 +262,7 @@ async def admit_websocket(
         stale_on=stale_on,
         recheck_every=recheck_every,
         follows=follows,
+        video=video,
     )
     keeper.keep(seat, tile)
     return keeper

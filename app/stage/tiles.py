@@ -98,6 +98,19 @@ async def tile_of(db: AsyncSession, *, session_id: int, channel: str, user_id: i
     return None
 
 
+async def tile_for_seat(db: AsyncSession, seat: Seat) -> str | None:
+    """`tile_of` for a seat just worked out (its open breakout is known): one small query,
+    made each time a sending connection's seat is."""
+    query = select(StageTile.kind).where(
+        StageTile.channel == seat.current, StageTile.user_id == seat.user_id
+    )
+    if seat.current != channels.plenary(seat.session.id):
+        if seat.breakout is None:
+            return None
+        query = query.where(StageTile.created_at >= seat.breakout.opened_at)
+    return await db.scalar(query.limit(1))
+
+
 def payload(channel: str, tiles: list[Tile]) -> TilesPayload:
     return TilesPayload(
         channel=channel,

@@ -48,8 +48,6 @@ RESOURCES = {
     "signin_limits",
     "passwords",
     "voice",
-    "video",
-    "video_posts",
     "recorders",
     "mix_listeners",
     "speaker_streams",

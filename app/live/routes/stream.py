@@ -53,7 +53,7 @@ ListenerQuery = Annotated[
 async def live_websocket(websocket: WebSocket, programme_id: int, session_id: int) -> None:
     try:
         keeper = await admit_websocket(
-            websocket, programme_id, session_id, stale_on=SEAT_CHANGING_EVENTS
+            websocket, programme_id, session_id, stale_on=SEAT_CHANGING_EVENTS, video=True
         )
     except WebSocketRefused as refused:
         await websocket.close(code=1008, reason=refused.message)
