@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
+import anyio
 from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,6 +29,7 @@ from app.live.talking import Talking
 from app.middleware import BodySizeLimitMiddleware, BrowserSecurityMiddleware
 from app.ratelimit import RateLimiter, SignInLimits
 from app.security import PasswordWorker, Signer
+from app.stage.decks import sweep_workspaces
 from app.stage.video_posts import HttpVideoSenders
 from app.state import STATE_KEY, AppState
 from app.storage import LocalStorage
@@ -76,6 +78,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
     stack.callback(captions.close)
     await captions.load()
     storage = LocalStorage(settings.upload_dir)
+    await anyio.to_thread.run_sync(sweep_workspaces, storage.root)
     presence, speaking, voice = await open_room_senses(hub, live, sessionmaker, stack)
     breakout_closer = BreakoutCloser(sessionmaker, live)
     breakout_closer.start()
@@ -123,6 +126,7 @@ async def open_resources(settings: Settings, signer: Signer, stack: AsyncExitSta
         speaker_streams=open_speaker_streams(stack),
         voice_echo_limiter=RateLimiter(60, 60.0),  # three "hear yourself" checks a minute
         caption_engines=caption_engines,
+        deck_renders=anyio.CapacityLimiter(1),
     )
 
 

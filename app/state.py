@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
+import anyio
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
@@ -72,6 +73,8 @@ class AppState:
     speaker_streams: HttpSpeakerStreams
     # The tech check's "hear yourself" over POSTs: a few checks a minute per person.
     voice_echo_limiter: RateLimiter
+    # Decks converted and rendered at once in this process (app/stage/decks.py).
+    deck_renders: anyio.CapacityLimiter
     # Caption engines elsewhere (CAPTION_ENGINES; none listed: every stream is recognized
     # in this process).
     caption_engines: EngineChooser

@@ -8,8 +8,10 @@ recorded in one transaction; when anything fails, whatever was stored is deleted
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +116,10 @@ async def upload_deck(
     session: ProgrammeSession,
     upload: DeckUpload,
     max_bytes: int | None = None,
+    renders: anyio.CapacityLimiter | None = None,
 ) -> Deck:
+    """Receive, convert, render and store a deck (`renders`: how many decks this process
+    converts and renders at once; each takes a core while it does)."""
     title = clean_title(upload.title)
     await _check_room(db, ctx, session, upload.group_id)
     # Receiving, converting and rendering take a while: no connection is held meanwhile.
@@ -124,8 +129,9 @@ async def upload_deck(
     try:
         limit = deck_files.DECK_MAX_BYTES if max_bytes is None else max_bytes
         original, kind = await deck_files.receive(upload.chunks, work, max_bytes=limit)
-        pdf = original if kind == PDF else await deck_files.convert_to_pdf(original, work)
-        pages = await deck_files.render_pages(pdf, work)
+        async with renders if renders is not None else contextlib.nullcontext():
+            pdf = original if kind == PDF else await deck_files.convert_to_pdf(original, work)
+            pages = await deck_files.render_pages(pdf, work)
         original_stored = await storage.adopt(original)
         stored.append(original_stored.key)
         pdf_key = original_stored.key
@@ -187,6 +193,25 @@ def _new_deck(
         uploaded_by_id=ctx.user.id,
         slides=slides,
     )
+
+
+# A working folder older than this is left from a process that stopped mid-upload: no
+# upload takes so long (conversion and rendering are time-limited well below it).
+WORKSPACE_MAX_AGE_SECONDS = 3600.0
+
+
+def sweep_workspaces(root: Path, *, now: float | None = None) -> int:
+    """Remove the working folders of uploads that a stopped process left behind (at start);
+    returns how many. Recent ones may be another process's upload in progress: kept."""
+    if not root.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - WORKSPACE_MAX_AGE_SECONDS
+    removed = 0
+    for folder in root.glob(".deck-*"):
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _workspace(root: Path) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.captions.speaker_http import HttpSpeakerStreams
 from app.config import Settings
-from app.db import SessionRunner, LoopRunner
+from app.db import LoopRunner, SessionRunner
 from app.evidence.transcription import Transcriber
 from app.factory import create_app
 from app.live.chat_writer import ChatWriter
@@ -52,6 +52,7 @@ RESOURCES = {
     "mix_listeners",
     "speaker_streams",
     "voice_echo_limiter",
+    "deck_renders",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,21 @@ async def test_a_conversion_that_hangs_is_ended_with_its_whole_process_group() -
     # The grandchild is gone too (or a zombie waiting for whoever adopted it to reap it).
     stat = Path(f"/proc/{child}/stat")
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_stopped_uploads_working_folder_is_swept_at_start_and_a_recent_one_kept(
+    tmp_path: Path,
+) -> None:
+    """A process killed mid-upload leaves its working folder; the next start removes it, but
+    not a folder another process may be using now."""
+    from app.stage.decks import WORKSPACE_MAX_AGE_SECONDS, sweep_workspaces
+
+    left, busy, stored = tmp_path / ".deck-left", tmp_path / ".deck-busy", tmp_path / "ab"
+    for folder in (left, busy, stored):
+        folder.mkdir()
+        (folder / "page.webp").write_bytes(b"RIFF")
+    old = time.time() - WORKSPACE_MAX_AGE_SECONDS - 60
+    os.utime(left, (old, old))
+    os.utime(stored, (old, old))
+    assert sweep_workspaces(tmp_path) == 1
+    assert not left.exists() and busy.exists() and stored.exists()

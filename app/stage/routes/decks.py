@@ -148,6 +148,7 @@ async def upload(
         deck = await decks.upload_deck(
             db,
             storage=_storage(request),
+            renders=get_app_state(request).deck_renders,
             ctx=ctx,
             session=session,
             upload=DeckUpload(
