@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from tests.e2e import axe
 from tests.e2e.conftest import signed_in_page
+from tests.e2e.test_accessibility import reflow_problems
 from tests.e2e.test_live_in_browser import block_websockets
 from tests.factories import make_world
 from tests.stage.slide_helpers import upload_deck
@@ -67,6 +69,13 @@ async def test_viewers_follow_the_presenter_on_every_transport(
     image = await shown_image(alice)
     assert image["complete"] and image["natural"] > 0 and "/slide-images/" in image["src"]
     await expect(host.locator(".thumbnails [aria-current=true]")).to_contain_text("Slide 4")
+
+    # The stage passes the accessibility checks, for a viewer and for the presenter, and
+    # reflows at 320 px and at 200 % text.
+    await axe.assert_no_serious_violations(alice, "a viewer's live page with a slide")
+    await axe.assert_no_serious_violations(host, "the presenter's live page with its controls")
+    assert await reflow_problems(alice, "a viewer's live page with a slide") == []
+    await expect(alice.locator("#stage-live")).to_have_attribute("data-number", "4")
 
     # Alice looks back while the host goes on; "Back to live" brings her to the live slide.
     await alice.get_by_role("button", name="Previous slide").click()
