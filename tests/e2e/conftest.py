@@ -71,6 +71,9 @@ async def signed_in_page(chromium: Any, server: LiveServer, user: User) -> Any:
     )
     page = await context.new_page()
     page.set_default_timeout(10_000)
+    # Loading a page waits for its scripts too; on a machine busy with the rest of the suite
+    # (speech, rendering, other browsers) that can take longer than an action may.
+    page.set_default_navigation_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.js_errors = errors  # type: ignore[attr-defined]

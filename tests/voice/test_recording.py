@@ -222,8 +222,10 @@ async def test_a_recording_holds_the_speech_and_plays_with_its_captions(
     decoded = decode(data)
     assert decoded.codec == "opus" and abs(decoded.seconds - row.duration_ms / 1000) < 0.03
     words = heard_words(caption_engine, decode(data, rate=16000).samples.tobytes())
-    # One word of four may be misheard; a recording without the speech has none of them.
-    assert len({"thank", "coming", "session", "today"} & set(words)) >= 3, words
+    # Most of the sentence's words are heard (on a busy machine a word or two may be lost or
+    # misheard); a recording without the speech has none of them.
+    sentence = set(SENTENCES[5].split())
+    assert len(sentence & set(words)) >= 5, words
 
     audio = await browser_factory(w.participant_a).get(f"{live(w)}/recordings/{row.id}/audio.ogg")
     assert audio.status_code == 200 and audio.content == data
