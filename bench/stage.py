@@ -45,8 +45,9 @@ What it does, all on 127.0.0.1:
      queues). bare_cpu_ratio = the app's CPU / the bare relay's.
 
 The last line is machine-readable:
-RESULT slide_p95_ms=<WebSocket viewers, a change shown, p95> slide_kb=<per change, images
-       fetched ahead included, p95 over viewers> video_viewers=<viewers that received frames>
+RESULT slide_p95_ms=<WebSocket viewers, a change shown, p95> slide_kb=<per viewer, all it
+       read for the slides (images fetched ahead included) over the slides shown, p95>
+       video_viewers=<viewers that received frames>
        video_kbps=<p95 per viewer> video_cpu_pct=<server, % of one core> bare_cpu_ratio=<..>
 """
 
@@ -251,8 +252,13 @@ def slide_specs(stage: Stage, port: int, args: argparse.Namespace) -> dict[int, 
 
 
 def slide_plan(pages: int, changes: int) -> list[int]:
-    """Forward through the deck from page 2, then again from page 1 (cached by then)..."""
+    """As a presenter goes: forward from page 2, with a jump ahead and a jump back in the
+    first pass (slides nobody has fetched ahead: "new"), then the deck again from page 1
+    (cached by then)."""
     order = list(range(2, pages + 1))
+    if pages >= 8:
+        third = pages // 3
+        order = [*order[:third], *order[2 * third :], *order[third : 2 * third]]
     while len(order) < changes:
         order += list(range(1, pages + 1))
     return order[:changes]

@@ -217,6 +217,9 @@ class SlideFigures:
     ms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     viewers: dict[str, int] = field(default_factory=dict)
     kb_per_slide: list[float] = field(default_factory=list)  # per viewer, every change
+    # Per viewer: everything read for the slides (events, images shown and fetched ahead)
+    # over the number of different slides shown: what one slide costs a viewer.
+    kb_per_distinct_slide: list[float] = field(default_factory=list)
     kb_per_new_slide: list[float] = field(default_factory=list)  # per viewer, new slides
     image_kb: list[float] = field(default_factory=list)  # per image response (200)
     per_change_p95: list[float] = field(default_factory=list)  # shown, every viewer
@@ -282,6 +285,8 @@ def analyse(
         live_per_change = record["bytes"] / max(1, len(changes))
         image_bytes += record.get("prefetched", 0)
         out.kb_per_slide.append((live_per_change + image_bytes / max(1, len(changes))) / 1000)
+        distinct = len({change.number for change in changes})
+        out.kb_per_distinct_slide.append((record["bytes"] + image_bytes) / max(1, distinct) / 1000)
         out.kb_per_new_slide.append((live_per_change + new_bytes / max(1, new)) / 1000)
         if record["error"]:
             note(record["error"])
@@ -289,6 +294,6 @@ def analyse(
         for values in figures.values():
             values.sort()
     out.per_change_p95 = [percentile(sorted(v), 0.95) for v in by_change]
-    for values in (out.kb_per_slide, out.kb_per_new_slide, out.image_kb):
+    for values in (out.kb_per_slide, out.kb_per_distinct_slide, out.kb_per_new_slide, out.image_kb):
         values.sort()
     return out
