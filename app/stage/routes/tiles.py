@@ -11,6 +11,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from app.deps import ProgrammeIdPath, SessionDep, SessionIdPath
@@ -153,6 +154,9 @@ async def post_video(
     try:
         body = await post_frames.read_body(request, MAX_BODY_BYTES)
         packets = unpack(body)
+    except ClientDisconnect:
+        # The page went away mid-post (closed, or stopped its camera): nobody to answer.
+        return Response(status_code=400)
     except post_frames.BodyTooLarge as exc:
         raise TooLarge(f"Too much video at once: {exc}. Send a few frames at a time.") from exc
     except BadMedia as exc:
