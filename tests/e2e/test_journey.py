@@ -223,7 +223,7 @@ async def test_a_whole_session(
                 )
         await expect(host.get_by_role("button", name="Close all rooms")).to_be_visible()
         await expect(ben.locator(".countdown")).to_have_text(re.compile(r"^(19|20):\d\d$"))
-        await expect(ben.locator(".presence")).to_contain_text("9 people here")
+        await expect(ben.locator(".presence")).to_contain_text("9 people here", timeout=ARRIVES)
         # The host keeps the console of every room open beside the live page; each
         # facilitator keeps their group's console open.
         host_console = await new_page(host.context)
@@ -362,7 +362,7 @@ async def test_a_whole_session(
         await all_have(everyone, ".log .msg", welcome)
         await send_chat(ines, reply)
         await all_have(everyone, ".log .msg", reply)
-        await expect(host.locator(".presence")).to_contain_text("19 people here")
+        await expect(host.locator(".presence")).to_contain_text("19 people here", timeout=ARRIVES)
         await host.locator("#chat-text").blur()
         await host.locator("#chat-heading").evaluate("h => h.scrollIntoView()")
         await art.screenshot(host, "06-back-in-plenary")

@@ -310,8 +310,9 @@ async def test_the_player_plays_catches_up_after_a_stall_and_skips_bad_packets(
 
     # A packet whose length runs past the end of its message is dropped, and the sound goes on.
     broken = packet(7, 100, tone[0])[:-5]
+    before = await stats(page)
     await page.evaluate(FEED, [[broken], 0])
-    assert (await stats(page))["dropped"] == after["dropped"] + 1
+    assert (await stats(page))["dropped"] == before["dropped"] + 1
     replay = [packet(9, i, p) for i, p in enumerate(tone[:25])]
     await page.evaluate(TAP)
     await page.evaluate(FEED, [replay, 20])
