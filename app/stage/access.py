@@ -1,4 +1,5 @@
-"""Who may see a deck, who may upload and change decks, and who may present on a stage.
+"""Who may see a deck, and who may upload and change decks (who presents on a stage is
+app/stage/present.py: may_present, from the person's seat).
 
 - Hosts: everything, everywhere.
 - A presenter named for the session (StageRole "presenter"): presents in the plenary;
@@ -16,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access import ProgrammeContext, facilitates
-from app.live.channels import plenary, room_group_id
 from app.live.models import RoomAssignment
 from app.models import Group, GroupFacilitator, ProgrammeSession
 from app.stage.models import Deck, StageRole, StageRoleKind
@@ -86,18 +86,3 @@ async def managed_groups(db: AsyncSession, ctx: ProgrammeContext) -> set[int]:
         .where(GroupFacilitator.user_id == ctx.user.id, Group.programme_id == ctx.programme.id)
     )
     return set(rows.all())
-
-
-async def may_present(
-    db: AsyncSession, ctx: ProgrammeContext, session_id: int, channel: str
-) -> bool:
-    """Step through slides on that room's stage (`channel`: the plenary or a room of this
-    session, app/live/channels.py)."""
-    if ctx.is_host:
-        return True
-    if channel == plenary(session_id):
-        return await is_presenter(db, ctx, session_id)
-    group_id = room_group_id(channel)
-    if group_id is None or not channel.startswith(f"s{session_id}:"):
-        return False
-    return await facilitates(db, user_id=ctx.user.id, group_id=group_id)
